@@ -1,0 +1,264 @@
+"""The GHM-C and GHM-R entry points of the reference, built from ``equations``.
+
+Each step names the equation (or the section of spec.md) it implements. The two dialects
+differ only in ``harmonize``: how beta is formed from the region counts (spec.md section 4).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import equations as eq
+
+DIALECTS = ("paper", "mmdet")
+REDUCTIONS = ("mean", "sum", "none")
+
+
+@dataclass(frozen=True)
+class GHMResult:
+    """What one call of ``ghm_c`` / ``ghm_r`` computes.
+
+    loss: float, or a per-entry array for ``reduction="none"``.
+    grad: d loss / d pred, shaped like ``pred``, beta held constant (for "none": of the sum).
+    weights: beta_i per entry, 0 where masked.
+    state: the EMA region state after the call (float64, length ``bins``); None when
+        ``momentum == 0``, and in the "paper" dialect while no valid entry has been seen.
+    """
+
+    loss: float | np.ndarray
+    grad: np.ndarray
+    weights: np.ndarray
+    state: np.ndarray | None
+
+
+# ---------------------------------------------------------------- argument checks
+
+def _check_bins(bins) -> int:
+    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
+        raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
+    return int(bins)
+
+
+def _check_momentum(momentum) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be a real number in [0, 1), got {momentum!r}")
+    return float(momentum)
+
+
+def _check_mu(mu) -> float:
+    if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not (math.isfinite(mu) and mu > 0):
+        raise ValueError(f"mu must be a finite real number > 0, got {mu!r}")
+    return float(mu)
+
+
+def _check_choice(name: str, value, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def _check_loss_weight(loss_weight) -> float:
+    if isinstance(loss_weight, bool) or not isinstance(loss_weight, numbers.Real) or not math.isfinite(loss_weight):
+        raise ValueError(f"loss_weight must be a finite real number, got {loss_weight!r}")
+    return float(loss_weight)
+
+
+def _as_real_array(name: str, a, *, allow_int: bool) -> np.ndarray:
+    a = np.asarray(a)
+    ok = np.issubdtype(a.dtype, np.floating) or a.dtype == np.bool_
+    if allow_int:
+        ok = ok or np.issubdtype(a.dtype, np.integer)
+    if not ok:
+        raise ValueError(f"{name} must be a real {'or integer ' if allow_int else ''}array, got dtype {a.dtype}")
+    return a
+
+
+def _check_state(state, *, bins: int, momentum: float) -> np.ndarray | None:
+    if state is None:
+        return None
+    if momentum == 0.0:
+        raise ValueError("state was given but momentum == 0: the EMA state only exists with momentum > 0")
+    s = np.asarray(state, dtype=np.float64)
+    if s.shape != (bins,):
+        raise ValueError(f"state must have shape ({bins},) (one value per region), got {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError(f"state must be finite and non-negative, got {s!r}")
+    return s.copy()
+
+
+def _valid_mask(label_weight, shape: tuple[int, ...], anchor_shape: tuple[int, ...] | None) -> np.ndarray:
+    """spec.md section 1: an entry is valid iff its label weight is > 0 (a mask)."""
+    if label_weight is None:
+        return np.ones(shape, dtype=bool)
+    w = _as_real_array("label_weight", label_weight, allow_int=True).astype(np.float64)
+    if w.shape != shape and not (anchor_shape is not None and w.shape == anchor_shape):
+        expected = f"{shape}" + (f" or {anchor_shape} (per anchor)" if anchor_shape is not None else "")
+        raise ValueError(f"label_weight must have shape {expected}, got {w.shape}")
+    if np.any(np.isnan(w)) or np.any(w < 0):
+        raise ValueError("label_weight must be non-negative and not NaN (entries with weight 0 are masked)")
+    if w.shape != shape:
+        w = np.broadcast_to(w[..., None], shape)
+    return w > 0
+
+
+# ---------------------------------------------------------------- the harmonizing weight
+
+def harmonize(ind: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None,
+              dialect: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """beta for the N valid examples whose region indices are ``ind`` (spec.md section 4).
+
+    Returns (beta, new_state). ``ind`` must hold at least one entry.
+    "paper":  beta_i = N / (S_ind(i) * M), S = R (Eq. 9-10) or the EMA of Eq. (12)-(13),
+              with S^(0) := R^(1) and every region updated.
+    "mmdet":  beta_i = N / (A_ind(i) * n), n = #non-empty regions, A = R, or an accumulator
+              starting at zeros and updated by Eq. (12) only where R_j > 0.
+    """
+    n_examples = ind.size
+    r = eq.region_counts(ind, bins)
+    if dialect == "paper":
+        if momentum == 0.0:
+            s, new_state = r.astype(np.float64), None
+        else:
+            s = r.astype(np.float64) if state is None else eq.ema(state, r, momentum)
+            new_state = s
+        return eq.beta(eq.approx_gradient_density(s[ind], bins), n_examples), new_state
+    n_nonempty = int(np.count_nonzero(r))
+    if momentum == 0.0:
+        a, new_state = r.astype(np.float64), None
+    else:
+        acc = np.zeros(bins) if state is None else state
+        a = np.where(r > 0, eq.ema(acc, r, momentum), acc)
+        new_state = a
+    return n_examples / (a[ind] * n_nonempty), new_state
+
+
+def _unchanged_state(state: np.ndarray | None, *, bins: int, momentum: float, dialect: str) -> np.ndarray | None:
+    if momentum == 0.0:
+        return None
+    if state is None and dialect == "mmdet":
+        return np.zeros(bins)
+    return state
+
+
+def _reduce(per_entry_loss, per_entry_grad, beta, valid, *, reduction, loss_weight):
+    """spec.md section 5."""
+    n_examples = int(np.count_nonzero(valid))
+    weighted = np.where(valid, beta * per_entry_loss, 0.0) * loss_weight
+    grad = np.where(valid, beta * per_entry_grad, 0.0) * loss_weight
+    if reduction == "none":
+        return weighted, grad
+    total = float(np.sum(weighted))
+    if reduction == "sum":
+        return total, grad
+    scale = 1.0 / max(n_examples, 1)
+    return total * scale, grad * scale
+
+
+def _ghm(per_entry_loss, per_entry_grad, gnorm, valid, finite, *, bins, momentum, state, dialect,
+         reduction, loss_weight) -> GHMResult:
+    """Everything after the per-entry loss, gradient and gradient norm: shared by C and R."""
+    beta = np.zeros(valid.shape)
+    if not np.all(finite[valid]):
+        # spec.md section 7: a non-finite valid entry makes the histogram, hence every beta, undefined.
+        beta[valid] = np.nan
+        new_state = _unchanged_state(state, bins=bins, momentum=momentum, dialect=dialect)
+    elif not np.any(valid):
+        new_state = _unchanged_state(state, bins=bins, momentum=momentum, dialect=dialect)
+    else:
+        ind = eq.region_index(gnorm[valid], bins)
+        beta[valid], new_state = harmonize(ind, bins=bins, momentum=momentum, state=state, dialect=dialect)
+    safe_loss = np.where(valid, per_entry_loss, 0.0)
+    safe_grad = np.where(valid, per_entry_grad, 0.0)
+    loss, grad = _reduce(safe_loss, safe_grad, beta, valid, reduction=reduction, loss_weight=loss_weight)
+    return GHMResult(loss=loss, grad=grad, weights=beta, state=new_state)
+
+
+def _common_args(bins, momentum, state, dialect, reduction, loss_weight):
+    bins = _check_bins(bins)
+    momentum = _check_momentum(momentum)
+    dialect = _check_choice("dialect", dialect, DIALECTS)
+    reduction = _check_choice("reduction", reduction, REDUCTIONS)
+    loss_weight = _check_loss_weight(loss_weight)
+    state = _check_state(state, bins=bins, momentum=momentum)
+    return bins, momentum, state, dialect, reduction, loss_weight
+
+
+# ---------------------------------------------------------------- entry points
+
+def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 0.0, state=None,
+          dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0) -> GHMResult:
+    """GHM-C, Eq. (11) (with the EMA of Eqs. (12)-(13) when momentum > 0).
+
+    loss = loss_weight * (1/N) * sum_{i valid} beta_i * L_CE(x_i, t_i), beta_i from ``harmonize``.
+
+    pred: logits, any shape. target: same shape, in [0, 1] (binary or soft); or integer class
+    indices of shape ``pred.shape[:-1]`` where label C = pred.shape[-1] is background (all-zero
+    row). label_weight: same shape as pred (or as integer target, per anchor); > 0 means valid.
+    Raises ValueError for bad arguments (spec.md section 7).
+    """
+    bins, momentum, state, dialect, reduction, loss_weight = _common_args(
+        bins, momentum, state, dialect, reduction, loss_weight)
+    x = _as_real_array("pred", pred, allow_int=False).astype(np.float64)
+    t = _as_real_array("target", target, allow_int=True)
+    anchor_shape = None
+    if np.issubdtype(t.dtype, np.integer):
+        if x.ndim == 0 or t.shape != x.shape[:-1]:
+            raise ValueError(f"integer (class index) target must have shape pred.shape[:-1] = "
+                             f"{x.shape[:-1]}, got {t.shape}")
+        anchor_shape = t.shape
+    elif t.shape != x.shape:
+        raise ValueError(f"target must have the shape of pred {x.shape}, got {t.shape}")
+    valid = _valid_mask(label_weight, x.shape, anchor_shape)
+
+    if anchor_shape is not None:
+        n_classes = x.shape[-1]
+        anchor_valid = valid.any(axis=-1) if valid.ndim else valid
+        bad = anchor_valid & ((t < 0) | (t > n_classes))
+        if np.any(bad):
+            raise ValueError(f"class labels must lie in [0, {n_classes}] (label {n_classes} = background), "
+                             f"got {np.unique(t[bad]).tolist()}")
+        t = (t[..., None] == np.arange(n_classes)).astype(np.float64)
+    else:
+        t = t.astype(np.float64)
+        out = valid & np.isfinite(t) & ((t < 0) | (t > 1))
+        if np.any(out):
+            raise ValueError(f"target must lie in [0, 1], got {np.unique(t[out]).tolist()[:5]}")
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(x) & np.isfinite(t)
+        x_safe, t_safe = np.where(finite, x, 0.0), np.where(finite, t, 0.0)
+        per_entry_loss = np.where(finite, eq.cross_entropy(x_safe, t_safe), np.nan)
+        per_entry_grad = np.where(finite, eq.cross_entropy_grad(x_safe, t_safe), np.nan)
+        g = eq.gradient_norm(x_safe, t_safe)
+    return _ghm(per_entry_loss, per_entry_grad, g, valid, finite, bins=bins, momentum=momentum,
+                state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+
+
+def ghm_r(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
+          state=None, dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0) -> GHMResult:
+    """GHM-R, Eq. (19): loss = loss_weight * (1/N) * sum_{i valid} beta_i * ASL1(x_i - t_i).
+
+    ASL1 is Eq. (17) and the regions are taken on gr of Eq. (18). pred, target and label_weight
+    share one shape; targets are any finite reals. Raises ValueError for bad arguments.
+    """
+    mu = _check_mu(mu)
+    bins, momentum, state, dialect, reduction, loss_weight = _common_args(
+        bins, momentum, state, dialect, reduction, loss_weight)
+    x = _as_real_array("pred", pred, allow_int=False).astype(np.float64)
+    t = _as_real_array("target", target, allow_int=False).astype(np.float64)
+    if t.shape != x.shape:
+        raise ValueError(f"target must have the shape of pred {x.shape}, got {t.shape}")
+    valid = _valid_mask(label_weight, x.shape, None)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = x - t
+        finite = np.isfinite(d)
+        d_safe = np.where(finite, d, 0.0)
+        per_entry_loss = np.where(finite, eq.asl1(d_safe, mu), np.nan)
+        per_entry_grad = np.where(finite, eq.asl1_grad(d_safe, mu), np.nan)
+        gr = eq.asl1_gradient_norm(d_safe, mu)
+    return _ghm(per_entry_loss, per_entry_grad, gr, valid, finite, bins=bins, momentum=momentum,
+                state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
