@@ -1,0 +1,11 @@
+"""Fast, sync-free, compilable PyTorch GHM-C and GHM-R (see spec.md).
+
+    from impl_torch import GHMCLoss
+    crit = GHMCLoss(bins=30, momentum=0.75)
+    loss = crit(logits, targets, label_weights)
+"""
+
+from .ghm_c import GHMCLoss, ghm_c_loss
+from .ghm_r import GHMRLoss, ghm_r_loss
+
+__all__ = ["GHMCLoss", "GHMRLoss", "ghm_c_loss", "ghm_r_loss"]
