@@ -38,9 +38,10 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
         valid = valid.unsqueeze(-1).expand_as(x) if valid.shape != pred.shape else valid
     entry_ok = entry_ok & torch.isfinite(x) & torch.isfinite(t)
     ok = (entry_ok | ~valid).all()
-    use = valid & entry_ok
-    x_safe = torch.where(use, x, 0.0)
-    t_safe = torch.where(use, t, 0.0)
+    # Masked entries are zeroed so that nothing (not even a NaN) reaches their gradient; valid
+    # non-finite entries stay as they are and make the loss and every valid gradient NaN.
+    x_safe = torch.where(valid, x, 0.0)
+    t_safe = torch.where(valid, t, 0.0)
     per_entry = F.binary_cross_entropy_with_logits(x_safe, t_safe, reduction="none")
     g = (torch.sigmoid(x_safe.detach()) - t_safe).abs()
     return per_entry, g, valid, ok

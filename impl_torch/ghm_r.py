@@ -24,9 +24,9 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
         valid = label_weight > 0
     entry_ok = torch.isfinite(d)
     ok = (entry_ok | ~valid).all()
-    d_safe = torch.where(valid & entry_ok, d, 0.0)
+    d_safe = torch.where(valid, d, 0.0)  # masked entries: no NaN can reach their gradient
     root = torch.sqrt(d_safe * d_safe + mu * mu)
-    per_entry = root - mu
+    per_entry = d_safe * d_safe / (root + mu)  # = root - mu, without its cancellation for |d| << mu
     g = d_safe.detach().abs() / root.detach()
     return per_entry, g, valid, ok
 

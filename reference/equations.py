@@ -109,9 +109,13 @@ def ema(s_prev: np.ndarray, r: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def asl1(d: np.ndarray, mu: float) -> np.ndarray:
-    """Eq. (17): ASL1(d) = sqrt(d^2 + mu^2) - mu."""
+    """Eq. (17): ASL1(d) = sqrt(d^2 + mu^2) - mu.
+
+    Evaluated as d^2 / (sqrt(d^2 + mu^2) + mu): equal, without the cancellation of the
+    literal form for |d| << mu (spec.md section 3).
+    """
     d = np.asarray(d, dtype=np.float64)
-    return np.sqrt(d * d + mu * mu) - mu
+    return d * d / (np.sqrt(d * d + mu * mu) + mu)
 
 
 def asl1_grad(d: np.ndarray, mu: float) -> np.ndarray:

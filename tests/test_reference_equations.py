@@ -106,3 +106,10 @@ def test_uniform_histogram_gives_beta_one(bins, k, dialect):
 
 def test_beta_is_n_over_density():
     assert eq.beta(np.array([4.0, 2.0]), 4).tolist() == [1.0, 2.0]
+
+
+@given(st.floats(-1e-3, 1e-3), st.sampled_from([0.02, 0.5]))
+def test_asl1_has_no_cancellation_for_small_d(d, mu):
+    # Taylor: ASL1(d) = d^2 / (2 mu) * (1 - d^2 / (4 mu^2) + ...), accurate to ~1e-6 here
+    taylor = d * d / (2 * mu) * (1 - d * d / (4 * mu * mu))
+    assert eq.asl1(d, mu) == pytest.approx(taylor, rel=1e-6, abs=1e-300)
