@@ -49,3 +49,11 @@ def check_shape(name: str, x: torch.Tensor, *shapes: torch.Size) -> None:
 def compute_dtype(pred: torch.Tensor) -> torch.dtype:
     """Statistics in float32 or better (float64 stays float64; half types are upcast)."""
     return torch.float64 if pred.dtype == torch.float64 else torch.float32
+
+
+def anchor_mask(label_weight: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """valid = label_weight > 0, with per-anchor weights (shape pred.shape[:-1]) broadcast."""
+    check_tensor("label_weight", label_weight, kinds="fbi")
+    check_shape("label_weight", label_weight, pred.shape, pred.shape[:-1])
+    valid = label_weight > 0
+    return valid if valid.shape == pred.shape else valid.unsqueeze(-1).expand(pred.shape)

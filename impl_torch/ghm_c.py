@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_hyper, check_shape, check_tensor, compute_dtype
+from ._checks import anchor_mask, check_hyper, check_shape, check_tensor, compute_dtype
 from ._harmonize import ghm_stateless
 from ._module import GHMLossBase
 
@@ -31,11 +31,7 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
     if label_weight is None:
         valid = torch.ones_like(x, dtype=torch.bool)
     else:
-        check_tensor("label_weight", label_weight, kinds="fbi")
-        shapes = (pred.shape, pred.shape[:-1]) if classes else (pred.shape,)
-        check_shape("label_weight", label_weight, *shapes)
-        valid = label_weight > 0
-        valid = valid.unsqueeze(-1).expand_as(x) if valid.shape != pred.shape else valid
+        valid = anchor_mask(label_weight, pred)
     entry_ok = entry_ok & torch.isfinite(x) & torch.isfinite(t)
     ok = (entry_ok | ~valid).all()
     # Masked entries are zeroed so that nothing (not even a NaN) reaches their gradient; valid
@@ -82,7 +78,7 @@ class GHMCLoss(GHMLossBase):
     Call: ``loss(pred, target, label_weight=None)``; ``pred`` are logits of any shape (e.g. (N, C));
     ``target`` a float tensor like ``pred`` (binary or soft, in [0, 1]) or an integer tensor of
     class indices of shape ``pred.shape[:-1]`` (index C = background); ``label_weight`` like
-    ``pred`` (or like an integer ``target``, per anchor). Default: all valid.
+    ``pred``, or like ``pred.shape[:-1]`` (per anchor, broadcast). Default: all valid.
     """
 
     def __init__(self, bins: int = 30, momentum: float = 0.0, dialect: str = "paper", reduction: str = "mean",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_hyper, check_mu, check_shape, check_tensor, compute_dtype
+from ._checks import anchor_mask, check_hyper, check_mu, check_shape, check_tensor, compute_dtype
 from ._harmonize import ghm_stateless
 from ._module import GHMLossBase
 
@@ -19,9 +19,7 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
     if label_weight is None:
         valid = torch.ones_like(d, dtype=torch.bool)
     else:
-        check_tensor("label_weight", label_weight, kinds="fbi")
-        check_shape("label_weight", label_weight, pred.shape)
-        valid = label_weight > 0
+        valid = anchor_mask(label_weight, pred)
     entry_ok = torch.isfinite(d)
     ok = (entry_ok | ~valid).all()
     d_safe = torch.where(valid, d, 0.0)  # masked entries: no NaN can reach their gradient
@@ -48,7 +46,8 @@ class GHMRLoss(GHMLossBase):
         reduction: ``"mean"``, ``"sum"`` or ``"none"``. Default: ``"mean"``.
         loss_weight: multiplier of the loss (the released configs use 10). Default: 1.0.
 
-    Call: ``loss(pred, target, label_weight=None)``, all three of one shape (e.g. (N, 4)).
+    Call: ``loss(pred, target, label_weight=None)``: ``pred`` and ``target`` of one shape (e.g. (N, 4));
+    ``label_weight`` of that shape or per anchor, ``pred.shape[:-1]``. Default: all valid.
     """
 
     def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, dialect: str = "paper",

@@ -90,14 +90,15 @@ def _check_state(state, *, bins: int, momentum: float) -> np.ndarray | None:
     return s.copy()
 
 
-def _valid_mask(label_weight, shape: tuple[int, ...], anchor_shape: tuple[int, ...] | None) -> np.ndarray:
-    """spec.md section 1: an entry is valid iff its label weight is > 0 (a mask)."""
+def _valid_mask(label_weight, shape: tuple[int, ...]) -> np.ndarray:
+    """spec.md sections 1 and 6: an entry is valid iff its label weight is > 0 (a mask); the
+    weights are shaped like pred, or like pred.shape[:-1] (per anchor, broadcast)."""
     if label_weight is None:
         return np.ones(shape, dtype=bool)
     w = _as_real_array("label_weight", label_weight, allow_int=True).astype(np.float64)
-    if w.shape != shape and not (anchor_shape is not None and w.shape == anchor_shape):
-        expected = f"{shape}" + (f" or {anchor_shape} (per anchor)" if anchor_shape is not None else "")
-        raise ValueError(f"label_weight must have shape {expected}, got {w.shape}")
+    anchor_shape = shape[:-1] if shape else None
+    if w.shape != shape and w.shape != anchor_shape:
+        raise ValueError(f"label_weight must have shape {shape} or {anchor_shape} (per anchor), got {w.shape}")
     if np.any(np.isnan(w)) or np.any(w < 0):
         raise ValueError("label_weight must be non-negative and not NaN (entries with weight 0 are masked)")
     if w.shape != shape:
@@ -197,24 +198,23 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
 
     pred: logits, any shape. target: same shape, in [0, 1] (binary or soft); or integer class
     indices of shape ``pred.shape[:-1]`` where label C = pred.shape[-1] is background (all-zero
-    row). label_weight: same shape as pred (or as integer target, per anchor); > 0 means valid.
+    row). label_weight: shaped like pred, or like pred.shape[:-1] (per anchor); > 0 means valid.
     Raises ValueError for bad arguments (spec.md section 7).
     """
     bins, momentum, state, dialect, reduction, loss_weight = _common_args(
         bins, momentum, state, dialect, reduction, loss_weight)
     x = _as_real_array("pred", pred, allow_int=False).astype(np.float64)
     t = _as_real_array("target", target, allow_int=True)
-    anchor_shape = None
-    if np.issubdtype(t.dtype, np.integer):
+    classes = np.issubdtype(t.dtype, np.integer)
+    if classes:
         if x.ndim == 0 or t.shape != x.shape[:-1]:
             raise ValueError(f"integer (class index) target must have shape pred.shape[:-1] = "
                              f"{x.shape[:-1]}, got {t.shape}")
-        anchor_shape = t.shape
     elif t.shape != x.shape:
         raise ValueError(f"target must have the shape of pred {x.shape}, got {t.shape}")
-    valid = _valid_mask(label_weight, x.shape, anchor_shape)
+    valid = _valid_mask(label_weight, x.shape)
 
-    if anchor_shape is not None:
+    if classes:
         n_classes = x.shape[-1]
         anchor_valid = valid.any(axis=-1) if valid.ndim else valid
         bad = anchor_valid & ((t < 0) | (t > n_classes))
@@ -252,7 +252,7 @@ def ghm_r(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, 
     t = _as_real_array("target", target, allow_int=False).astype(np.float64)
     if t.shape != x.shape:
         raise ValueError(f"target must have the shape of pred {x.shape}, got {t.shape}")
-    valid = _valid_mask(label_weight, x.shape, None)
+    valid = _valid_mask(label_weight, x.shape)
     with np.errstate(invalid="ignore", over="ignore"):
         d = x - t
         finite = np.isfinite(d)

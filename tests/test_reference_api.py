@@ -222,3 +222,13 @@ def test_bad_arrays_raise_naming_the_argument():
         ghm_r(Z, np.zeros(3, dtype=np.int64))
     with pytest.raises(ValueError, match="integer"):
         ghm_c(np.zeros((2, 3)), np.zeros(3, dtype=np.int64))
+
+
+def test_per_anchor_label_weight_broadcasts_over_the_last_axis():
+    x = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -3.0]])
+    t = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    for fn in (ghm_c, ghm_r):
+        per_anchor = fn(x, t, np.array([1.0, 0.0]), bins=5)
+        full = fn(x, t, np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]), bins=5)
+        assert per_anchor.loss == full.loss
+        np.testing.assert_array_equal(per_anchor.grad, full.grad)

@@ -303,3 +303,12 @@ def test_counts_exact_past_two_to_the_24():
     # paper: loss = sum over the two regions of their mean CE, over M
     expected = (math.log(2) + math.log1p(math.exp(4.0))) / 30
     assert ghm_c_loss(x, t).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["c", "r"])
+def test_per_anchor_label_weight_matches_reference(loss):
+    x, t = _batches(1, seed=7)[0]
+    lw = torch.tensor([1.0, 0.0, 2.0, 1.0] * 4)
+    out = FUNCTIONS[loss](x, t, lw, bins=10)
+    ref = REF[loss](x.numpy(), t.numpy(), lw.numpy(), bins=10)
+    assert out.item() == pytest.approx(ref.loss, rel=2e-5)
