@@ -100,10 +100,14 @@ def raw_target(loss: str):
 
 
 def _mask(draw, n: int, *, allow_masked: bool) -> np.ndarray:
+    """Label weights: mostly 1, some 0; at least one entry stays valid (the all-masked input
+    has its own property, so that a port failing it fails there and only there)."""
     if not allow_masked:
         return np.ones(n, np.float32)
-    w = draw(st.lists(st.sampled_from([1.0, 1.0, 1.0, 0.0]), min_size=n, max_size=n))
-    return np.asarray(w, np.float32)
+    w = np.asarray(draw(st.lists(st.sampled_from([1.0, 1.0, 1.0, 0.0]), min_size=n, max_size=n)), np.float32)
+    if not w.any():
+        w[draw(st.integers(0, n - 1))] = 1.0
+    return w
 
 
 def _shape(draw, n_entries: int) -> tuple[int, int]:
@@ -151,17 +155,15 @@ def clear_case(draw, loss: str, *, allow_masked: bool = True, bins=None, min_siz
 
 
 @st.composite
-def momentum_case(draw, loss: str):
-    """2 to 4 successive calls with momentum; a call may be fully masked (state must hold)."""
+def momentum_case(draw, loss: str, *, empty_call: bool = False):
+    """2 to 4 successive calls with momentum; with ``empty_call`` one call after the first has
+    every entry masked (it must leave the EMA state as it was)."""
     bins, mu = _hyper(draw, loss)
     momentum = draw(st.sampled_from(MOMENTA))
-    n_calls = draw(st.integers(2, 4))
-    calls = []
-    for _ in range(n_calls):
-        call = draw(clear_call(loss, bins, mu, allow_masked=True))
-        if draw(st.integers(0, 5)) == 0:
-            call.label_weight[...] = 0.0
-        calls.append(call)
+    n_calls = draw(st.integers(3 if empty_call else 2, 4))
+    calls = [draw(clear_call(loss, bins, mu, allow_masked=True)) for _ in range(n_calls)]
+    if empty_call:
+        calls[draw(st.integers(1, n_calls - 2))].label_weight[...] = 0.0
     return Case(loss, bins, momentum, mu, calls)
 
 

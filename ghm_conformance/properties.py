@@ -288,8 +288,9 @@ def _fd_case(draw, loss):
 @st.composite
 def _masked_case(draw, loss):
     case = draw(cs.clear_case(loss, allow_masked=True, min_size=2))
-    weights = case.calls[0].label_weight.ravel()
-    weights[draw(st.integers(0, weights.size - 1))] = 0.0  # at least one masked entry
+    weights = case.calls[0].label_weight.reshape(-1)
+    weights[0] = 1.0  # at least one valid entry ...
+    weights[draw(st.integers(1, weights.size - 1))] = 0.0  # ... and at least one masked
     return case
 
 
@@ -298,6 +299,9 @@ CATALOGUE: tuple[Property, ...] = (
              lambda loss: cs.raw_case(loss), check_reference_value, dialect_dependent=True),
     Property("ema", "a sequence of calls with momentum matches the reference EMA",
              lambda loss: cs.momentum_case(loss), check_reference_value, dialect_dependent=True,
+             needs_momentum=True),
+    Property("ema_empty", "a call with every entry masked leaves the EMA state as it was",
+             lambda loss: cs.momentum_case(loss, empty_call=True), check_reference_value, dialect_dependent=True,
              needs_momentum=True),
     Property("saturated", "entries with g = 1 are counted in the last region",
              lambda loss: cs.saturated_case(loss), check_reference_value, dialect_dependent=True),

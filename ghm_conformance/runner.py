@@ -51,7 +51,8 @@ class Report:
     verdict: str
     verdict_reason: str
     results: list[PropertyResult]
-    dialect: str | None  # the dialect the dialect-dependent rows were judged in
+    dialect: str | None  # the dialect the dialect-dependent rows are judged in (the closest if none matches)
+    matched: bool = False  # the port matches that dialect's reference ('value' passes)
     seconds: float = 0.0
 
     def deciding(self) -> list[PropertyResult]:
@@ -60,7 +61,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return self.dialect is not None and all(r.status != FAILED for r in self.deciding())
+        return self.matched and all(r.status != FAILED for r in self.deciding())
 
 
 class _Fail(Exception):
@@ -74,9 +75,14 @@ def _probe(make_port: PortFactory, loss: str, *, momentum: float) -> tuple[bool,
         step = make_port(bins=2, momentum=momentum, **hyper)
     except NotImplementedError as e:
         return False, False, f"the port does not support momentum={momentum}: {e}"
+    except Exception:  # noqa: BLE001 - a crashing factory fails the properties, with its error
+        return True, True, ""
     x = np.array([[0.5, -1.0]], np.float32)
     t = np.array([[1.0, 0.0]], np.float32)
-    out = call_step(step, x, t, np.ones_like(x))
+    try:
+        out = call_step(step, x, t, np.ones_like(x))
+    except Exception:  # noqa: BLE001 - likewise: the properties will show the error
+        return True, True, ""
     return True, out.grad is not None, ""
 
 
@@ -163,30 +169,33 @@ def run_catalogue(make_port: PortFactory, loss: str, *, target: str = "port", di
             continue
         results.append(run_property(prop, make_port, loss, d, max_examples=max_examples, seed=seed,
                                     returns_grad=returns_grad))
-    verdict, reason, chosen = _verdict(results, dialect)
-    return Report(target, loss, verdict, reason, results, chosen, time.perf_counter() - start)
+    verdict, reason, chosen, matched = _verdict(results, dialect)
+    return Report(target, loss, verdict, reason, results, chosen, matched, time.perf_counter() - start)
 
 
-def _verdict(results: list[PropertyResult], forced: str | None) -> tuple[str, str, str | None]:
+def _verdict(results: list[PropertyResult], forced: str | None) -> tuple[str, str, str, bool]:
+    """(verdict, why, dialect to judge the dialect-dependent rows in, matched)."""
     by = {(r.property.id, r.dialect): r for r in results}
+    candidates = DIALECTS if forced is None else (forced,)
 
     def status(pid, d):
         r = by.get((pid, d))
         return None if r is None else r.status
 
-    matches = [d for d in DIALECTS if status("value", d) == PASSED]
-    if forced is not None:
-        matches = [d for d in matches if d == forced]
+    def passes(d):
+        return sum(r.status == PASSED for r in results if r.dialect == d)
+
+    matches = [d for d in candidates if status("value", d) == PASSED]
     if not matches:
-        tried = forced or " or ".join(DIALECTS)
-        return "neither", f"'value' fails against the {tried} reference", forced
-    if len(matches) == 2:  # 'value' could not tell them apart: let the EMA and saturated rows decide
-        decided = [d for d in matches if status("ema", d) != FAILED and status("saturated", d) != FAILED]
-        matches = decided or matches
+        closest = max(candidates, key=passes)  # report its failures: the most useful comparison
+        tried = " or ".join(candidates)
+        return "neither", f"'value' fails against the {tried} reference; failures shown against {closest!r}", closest, False
+    if len(matches) == 2:  # 'value' could not tell them apart: let the other reference rows decide
+        matches = sorted(matches, key=passes, reverse=True)
     d = matches[0]
-    ema = status("ema", d)
-    if ema == FAILED:
-        return f"{d} (without momentum only)", f"'value[{d}]' passes but 'ema[{d}]' fails", d
-    if ema == NOT_APPLICABLE:
-        return f"{d} (momentum not supported by the port)", f"'value[{d}]' passes; 'ema' not applicable", d
-    return d, f"'value[{d}]' and 'ema[{d}]' pass", d
+    momentum_rows = [status(p, d) for p in ("ema", "ema_empty")]
+    if FAILED in momentum_rows:
+        return f"{d} (without momentum only)", f"'value[{d}]' passes but an EMA property fails", d, True
+    if NOT_APPLICABLE in momentum_rows:
+        return f"{d} (momentum not supported by the port)", f"'value[{d}]' passes; EMA properties not applicable", d, True
+    return d, f"'value[{d}]', 'ema[{d}]' and 'ema_empty[{d}]' pass", d, True
