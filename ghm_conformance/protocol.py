@@ -38,8 +38,9 @@ def call_step(step, pred: np.ndarray, target: np.ndarray, label_weight: np.ndarr
 
 
 def _to_numpy(a) -> np.ndarray:
-    if hasattr(a, "detach"):  # torch.Tensor
-        a = a.detach().cpu().float().numpy() if str(a.dtype) in ("torch.bfloat16",) else a.detach().cpu().numpy()
+    if hasattr(a, "detach"):  # torch.Tensor; NumPy has no bfloat16, so widen floats first
+        a = a.detach().cpu()
+        a = (a.double() if a.is_floating_point() else a).numpy()
     elif hasattr(a, "numpy"):  # tf.Tensor / keras tensor
         a = a.numpy()
     return np.asarray(a)

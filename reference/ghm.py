@@ -209,7 +209,8 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
     if classes:
         if x.ndim == 0 or t.shape != x.shape[:-1]:
             raise ValueError(f"integer (class index) target must have shape pred.shape[:-1] = "
-                             f"{x.shape[:-1]}, got {t.shape}")
+                             f"{x.shape[:-1]}, got {t.shape} (integer targets are class indices; "
+                             f"pass a float array for binary or soft targets)")
     elif t.shape != x.shape:
         raise ValueError(f"target must have the shape of pred {x.shape}, got {t.shape}")
     valid = _valid_mask(label_weight, x.shape)
