@@ -21,6 +21,7 @@ PortFactory = Callable[..., Callable[[np.ndarray, np.ndarray, np.ndarray], Any]]
 class StepOutput:
     loss: float
     grad: np.ndarray | None
+    scale: float = 0.0  # expected values only: the size of float32 rounding in this loss (see properties)
 
 
 def call_step(step, pred: np.ndarray, target: np.ndarray, label_weight: np.ndarray) -> StepOutput:

@@ -14,7 +14,7 @@ from hypothesis.errors import HypothesisException
 
 from reference import DIALECTS
 
-from .cases import Call, Case
+from .cases import Case
 from .properties import CATALOGUE, NotApplicable, Outcome, Property
 from .protocol import PortFactory, call_step
 

@@ -21,3 +21,10 @@ def examples() -> int:
 @pytest.fixture
 def n_examples() -> int:
     return examples()
+
+
+def assert_catalogue_passes(report, dialect: str) -> None:
+    """The port is judged to be in ``dialect`` and passes every property that counts."""
+    assert report.verdict == dialect, report.verdict_reason
+    for r in report.deciding():
+        assert r.status == "passed", f"{r.name}: {r.counterexample.outcome.message if r.counterexample else r.note}"

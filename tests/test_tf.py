@@ -15,28 +15,22 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import reference  # noqa: E402
-from ghm_conformance import PASSED, from_keras_loss, run_catalogue  # noqa: E402
+from ghm_conformance import from_keras_loss, run_catalogue  # noqa: E402
 from ghm_conformance import cases as cs  # noqa: E402
 from impl_tf import GHMCLoss, GHMRLoss, ghm_c_loss, ghm_r_loss  # noqa: E402
 
-from conftest import examples  # noqa: E402
+from conftest import assert_catalogue_passes, examples  # noqa: E402
 
 CLASSES = {"c": GHMCLoss, "r": GHMRLoss}
 FUNCTIONS = {"c": ghm_c_loss, "r": ghm_r_loss}
 REF = {"c": reference.ghm_c, "r": reference.ghm_r}
 
 
-def _passes(report, dialect):
-    assert report.verdict == dialect, report.verdict_reason
-    for r in report.deciding():
-        assert r.status == PASSED, f"{r.name}: {r.counterexample.outcome.message if r.counterexample else r.note}"
-
-
 @pytest.mark.parametrize("loss", ["c", "r"])
 @pytest.mark.parametrize("dialect", ["paper", "mmdet"])
 def test_keras_loss_passes_catalogue(loss, dialect):
     port = from_keras_loss(lambda **kw: CLASSES[loss](dialect=dialect, **kw))
-    _passes(run_catalogue(port, loss, dialect=dialect, max_examples=examples()), dialect)
+    assert_catalogue_passes(run_catalogue(port, loss, dialect=dialect, max_examples=examples()), dialect)
 
 
 @pytest.mark.parametrize("loss", ["c", "r"])
@@ -44,7 +38,7 @@ def test_keras_loss_passes_reference_properties_under_xla(loss):
     # XLA compiles once per input shape, so this runs the reference-valued properties on a small budget.
     port = from_keras_loss(lambda **kw: CLASSES[loss](dialect="paper", **kw), jit_compile=True)
     report = run_catalogue(port, loss, dialect="paper", max_examples=6, only=("value", "ema", "saturated", "masked"))
-    _passes(report, "paper")
+    assert_catalogue_passes(report, "paper")
 
 
 # ---------------------------------------------------------------- table-driven against the reference

@@ -12,7 +12,7 @@ import numpy as np
 F32 = np.float32
 
 
-def _per_entry(loss, pred, target, mu):
+def _per_entry(loss, pred, target, mu, literal_asl1=False):
     x, t = pred.astype(F32), target.astype(F32)
     if loss == "c":
         p = F32(1) / (F32(1) + np.exp(-x))
@@ -20,7 +20,8 @@ def _per_entry(loss, pred, target, mu):
         return ce, p - t, np.abs(p - t)
     d = x - t
     root = np.sqrt(d * d + F32(mu) * F32(mu))
-    return d * d / (root + F32(mu)), d / root, np.abs(d) / root
+    asl1 = root - F32(mu) if literal_asl1 else d * d / (root + F32(mu))  # the official code is literal
+    return asl1, d / root, np.abs(d) / root
 
 
 def make_zoo_port(loss: str = "c", dialect: str = "mmdet", fault: str | None = None):
@@ -35,7 +36,7 @@ def make_zoo_port(loss: str = "c", dialect: str = "mmdet", fault: str | None = N
         def step(pred, target, label_weight):
             if fault == "undefined_mu" and loss == "r":
                 raise NameError("name 'mu' is not defined")
-            per, dper, g = _per_entry(loss, pred, target, mu)
+            per, dper, g = _per_entry(loss, pred, target, mu, literal_asl1=fault == "literal_asl1")
             valid = label_weight > 0
             hist_valid = np.ones_like(valid) if fault == "masked_in_histogram" else valid
             tot = max(float(label_weight.size if fault == "masked_in_n" else valid.sum()), 1.0)
@@ -120,6 +121,8 @@ FAULTY = {
     "ema_from_zero (paper)": (make_zoo_port("c", "paper", "ema_from_zero"), "ema", "paper (without momentum only)"),
     "paper_ema_start (mmdet)": (make_zoo_port("c", "mmdet", "paper_ema_start"), "ema", "mmdet (without momentum only)"),
     "no_momentum": (make_zoo_port("c", "mmdet", "no_momentum"), None, "mmdet (momentum not supported by the port)"),
+    # the official GHM-R evaluates sqrt(d^2 + mu^2) - mu literally: float32 cancellation, not a bug
+    "GHM-R literal ASL1 (official formula)": (make_zoo_port("r", "mmdet", "literal_asl1"), None, "mmdet"),
     "GHM-R undefined_mu": (make_zoo_port("r", "mmdet", "undefined_mu"), "value", "neither"),
     "GHM-R drops_saturated": (make_zoo_port("r", "mmdet", "drops_saturated"), "saturated", None),
 }
