@@ -68,12 +68,21 @@ def run_port(case: Case, make_port: PortFactory, calls=None) -> list[StepOutput]
     return [call_step(step, c.pred, c.target, c.label_weight) for c in (calls or case.calls)]
 
 
-def rounding_scale(case: Case, call: Call, beta: np.ndarray) -> float:
-    """(1/N) sum_i beta_i m_i, m_i the magnitude float32 rounds L_i against (see ROUNDING_ULPS)."""
+def rounding_scales(case: Case, call: Call, beta: np.ndarray) -> tuple[float, np.ndarray]:
+    """How much float32 rounding a correct port may show: for the loss,
+    (1/N) sum_i beta_i m_i with m_i the magnitude L_i is rounded against; for each gradient
+    entry, beta_i r_i / N with r_i the magnitude dL_i/dx_i is rounded against (p - t cancels
+    near p = t; d = x - t loses |x| + |t| ulps, amplified by 1/sqrt(d^2 + mu^2))."""
     x, t = call.pred.astype(np.float64), call.target.astype(np.float64)
-    m = np.abs(x) + np.abs(t) + (1.0 if case.loss == "c" else np.sqrt((x - t) ** 2 + case.mu ** 2))
     valid = call.label_weight > 0
-    return float(np.sum(np.where(valid, beta * m, 0.0)) / max(int(valid.sum()), 1))
+    n = max(int(valid.sum()), 1)
+    if case.loss == "c":
+        m, r = np.abs(x) + np.abs(t) + 1.0, np.ones(x.shape)
+    else:
+        root = np.sqrt((x - t) ** 2 + case.mu ** 2)
+        m, r = np.abs(x) + np.abs(t) + root, 1.0 + (np.abs(x) + np.abs(t)) / root
+    b = np.where(valid, beta, 0.0)
+    return float(np.sum(b * m) / n), b * r / n
 
 
 def run_reference(case: Case, dialect: str) -> list[StepOutput]:
@@ -83,7 +92,7 @@ def run_reference(case: Case, dialect: str) -> list[StepOutput]:
         r = fn(c.pred, c.target, c.label_weight, bins=case.bins, momentum=case.momentum, state=state,
                dialect=dialect, **case.hyper)
         state = r.state
-        outs.append(StepOutput(float(r.loss), r.grad, rounding_scale(case, c, r.weights)))
+        outs.append(StepOutput(float(r.loss), r.grad, *rounding_scales(case, c, r.weights)))
     return outs
 
 
@@ -94,12 +103,16 @@ def loss_error(got: float, want: float, scale: float = 0.0) -> float:
     return abs(got - want) / max(abs(want) + ROUNDING_ULPS * EPS32 * scale / RTOL, LOSS_FLOOR)
 
 
-def grad_error(got: np.ndarray | None, want: np.ndarray) -> float:
+def grad_error(got: np.ndarray | None, want: np.ndarray, rounding: np.ndarray | None = None) -> float:
+    """Per entry |got - want| relative to |want| (floor: 1e-3 of the largest), with the float32
+    rounding allowance; passes at <= RTOL."""
     if got is None or want.size == 0:
         return 0.0
     if not np.all(np.isfinite(got)):
         return math.inf
     scale = np.abs(want) + 1e-3 * np.max(np.abs(want)) + 1e-9
+    if rounding is not None:
+        scale = scale + ROUNDING_ULPS * EPS32 * rounding / RTOL
     return float(np.max(np.abs(got - want) / scale))
 
 
@@ -107,7 +120,7 @@ def compare(got: list[StepOutput], want: list[StepOutput], tol: float, what: str
     """Call by call: the loss, and the gradient when the port returns one."""
     worst, message = 0.0, ""
     for i, (g, w) in enumerate(zip(got, want)):
-        e_loss, e_grad = loss_error(g.loss, w.loss, w.scale), grad_error(g.grad, w.grad)
+        e_loss, e_grad = loss_error(g.loss, w.loss, w.scale), grad_error(g.grad, w.grad, w.grad_scale)
         if max(e_loss, e_grad) > worst:
             worst = max(e_loss, e_grad)
         if not message and e_loss > tol:
@@ -132,8 +145,8 @@ def _plain_mean(case: Case, call: Call) -> StepOutput:
         per, dper = eq.asl1(x - t, case.mu), eq.asl1_grad(x - t, case.mu)
     valid = call.label_weight > 0
     n = max(int(valid.sum()), 1)
-    scale = rounding_scale(case, call, np.ones(per.shape))
-    return StepOutput(float(np.sum(per[valid]) / n), np.where(valid, dper, 0.0) / n, scale)
+    return StepOutput(float(np.sum(per[valid]) / n), np.where(valid, dper, 0.0) / n,
+                      *rounding_scales(case, call, np.ones(per.shape)))
 
 
 # ---------------------------------------------------------------- edge explanation
@@ -162,8 +175,9 @@ def edge_explains(case: Case, dialect: str, got: StepOutput, tol: float) -> bool
         grad[valid] = beta * dper / valid.sum()
         full_beta = np.zeros(call.pred.shape)
         full_beta[valid] = beta
-        want = StepOutput(float(np.sum(beta * per) / valid.sum()), grad, rounding_scale(case, call, full_beta))
-        if loss_error(got.loss, want.loss, want.scale) <= tol and grad_error(got.grad, want.grad) <= tol:
+        want = StepOutput(float(np.sum(beta * per) / valid.sum()), grad, *rounding_scales(case, call, full_beta))
+        if (loss_error(got.loss, want.loss, want.scale) <= tol
+                and grad_error(got.grad, want.grad, want.grad_scale) <= tol):
             return True
     return False
 

@@ -21,7 +21,9 @@ PortFactory = Callable[..., Callable[[np.ndarray, np.ndarray, np.ndarray], Any]]
 class StepOutput:
     loss: float
     grad: np.ndarray | None
-    scale: float = 0.0  # expected values only: the size of float32 rounding in this loss (see properties)
+    # expected values only: the size of float32 rounding in the loss and in each gradient entry
+    scale: float = 0.0
+    grad_scale: np.ndarray | None = None
 
 
 def call_step(step, pred: np.ndarray, target: np.ndarray, label_weight: np.ndarray) -> StepOutput:
