@@ -86,7 +86,7 @@ def to_markdown(doc: dict) -> str:
         mark = "PASS" if t["passed"] else "FAIL"
         lines += ["", f"## {t['target']} ({t['loss']}): {mark}", "",
                   f"Dialect verdict: **{t['verdict']}** ({t['verdict_reason']}); {t['seconds']} s.", "",
-                  "| property | dialect | status | max error | tolerance | examples | note |",
+                  "| property | dialect | status | max error | tolerance | inputs tried | note |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for p in t["properties"]:
             status = p["status"] if p["counts"] else f"{p['status']} (other dialect; informs the verdict)"

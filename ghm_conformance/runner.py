@@ -33,7 +33,7 @@ class PropertyResult:
     dialect: str | None
     status: str
     max_error: float = 0.0
-    examples: int = 0
+    examples: int = 0  # inputs tried, shrinking included
     note: str = ""
     counterexample: Counterexample | None = None
     edge_cases: list[Counterexample] = field(default_factory=list)
@@ -94,7 +94,7 @@ def run_property(prop: Property, make_port: PortFactory, loss: str, dialect: str
     failures: list[Counterexample] = []
     edges: list[Counterexample] = []
     errors = [0.0]
-    count = [0]
+    count = [0, 0]  # inputs tried, of which only at edges
     na: list[str] = []
 
     @settings(max_examples=max_examples, database=None, deadline=None, derandomize=seed is None,
@@ -113,6 +113,7 @@ def run_property(prop: Property, make_port: PortFactory, loss: str, dialect: str
         except Exception as e:  # noqa: BLE001 - a crashing port is a failing port
             out = Outcome(False, math.inf, f"the port raised {type(e).__name__}: {e}")
         if out.edge:
+            count[1] += 1
             if len(edges) < 3:
                 edges.append(Counterexample(case, out))
             return
@@ -139,7 +140,7 @@ def run_property(prop: Property, make_port: PortFactory, loss: str, dialect: str
     if failures:
         max_error = max(max_error, failures[-1].outcome.error)
     if edges:
-        note = (note + "; " if note else "") + f"{len(edges)} disagreement(s) only at region edges (not failures)"
+        note = (note + "; " if note else "") + f"{count[1]} disagreement(s) only at region edges (not failures)"
     return PropertyResult(prop, name_dialect, status, max_error, count[0], note,
                           failures[-1] if failures else None, edges, seconds)
 
