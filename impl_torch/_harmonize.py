@@ -21,14 +21,14 @@ def region_counts(ind: torch.Tensor, bins: int) -> torch.Tensor:
 
 def harmonize(g: torch.Tensor, valid: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float,
               dialect: str, state: torch.Tensor, initialized: torch.Tensor):
-    """Return (beta, new_state, new_initialized) for every entry (beta = 0 where masked, NaN on
+    """Return (beta, new_state, new_initialized, n_valid): beta per entry (0 where masked, NaN on
     valid entries when ``ok`` is False). ``state``/``initialized`` are the EMA buffers; the
     returned ones equal them unless the call has a valid entry and ``ok``."""
     dtype = g.dtype
     ind = region_index(g, valid, bins)
     counts = region_counts(ind, bins)
     r = counts[:bins]
-    n_valid = counts[:bins].sum()
+    n_valid = r.sum()
     update = ok & (n_valid > 0)
     s_prev = state.to(dtype)
     if dialect == "paper":
@@ -47,9 +47,9 @@ def harmonize(g: torch.Tensor, valid: torch.Tensor, ok: torch.Tensor, *, bins: i
     beta = torch.where(valid, n_valid.to(dtype) / denom[ind], 0.0)
     beta = torch.where(valid & ~ok, torch.nan, beta)
     if momentum == 0.0:
-        return beta, state, initialized
+        return beta, state, initialized, n_valid
     new_state = torch.where(update, s, s_prev).to(state.dtype)
-    return beta, new_state, initialized | update
+    return beta, new_state, initialized | update, n_valid
 
 
 def reduce(per_entry: torch.Tensor, n_valid: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -66,10 +66,10 @@ def ghm_reduce(per_entry_loss: torch.Tensor, g: torch.Tensor, valid: torch.Tenso
                state: torch.Tensor, initialized: torch.Tensor):
     """loss_weight * reduce(beta * L) with beta detached; returns (loss, new_state, new_initialized)."""
     with torch.no_grad():
-        beta, new_state, new_initialized = harmonize(g.detach(), valid, ok, bins=bins, momentum=momentum,
-                                                     dialect=dialect, state=state, initialized=initialized)
+        beta, new_state, new_initialized, n_valid = harmonize(
+            g.detach(), valid, ok, bins=bins, momentum=momentum, dialect=dialect, state=state, initialized=initialized)
     per_entry = torch.where(valid, beta * per_entry_loss, 0.0) * loss_weight
-    return reduce(per_entry, valid.sum(), reduction), new_state, new_initialized
+    return reduce(per_entry, n_valid, reduction), new_state, new_initialized
 
 
 def ghm_stateless(per_entry_loss, g, valid, ok, *, bins: int, dialect: str, reduction: str, loss_weight: float):
