@@ -20,43 +20,47 @@ def region_counts(ind: tf.Tensor, bins: int) -> tf.Tensor:
     return tf.math.unsorted_segment_sum(tf.ones_like(flat, dtype=tf.int64), flat, bins + 1)
 
 
-def harmonize(g, valid, ok, *, bins: int, momentum: float, dialect: str, state, initialized):
+def harmonize(g, valid, ok, *, bins: int, momentum: float, dialect: str, state=None, initialized=None):
     """(beta, new_state, new_initialized, n_valid): beta = 0 where masked, NaN on valid entries
-    when ``ok`` is False; the state only changes when the call has a valid entry and ``ok``."""
+    when ``ok`` is False. The EMA ``state``/``initialized`` are needed only when momentum > 0 and
+    only change when the call has a valid entry and ``ok``; without momentum they are returned
+    as given."""
     dtype = g.dtype
     ind = region_index(g, valid, bins)
     r = region_counts(ind, bins)[:bins]
     n_valid = tf.reduce_sum(r)
     rf = tf.cast(r, dtype)
-    s_prev = tf.cast(state, dtype)
+    if momentum == 0.0:
+        s = rf
+    elif dialect == "paper":  # Eq. (12) on every region; S^(0) := R^(1)
+        s = tf.where(initialized, momentum * tf.cast(state, dtype) + (1.0 - momentum) * rf, rf)
+    else:  # accumulator from zeros, updated only where R_j > 0
+        prev = tf.cast(state, dtype)
+        s = tf.where(r > 0, momentum * prev + (1.0 - momentum) * rf, prev)
     if dialect == "paper":
-        if momentum == 0.0:
-            s = rf
-        else:  # Eq. (12) on every region; S^(0) := R^(1)
-            s = tf.where(initialized, momentum * s_prev + (1.0 - momentum) * rf, rf)
-        denom = s * bins
+        n_regions = tf.constant(bins, dtype)
     else:
-        if momentum == 0.0:
-            s = rf
-        else:  # accumulator from zeros, updated only where R_j > 0
-            s = tf.where(r > 0, momentum * s_prev + (1.0 - momentum) * rf, s_prev)
-        n_nonempty = tf.maximum(tf.math.count_nonzero(r, dtype=tf.int64), 1)
-        denom = s * tf.cast(n_nonempty, dtype)
-    denom = tf.concat([denom, tf.ones([1], dtype)], 0)  # the spare region: never 0
+        n_regions = tf.cast(tf.maximum(tf.math.count_nonzero(r, dtype=tf.int64), 1), dtype)
+    denom = tf.concat([s * n_regions, tf.ones([1], dtype)], 0)  # the spare region: never 0
     beta = tf.where(valid, tf.cast(n_valid, dtype) / tf.gather(denom, ind), tf.zeros([], dtype))
     beta = tf.where(valid & tf.logical_not(ok), tf.constant(float("nan"), dtype), beta)
+    if momentum == 0.0:
+        return beta, state, initialized, n_valid
     update = ok & (n_valid > 0)
-    new_state = tf.cast(tf.where(update, s, s_prev), state.dtype)
-    return tf.stop_gradient(beta), new_state, tf.logical_or(initialized, update), n_valid
+    new_state = tf.where(update, tf.cast(s, state.dtype), state)
+    return beta, new_state, tf.logical_or(initialized, update), n_valid
 
 
-def ghm_reduce(per_entry_loss, g, valid, ok, *, bins, momentum, dialect, reduction, loss_weight, state, initialized):
-    """loss_weight * reduce(beta * L), beta constant for backprop: (loss, new_state, new_initialized)."""
+def ghm_reduce(per_entry_loss, g, valid, ok, *, bins, momentum, dialect, reduction, loss_weight, state=None,
+               initialized=None):
+    """loss_weight * reduction(beta * L), beta a constant for backprop (the one stop_gradient).
+
+    ``per_entry_loss`` must be finite on masked entries (the callers zero their inputs), so
+    ``beta = 0`` masks them. Returns (loss, new_state, new_initialized)."""
     beta, new_state, new_initialized, n_valid = harmonize(
-        tf.stop_gradient(g), valid, ok, bins=bins, momentum=momentum, dialect=dialect, state=state,
-        initialized=initialized)
+        g, valid, ok, bins=bins, momentum=momentum, dialect=dialect, state=state, initialized=initialized)
     dtype = per_entry_loss.dtype
-    per_entry = tf.where(valid, beta * per_entry_loss, tf.zeros([], dtype)) * tf.constant(loss_weight, dtype)
+    per_entry = tf.stop_gradient(beta) * per_entry_loss * tf.constant(loss_weight, dtype)
     if reduction == "none":
         loss = per_entry
     elif reduction == "sum":
@@ -64,11 +68,3 @@ def ghm_reduce(per_entry_loss, g, valid, ok, *, bins, momentum, dialect, reducti
     else:
         loss = tf.reduce_sum(per_entry) / tf.cast(tf.maximum(n_valid, 1), dtype)
     return loss, new_state, new_initialized
-
-
-def ghm_stateless(per_entry_loss, g, valid, ok, *, bins, dialect, reduction, loss_weight):
-    """``ghm_reduce`` without momentum, for the functional forms."""
-    loss, _, _ = ghm_reduce(per_entry_loss, g, valid, ok, bins=bins, momentum=0.0, dialect=dialect,
-                            reduction=reduction, loss_weight=loss_weight,
-                            state=tf.zeros([bins], per_entry_loss.dtype), initialized=tf.constant(False))
-    return loss

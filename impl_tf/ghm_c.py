@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from ._checks import anchor_mask, as_tensor, check_hyper, check_shape, compute_dtype
-from ._harmonize import ghm_stateless
+from ._harmonize import ghm_reduce
 from ._loss import GHMLossBase
 
 
@@ -97,5 +97,6 @@ def ghm_c_loss(y_true, y_pred, label_weight=None, *, bins: int = 30, dialect: st
                reduction: str = "mean", loss_weight: float = 1.0) -> tf.Tensor:
     """Stateless GHM-C (no momentum), Keras argument order; same semantics as :class:`GHMCLoss`."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    return ghm_stateless(*_prepare(y_true, y_pred, label_weight), bins=bins, dialect=dialect,
-                         reduction=reduction, loss_weight=loss_weight)
+    loss, _, _ = ghm_reduce(*_prepare(y_true, y_pred, label_weight), bins=bins, momentum=0.0, dialect=dialect,
+                            reduction=reduction, loss_weight=loss_weight)
+    return loss

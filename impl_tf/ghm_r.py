@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from ._checks import anchor_mask, as_tensor, check_hyper, check_mu, check_shape, compute_dtype
-from ._harmonize import ghm_stateless
+from ._harmonize import ghm_reduce
 from ._loss import GHMLossBase
 
 
@@ -65,5 +65,6 @@ def ghm_r_loss(y_true, y_pred, label_weight=None, *, mu: float = 0.02, bins: int
     """Stateless GHM-R (no momentum), Keras argument order; same semantics as :class:`GHMRLoss`."""
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    return ghm_stateless(*_prepare(y_true, y_pred, label_weight, mu), bins=bins, dialect=dialect,
-                         reduction=reduction, loss_weight=loss_weight)
+    loss, _, _ = ghm_reduce(*_prepare(y_true, y_pred, label_weight, mu), bins=bins, momentum=0.0, dialect=dialect,
+                            reduction=reduction, loss_weight=loss_weight)
+    return loss

@@ -20,62 +20,48 @@ def region_counts(ind: torch.Tensor, bins: int) -> torch.Tensor:
 
 
 def harmonize(g: torch.Tensor, valid: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float,
-              dialect: str, state: torch.Tensor, initialized: torch.Tensor):
+              dialect: str, state: torch.Tensor | None = None, initialized: torch.Tensor | None = None):
     """Return (beta, new_state, new_initialized, n_valid): beta per entry (0 where masked, NaN on
-    valid entries when ``ok`` is False). ``state``/``initialized`` are the EMA buffers; the
-    returned ones equal them unless the call has a valid entry and ``ok``."""
+    valid entries when ``ok`` is False). ``state``/``initialized`` are the EMA buffers, needed
+    only when momentum > 0; the returned ones equal them unless the call has a valid entry and
+    ``ok``. Without momentum they are returned as given."""
     dtype = g.dtype
     ind = region_index(g, valid, bins)
-    counts = region_counts(ind, bins)
-    r = counts[:bins]
+    r = region_counts(ind, bins)[:bins]
     n_valid = r.sum()
-    update = ok & (n_valid > 0)
-    s_prev = state.to(dtype)
-    if dialect == "paper":
-        if momentum == 0.0:
-            s = r.to(dtype)
-        else:  # Eq. (12) on every region; S^(0) := R^(1)
-            s = torch.where(initialized, momentum * s_prev + (1.0 - momentum) * r.to(dtype), r.to(dtype))
-        denom = s * bins
-    else:
-        if momentum == 0.0:
-            s = r.to(dtype)
-        else:  # accumulator from zeros, updated only where R_j > 0
-            s = torch.where(r > 0, momentum * s_prev + (1.0 - momentum) * r.to(dtype), s_prev)
-        denom = s * (r > 0).sum().clamp(min=1).to(dtype)
-    denom = torch.cat([denom, denom.new_ones(1)])  # the spare region: never 0
+    rf = r.to(dtype)
+    if momentum == 0.0:
+        s = rf
+    elif dialect == "paper":  # Eq. (12) on every region; S^(0) := R^(1)
+        s = torch.where(initialized, momentum * state.to(dtype) + (1.0 - momentum) * rf, rf)
+    else:  # accumulator from zeros, updated only where R_j > 0
+        s = torch.where(r > 0, momentum * state.to(dtype) + (1.0 - momentum) * rf, state.to(dtype))
+    n_regions = bins if dialect == "paper" else (r > 0).sum().clamp(min=1).to(dtype)
+    denom = torch.cat([s * n_regions, s.new_ones(1)])  # the spare region: never 0
     beta = torch.where(valid, n_valid.to(dtype) / denom[ind], 0.0)
     beta = torch.where(valid & ~ok, torch.nan, beta)
     if momentum == 0.0:
         return beta, state, initialized, n_valid
-    new_state = torch.where(update, s, s_prev).to(state.dtype)
+    update = ok & (n_valid > 0)
+    new_state = torch.where(update, s.to(state.dtype), state)
     return beta, new_state, initialized | update, n_valid
-
-
-def reduce(per_entry: torch.Tensor, n_valid: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "none":
-        return per_entry
-    total = per_entry.sum()
-    if reduction == "sum":
-        return total
-    return total / n_valid.clamp(min=1).to(total.dtype)
 
 
 def ghm_reduce(per_entry_loss: torch.Tensor, g: torch.Tensor, valid: torch.Tensor, ok: torch.Tensor, *,
                bins: int, momentum: float, dialect: str, reduction: str, loss_weight: float,
-               state: torch.Tensor, initialized: torch.Tensor):
-    """loss_weight * reduce(beta * L) with beta detached; returns (loss, new_state, new_initialized)."""
+               state: torch.Tensor | None = None, initialized: torch.Tensor | None = None):
+    """loss_weight * reduction(beta * L), beta a constant for backprop (computed under no_grad).
+
+    ``per_entry_loss`` must be finite on masked entries (the callers zero their inputs), so
+    ``beta = 0`` masks them. Returns (loss, new_state, new_initialized)."""
     with torch.no_grad():
         beta, new_state, new_initialized, n_valid = harmonize(
-            g.detach(), valid, ok, bins=bins, momentum=momentum, dialect=dialect, state=state, initialized=initialized)
-    per_entry = torch.where(valid, beta * per_entry_loss, 0.0) * loss_weight
-    return reduce(per_entry, n_valid, reduction), new_state, new_initialized
-
-
-def ghm_stateless(per_entry_loss, g, valid, ok, *, bins: int, dialect: str, reduction: str, loss_weight: float):
-    """``ghm_reduce`` without momentum, for the functional forms."""
-    state = per_entry_loss.new_zeros(bins)
-    initialized = torch.zeros((), dtype=torch.bool, device=per_entry_loss.device)
-    loss, _, _ = ghm_reduce(per_entry_loss, g, valid, ok, bins=bins, momentum=0.0, dialect=dialect,
-                            reduction=reduction, loss_weight=loss_weight, state=state, initialized=initialized)
-    return loss
+            g, valid, ok, bins=bins, momentum=momentum, dialect=dialect, state=state, initialized=initialized)
+    per_entry = beta * per_entry_loss * loss_weight
+    if reduction == "none":
+        loss = per_entry
+    elif reduction == "sum":
+        loss = per_entry.sum()
+    else:
+        loss = per_entry.sum() / n_valid.clamp(min=1).to(per_entry.dtype)
+    return loss, new_state, new_initialized

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import anchor_mask, check_hyper, check_shape, check_tensor, compute_dtype
-from ._harmonize import ghm_stateless
+from ._harmonize import ghm_reduce
 from ._module import GHMLossBase
 
 
@@ -94,5 +94,6 @@ def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
     """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     per_entry, g, valid, ok = _prepare(pred, target, label_weight)
-    return ghm_stateless(per_entry, g, valid, ok, bins=bins, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight)
+    loss, _, _ = ghm_reduce(per_entry, g, valid, ok, bins=bins, momentum=0.0, dialect=dialect,
+                            reduction=reduction, loss_weight=loss_weight)
+    return loss

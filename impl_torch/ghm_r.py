@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import anchor_mask, check_hyper, check_mu, check_shape, check_tensor, compute_dtype
-from ._harmonize import ghm_stateless
+from ._harmonize import ghm_reduce
 from ._module import GHMLossBase
 
 
@@ -70,5 +70,6 @@ def ghm_r_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     per_entry, g, valid, ok = _prepare(pred, target, label_weight, mu)
-    return ghm_stateless(per_entry, g, valid, ok, bins=bins, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight)
+    loss, _, _ = ghm_reduce(per_entry, g, valid, ok, bins=bins, momentum=0.0, dialect=dialect,
+                            reduction=reduction, loss_weight=loss_weight)
+    return loss
