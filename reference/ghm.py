@@ -146,7 +146,7 @@ def _unchanged_state(state: np.ndarray | None, *, bins: int, momentum: float, di
 
 
 def _reduce(per_entry_loss, per_entry_grad, beta, valid, *, reduction, loss_weight):
-    """spec.md section 5."""
+    """spec.md section 5. Masked entries contribute exactly 0, whatever their values."""
     n_examples = int(np.count_nonzero(valid))
     weighted = np.where(valid, beta * per_entry_loss, 0.0) * loss_weight
     grad = np.where(valid, beta * per_entry_grad, 0.0) * loss_weight
@@ -172,9 +172,7 @@ def _ghm(per_entry_loss, per_entry_grad, gnorm, valid, finite, *, bins, momentum
     else:
         ind = eq.region_index(gnorm[valid], bins)
         beta[valid], new_state = harmonize(ind, bins=bins, momentum=momentum, state=state, dialect=dialect)
-    safe_loss = np.where(valid, per_entry_loss, 0.0)
-    safe_grad = np.where(valid, per_entry_grad, 0.0)
-    loss, grad = _reduce(safe_loss, safe_grad, beta, valid, reduction=reduction, loss_weight=loss_weight)
+    loss, grad = _reduce(per_entry_loss, per_entry_grad, beta, valid, reduction=reduction, loss_weight=loss_weight)
     return GHMResult(loss=loss, grad=grad, weights=beta, state=new_state)
 
 
