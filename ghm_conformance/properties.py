@@ -26,6 +26,7 @@ from .protocol import PortFactory, StepOutput, call_step
 
 RTOL = 2e-4  # float32 port vs float64 reference: a few float32 ulps over a short sum
 LOSS_FLOOR = 1e-5  # absolute floor of the relative loss error (losses of exactly 0)
+FD_RTOL = 0.02  # central differences in float32 with steps kept inside a region
 # A float32 port may round each term L_i with an absolute error of a few ulps of the numbers it
 # is computed from (|x|, |t|, and sqrt(d^2 + mu^2) for the literal ASL1 of the official code,
 # which cancels for |d| << mu). The loss tolerance therefore has an absolute part,
@@ -103,30 +104,38 @@ def loss_error(got: float, want: float, scale: float = 0.0) -> float:
     return abs(got - want) / max(abs(want) + ROUNDING_ULPS * EPS32 * scale / RTOL, LOSS_FLOOR)
 
 
-def grad_error(got: np.ndarray | None, want: np.ndarray, rounding: np.ndarray | None = None) -> float:
+def grad_errors(got: np.ndarray, want: np.ndarray, rounding: np.ndarray | None = None) -> np.ndarray:
     """Per entry |got - want| relative to |want| (floor: 1e-3 of the largest), with the float32
-    rounding allowance; passes at <= RTOL."""
-    if got is None or want.size == 0:
-        return 0.0
+    rounding allowance; an entry passes at <= RTOL."""
     if not np.all(np.isfinite(got)):
-        return math.inf
+        return np.where(np.isfinite(got), 0.0, math.inf)
     scale = np.abs(want) + 1e-3 * np.max(np.abs(want)) + 1e-9
     if rounding is not None:
         scale = scale + ROUNDING_ULPS * EPS32 * rounding / RTOL
-    return float(np.max(np.abs(got - want) / scale))
+    return np.abs(got - want) / scale
+
+
+def grad_error(got: np.ndarray | None, want: np.ndarray, rounding: np.ndarray | None = None) -> float:
+    if got is None or want.size == 0:
+        return 0.0
+    return float(np.max(grad_errors(got, want, rounding)))
 
 
 def compare(got: list[StepOutput], want: list[StepOutput], tol: float, what: str) -> Outcome:
-    """Call by call: the loss, and the gradient when the port returns one."""
+    """Call by call: the loss, and the gradient when the port returns one. The message names the
+    first call that fails, and its worst gradient entry."""
     worst, message = 0.0, ""
     for i, (g, w) in enumerate(zip(got, want)):
-        e_loss, e_grad = loss_error(g.loss, w.loss, w.scale), grad_error(g.grad, w.grad, w.grad_scale)
-        if max(e_loss, e_grad) > worst:
-            worst = max(e_loss, e_grad)
-        if not message and e_loss > tol:
+        e_loss = loss_error(g.loss, w.loss, w.scale)
+        per_entry = None if g.grad is None or w.grad.size == 0 else grad_errors(g.grad, w.grad, w.grad_scale)
+        e_grad = 0.0 if per_entry is None else float(np.max(per_entry))
+        worst = max(worst, e_loss, e_grad)
+        if message:
+            continue
+        if e_loss > tol:
             message = f"call {i + 1}: loss {g.loss!r} but {what} gives {w.loss!r}"
-        elif not message and e_grad > tol:
-            k = int(np.argmax(np.abs(g.grad - w.grad)))
+        elif e_grad > tol:
+            k = int(np.argmax(per_entry))
             message = (f"call {i + 1}: d loss / d pred at flat index {k} is {g.grad.ravel()[k]!r} "
                        f"but {what} gives {w.grad.ravel()[k]!r}")
     return Outcome(worst <= tol, worst, message, [_show(o) for o in got], [_show(o) for o in want])
@@ -136,13 +145,17 @@ def _show(o: StepOutput):
     return {"loss": o.loss, "grad": None if o.grad is None else o.grad.tolist()}
 
 
+def _per_entry(case: Case, pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L_i and dL_i/dx_i in float64: CE, Eqs. (1)-(2), or ASL1, Eqs. (17)-(18)."""
+    x, t = pred.astype(np.float64), target.astype(np.float64)
+    if case.loss == "c":
+        return eq.cross_entropy(x, t), eq.cross_entropy_grad(x, t)
+    return eq.asl1(x - t, case.mu), eq.asl1_grad(x - t, case.mu)
+
+
 def _plain_mean(case: Case, call: Call) -> StepOutput:
     """The unweighted mean CE / ASL1 over valid entries, and its gradient: beta = 1."""
-    x, t = call.pred.astype(np.float64), call.target.astype(np.float64)
-    if case.loss == "c":
-        per, dper = eq.cross_entropy(x, t), eq.cross_entropy_grad(x, t)
-    else:
-        per, dper = eq.asl1(x - t, case.mu), eq.asl1_grad(x - t, case.mu)
+    per, dper = _per_entry(case, call.pred, call.target)
     valid = call.label_weight > 0
     n = max(int(valid.sum()), 1)
     return StepOutput(float(np.sum(per[valid]) / n), np.where(valid, dper, 0.0) / n,
@@ -160,11 +173,7 @@ def edge_explains(case: Case, dialect: str, got: StepOutput, tol: float) -> bool
     ambiguous = np.flatnonzero(cs.near_edge(g, case.bins))
     if ambiguous.size == 0 or ambiguous.size > 8:
         return False
-    x, t = call.pred.astype(np.float64)[valid], call.target.astype(np.float64)[valid]
-    if case.loss == "c":
-        per, dper = eq.cross_entropy(x, t), eq.cross_entropy_grad(x, t)
-    else:
-        per, dper = eq.asl1(x - t, case.mu), eq.asl1_grad(x - t, case.mu)
+    per, dper = _per_entry(case, call.pred[valid], call.target[valid])
     base = eq.region_index(g, case.bins)
     edges = np.round(g[ambiguous] * case.bins).astype(np.int64)
     for sides in itertools.product((0, 1), repeat=ambiguous.size):
@@ -286,12 +295,12 @@ def check_finite_differences(case: Case, make_port: PortFactory, dialect: str) -
         lm = run_port(case, make_port, [Call(minus.reshape(c.pred.shape), c.target, c.label_weight)])[0].loss
         fd[k] = (lp - lm) / step
         analytic = base.grad.ravel()[k]
-        noise = 4 * 2.0**-24 * (abs(lp) + abs(lm)) * math.sqrt(c.pred.size) / step
-        tol = 0.02 * abs(fd[k]) + 1e-3 * np.max(np.abs(base.grad)) + noise
-        err = abs(analytic - fd[k]) / (tol / 0.02) if tol > 0 else 0.0
-        if err > worst:
-            worst = err
-        if abs(analytic - fd[k]) > tol and not message:
+        # relative to |fd|, floored at 1e-3 of the largest gradient, plus the float32 noise of lp - lm
+        noise = 4 * EPS32 / 2 * (abs(lp) + abs(lm)) * math.sqrt(c.pred.size) / step
+        scale = abs(fd[k]) + (1e-3 * np.max(np.abs(base.grad)) + noise) / FD_RTOL
+        err = abs(analytic - fd[k]) / scale if scale > 0 else 0.0
+        worst = max(worst, err)
+        if err > FD_RTOL and not message:
             message = f"flat index {k}: port's gradient {analytic!r}, central difference {fd[k]!r} (step {step:.3g})"
     return Outcome(not message, worst, message, [_show(base)],
                    [{"loss": base.loss, "grad": fd.reshape(c.pred.shape).tolist()}])
@@ -352,7 +361,7 @@ CATALOGUE: tuple[Property, ...] = (
     Property("all_masked", "an input with every entry masked gives loss 0 and gradient 0 (no NaN)",
              _all_masked_case, check_all_masked),
     Property("finite_diff", "the gradient matches central finite differences away from region edges",
-             _fd_case, check_finite_differences, needs_grad=True, tolerance=0.02),
+             _fd_case, check_finite_differences, needs_grad=True, tolerance=FD_RTOL),
 )
 
 BY_ID = {p.id: p for p in CATALOGUE}

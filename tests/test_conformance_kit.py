@@ -204,3 +204,14 @@ def test_float32_cancellation_of_p_minus_t_in_the_gradient_is_not_a_failure():
     GHMCLoss(bins=1)(x, torch.ones(1, 1)).backward()
     exact = -1.0 / (1.0 + np.exp(10.0))
     assert abs(x.grad.item() - exact) > 2e-4 * abs(exact), "the regime must really show the cancellation"
+
+
+def test_gradient_failure_names_the_entry_that_breaks_the_tolerance():
+    from ghm_conformance.properties import compare
+    from ghm_conformance.protocol import StepOutput
+
+    # entry 0 has the larger absolute difference but is within 2e-4 relative; entry 1 is 1% off
+    got = [StepOutput(1.0, np.array([100.015, 1.01]))]
+    want = [StepOutput(1.0, np.array([100.0, 1.0]))]
+    out = compare(got, want, 2e-4, "the reference")
+    assert not out.ok and "flat index 1 " in out.message, out.message
