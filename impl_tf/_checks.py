@@ -1,44 +1,117 @@
-"""Argument validation for the tf losses (spec.md section 7): Python values and static shapes
-only, so nothing here forces a host round trip or breaks XLA compilation."""
+"""Argument validation for the tf losses (spec.md sections 6-7): Python values and static shapes
+at trace time; where a dimension is unknown then (a ``tf.function`` with ``None`` dimensions),
+the shape is checked when the graph runs, by ops that require equal shapes, never by ops that
+broadcast. Nothing here reads a tensor's values."""
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from ghm_args import check_hyper, check_mu  # noqa: F401 - re-exported for the losses
+import ghm_args
+from ghm_args import check_mu  # noqa: F401 - re-exported for the losses
+
+FLOATING, BOOL, INTEGER = "floating", "bool", "integer"
 
 
-def as_tensor(name: str, x, *, kinds: str) -> tf.Tensor:
-    """Convert and check the dtype kind: 'f' floating, 'b' bool, 'i' integer."""
+def check_hyper(*, bins, momentum, dialect, reduction, loss_weight) -> None:
+    ghm_args.check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+
+
+def _kind(d: tf.DType) -> str:
+    if d == tf.bool:
+        return BOOL
+    if d.is_floating:
+        return FLOATING
+    return INTEGER if d.is_integer else d.name
+
+
+def as_tensor(name: str, x, *, allowed: tuple[str, ...]) -> tf.Tensor:
+    """Convert, and check the dtype kind."""
     try:
         x = tf.convert_to_tensor(x)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{name} must be convertible to a tensor: {e}") from None
-    d = x.dtype
-    ok = ("f" in kinds and d.is_floating) or ("b" in kinds and d == tf.bool) or ("i" in kinds and d.is_integer)
-    if not ok:
-        names = {"f": "floating", "b": "bool", "i": "integer"}
-        raise TypeError(f"{name} must have a {' or '.join(names[k] for k in kinds)} dtype, got {d.name}")
+    if _kind(x.dtype) not in allowed:
+        raise TypeError(f"{name} must have a {' or '.join(allowed)} dtype, got {x.dtype.name}")
     return x
 
 
-def check_shape(name: str, x: tf.Tensor, *shapes) -> None:
-    got = x.shape
-    if not any(got.is_compatible_with(s) and got.rank == len(s) for s in shapes):
-        raise ValueError(f"{name} must have shape {' or '.join(str(tuple(s)) for s in shapes)}, got {tuple(got)}")
+def _shape_str(shape: tf.TensorShape) -> str:
+    return str(tuple(shape.as_list())) if shape.rank is not None else "(unknown rank)"
 
 
-def anchor_mask(label_weight, pred: tf.Tensor) -> tf.Tensor:
-    """valid = label_weight > 0 (NaN and negatives are masked), per-anchor weights broadcast."""
-    w = as_tensor("label_weight", label_weight, kinds="fbi")
-    pshape = tuple(pred.shape)
-    check_shape("label_weight", w, pshape, pshape[:-1])
-    valid = w > tf.zeros([], w.dtype) if w.dtype != tf.bool else w
-    if w.shape.rank != pred.shape.rank:
-        valid = tf.broadcast_to(valid[..., None], tf.shape(pred))
-    return valid
+def matches(shape: tf.TensorShape, like: tf.TensorShape) -> bool:
+    """Could ``shape`` equal ``like`` (same rank, no known dimension differing)?"""
+    return shape.rank is not None and like.rank is not None and shape.is_compatible_with(like)
+
+
+def check_shape(name: str, x: tf.Tensor, *likes: tf.TensorShape) -> None:
+    if not any(matches(x.shape, s) for s in likes):
+        raise ValueError(f"{name} must have shape {' or '.join(_shape_str(s) for s in likes)}, got {_shape_str(x.shape)}")
+
+
+def require_rank(name: str, x: tf.Tensor, why: str) -> None:
+    if x.shape.rank is None:
+        raise ValueError(f"{name} must have a known rank {why}; got a tensor of unknown rank")
+
+
+def fully_known(*tensors: tf.Tensor) -> bool:
+    return all(t.shape.is_fully_defined() for t in tensors)
+
+
+def select(condition: tf.Tensor, x: tf.Tensor, y) -> tf.Tensor:
+    """where(condition, x, y) that requires ``x`` shaped exactly like ``condition`` (TF's v1
+    ``Select``: an InvalidArgumentError, also under XLA, instead of ``tf.where``'s broadcast)."""
+    y = tf.fill(tf.shape(x), tf.cast(y, x.dtype)) if not isinstance(y, tf.Tensor) else y
+    return tf.raw_ops.Select(condition=condition, x=x, y=y)
+
+
+def expand_per_anchor(mask: tf.Tensor, pred: tf.Tensor, name: str) -> tf.Tensor:
+    """A mask shaped like pred.shape[:-1] (one value per anchor), broadcast over the last axis;
+    at run time its shape must equal pred.shape[:-1] exactly."""
+    anchor_shape = tf.shape(pred)[:-1]
+    if not fully_known(mask, pred):  # Select: the anchor mask must be exactly pred.shape[:-1]
+        mask = tf.raw_ops.Select(condition=tf.zeros(anchor_shape, tf.bool), x=mask, y=mask)
+    return tf.broadcast_to(mask[..., None], tf.shape(pred))
+
+
+def to_mask(name: str, weight, pred: tf.Tensor) -> tf.Tensor:
+    """valid = weight > 0 (NaN and negative weights are masked), shaped like pred or like
+    pred.shape[:-1] (per anchor, broadcast)."""
+    w = as_tensor(name, weight, allowed=(FLOATING, BOOL, INTEGER))
+    check_shape(name, w, pred.shape, pred.shape[:-1] if pred.shape.rank else tf.TensorShape(None))
+    valid = w if w.dtype == tf.bool else w > tf.zeros([], w.dtype)
+    if w.shape.rank == pred.shape.rank:
+        return valid
+    return expand_per_anchor(valid, pred, name)
 
 
 def compute_dtype(pred: tf.Tensor) -> tf.DType:
     """Statistics in float32 or better (float64 stays float64; half types are upcast)."""
     return tf.float64 if pred.dtype == tf.float64 else tf.float32
+
+
+def is_class_index_target(target: tf.Tensor, pred: tf.Tensor) -> bool:
+    """spec.md section 6: a target is read by its shape. Shaped like pred: a target per entry (an
+    integer one holds 0/1 labels). Integer and shaped like pred.shape[:-1]: class indices, which
+    need C >= 2 (with C = 1 they could as well be binary labels: a ValueError, never a guess)."""
+    if not target.dtype.is_integer:
+        check_shape("y_true", target, pred.shape)
+        return False
+    require_rank("y_pred", pred, "to tell class indices from per-entry labels")
+    require_rank("y_true", target, "to tell class indices from per-entry labels")
+    if target.shape.rank == pred.shape.rank:
+        check_shape("y_true", target, pred.shape)
+        return False
+    if pred.shape.rank == 0 or not matches(target.shape, pred.shape[:-1]):
+        raise ValueError(f"an integer y_true must have the shape of y_pred {_shape_str(pred.shape)} (0/1 labels) or "
+                         f"y_pred.shape[:-1] = {_shape_str(pred.shape[:-1])} (class indices), got "
+                         f"{_shape_str(target.shape)}")
+    if pred.shape[-1] is None:
+        raise ValueError("y_pred must have a known last dimension (the number of classes C) when y_true holds "
+                         "class indices; got y_pred of shape " + _shape_str(pred.shape))
+    if pred.shape[-1] == 1:
+        raise ValueError(f"an integer y_true of shape {_shape_str(target.shape)} with a single logit per anchor "
+                         f"(C = 1) is ambiguous: class indices (label 1 = background) or binary labels? Pass the "
+                         f"labels shaped like y_pred {_shape_str(pred.shape)}, e.g. y[..., None], for binary labels")
+    return True

@@ -1,4 +1,5 @@
-"""What GHMCLoss and GHMRLoss share: hyper-parameters, the EMA variables, Keras plumbing."""
+"""What GHMCLoss and GHMRLoss share: hyper-parameters, the EMA variables, and the Keras loss
+contract (masks, distribution scaling, saving)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ._checks import check_hyper
-from ._harmonize import ghm_reduce
+from ._checks import as_tensor, check_hyper, select, to_mask, FLOATING
+from ._harmonize import harmonized_loss
+
+
+def _valid_mask(sample_weight, keras_mask, pred: tf.Tensor) -> tf.Tensor | None:
+    """The label weight and a Keras mask (spec.md 7) both mark invalid entries; None: all valid."""
+    masks = [to_mask(name, m, pred) for name, m in (("sample_weight", sample_weight), ("keras mask", keras_mask))
+             if m is not None]
+    if len(masks) == 2:
+        return select(masks[1], masks[0], False)  # "and", with the two shapes checked equal
+    return masks[0] if masks else None
+
+
+def scale_for_distribution(loss: tf.Tensor) -> tf.Tensor:
+    """Keras sums the replicas' gradients; like every Keras loss, a mean divides by the number of
+    replicas in sync so that the sum is the average."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * tf.constant(1.0 / replicas, loss.dtype)
 
 
 class GHMLossBase(keras.losses.Loss):
@@ -18,25 +35,41 @@ class GHMLossBase(keras.losses.Loss):
         self.bins, self.momentum, self.dialect = int(bins), float(momentum), dialect
         self.loss_weight = float(loss_weight)
         # The EMA region state (S of Eq. 12, or the mmdet accumulator): non-trainable, owned by
-        # the loss, unused when momentum == 0.
-        self.ema = tf.Variable(tf.zeros([self.bins], tf.float32), trainable=False, name="ghm_ema")
-        self.ema_initialized = tf.Variable(False, trainable=False, name="ghm_ema_initialized")
+        # the loss, float32, unused when momentum == 0. Under tf.distribute every replica may
+        # assign it; all keep the first replica's value.
+        only_first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.ema = tf.Variable(tf.zeros([self.bins], tf.float32), trainable=False, name="ghm_ema",
+                               aggregation=only_first)
+        self.ema_initialized = tf.Variable(False, trainable=False, name="ghm_ema_initialized", aggregation=only_first)
 
-    def _prepare(self, y_true, y_pred, sample_weight):
+    def _prepare(self, y_true, y_pred, valid):
+        """(per_entry_loss, per_entry_grad, ind, ok) for ``harmonized_loss``."""
         raise NotImplementedError
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        """Keras order: ``y_true`` first. ``sample_weight`` is the label weight (a mask)."""
+        """Keras order: ``y_true`` first. ``sample_weight`` is the label weight (a mask); a Keras
+        mask on ``y_pred`` masks too. Under tf.distribute a "mean" is divided by the number of
+        replicas, as Keras losses are."""
+        keras_mask = getattr(y_pred, "_keras_mask", None)
         with tf.name_scope(self.name):
-            per_entry, g, valid, ok = self._prepare(y_true, y_pred, sample_weight)
-            loss, new_state, new_initialized = ghm_reduce(
-                per_entry, g, valid, ok, bins=self.bins, momentum=self.momentum, dialect=self.dialect,
-                reduction=self.reduction, loss_weight=self.loss_weight, state=self.ema,
+            pred = as_tensor("y_pred", y_pred, allowed=(FLOATING,))
+            valid = _valid_mask(sample_weight, keras_mask, pred)
+            loss, new_state, new_initialized = harmonized_loss(
+                pred, *self._prepare(y_true, pred, valid), bins=self.bins, momentum=self.momentum,
+                dialect=self.dialect, reduction=self.reduction, loss_weight=self.loss_weight, state=self.ema,
                 initialized=self.ema_initialized)
             if self.momentum > 0.0:
+                self._check_distribution()
                 self.ema.assign(new_state)
                 self.ema_initialized.assign(new_initialized)
-            return loss
+            return scale_for_distribution(loss) if self.reduction == "mean" else loss
+
+    def _check_distribution(self) -> None:
+        strategy = tf.distribute.get_strategy()
+        if strategy.num_replicas_in_sync > 1 and not strategy.extended.variable_created_in_scope(self.ema):
+            raise ValueError(f"{type(self).__name__} with momentum was created outside the scope of the "
+                             f"{type(strategy).__name__} it is called under: its EMA state cannot be kept "
+                             "consistent across replicas. Create the loss inside `strategy.scope()`.")
 
     def call(self, y_true, y_pred):
         return self(y_true, y_pred)

@@ -5,40 +5,65 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ._checks import anchor_mask, as_tensor, check_hyper, check_shape, compute_dtype
-from ._harmonize import ghm_reduce
+from ._checks import (BOOL, FLOATING, INTEGER, as_tensor, check_hyper, compute_dtype, fully_known,
+                      is_class_index_target, select, to_mask)
+from ._harmonize import harmonized_loss, region_index
 from ._loss import GHMLossBase
 
 
-def _prepare(y_true, y_pred, label_weight):
-    """Per-entry CE (Eq. 1), gradient norm g (Eq. 3), the valid mask and the batch's ok flag."""
-    pred = as_tensor("y_pred", y_pred, kinds="f")
-    target = as_tensor("y_true", y_true, kinds="fbi")
+def cross_entropy(x: tf.Tensor, t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
+    """Eq. (1) for logits and soft targets, from p = sigmoid(x): since log1p(exp(-|x|)) =
+    -log(max(p, 1 - p)), L = relu(x) - x t - log(max(p, 1 - p)): no overflow for any finite x,
+    one log (XLA fuses it with Eq. 2), and the same number to 1e-7 absolute."""
+    return tf.nn.relu(x) - x * t - tf.math.log(tf.maximum(p, 1.0 - p))
+
+
+def cross_entropy_grad(x: tf.Tensor, t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
+    """Eq. (2): dL_CE/dx = p - t."""
+    return p - t
+
+
+def _finite(a: tf.Tensor) -> tf.Tensor:
+    """All entries finite (a 0-dim bool): one min and one max pass, no host round trip."""
+    return tf.math.is_finite(tf.reduce_min(a)) & tf.math.is_finite(tf.reduce_max(a))
+
+
+def _in_unit_interval(a: tf.Tensor) -> tf.Tensor:
+    return (tf.reduce_min(a) >= 0) & (tf.reduce_max(a) <= 1)  # False for NaN
+
+
+def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
+    """L_i (Eq. 1), dL_i/dx_i (Eq. 2), the region index of g_i = |p_i - t_i| (Eq. 3) with masked
+    entries in the spare region, and the batch's ok flag (every valid entry finite and in range)."""
+    target = as_tensor("y_true", y_true, allowed=(FLOATING, BOOL, INTEGER))
+    classes = is_class_index_target(target, pred)
     dtype = compute_dtype(pred)
-    x = tf.cast(pred, dtype)
-    pshape = tuple(pred.shape)
-    if target.dtype.is_integer:  # class indices; label C = background (all-zero row)
-        if pred.shape.rank == 0:
-            raise ValueError("integer (class index) y_true needs y_pred of shape (..., C)")
-        check_shape("integer (class index) y_true", target, pshape[:-1])
-        n_classes = pshape[-1]
-        target = tf.cast(target, tf.int64)
-        t = tf.one_hot(target, n_classes, dtype=dtype)  # out-of-range labels give all-zero rows
-        in_range = (target >= 0) & (target <= n_classes)
-        entry_ok = tf.broadcast_to(in_range[..., None], tf.shape(x))
+    x = tf.stop_gradient(tf.cast(pred, dtype))
+    ok = tf.constant(True)
+    if classes:  # class indices; label C = background (an all-zero row from one_hot)
+        n_classes = pred.shape[-1]
+        labels = tf.cast(target, tf.int64)
+        t = tf.one_hot(labels, n_classes, dtype=dtype)
+        in_range = (labels >= 0) & (labels <= n_classes)
+        if valid is not None:
+            in_range = in_range | tf.logical_not(tf.reduce_any(valid, axis=-1))
+        ok = tf.reduce_all(in_range)
     else:
-        check_shape("y_true", target, pshape)
         t = tf.cast(target, dtype)
-        entry_ok = (t >= 0) & (t <= 1)
-    valid = tf.ones_like(x, dtype=tf.bool) if label_weight is None else anchor_mask(label_weight, pred)
-    entry_ok = entry_ok & tf.math.is_finite(x) & tf.math.is_finite(t)
-    ok = tf.reduce_all(entry_ok | tf.logical_not(valid))
-    # Masked entries are zeroed so no NaN reaches their gradient; valid non-finite ones stay.
-    zero = tf.zeros([], dtype)
-    x_safe, t_safe = tf.where(valid, x, zero), tf.where(valid, t, zero)
-    per_entry = tf.nn.sigmoid_cross_entropy_with_logits(labels=t_safe, logits=x_safe)
-    g = tf.abs(tf.sigmoid(tf.stop_gradient(x_safe)) - t_safe)
-    return per_entry, g, valid, ok
+    if valid is None and not fully_known(x, t):
+        valid = tf.ones_like(x, dtype=tf.bool)  # Select below then checks t's run-time shape
+    if valid is not None:
+        # Masked entries become (x, t) = (0, 1/2): a finite loss, gradient 0 and g = 0, so no NaN
+        # or Inf they hold reaches the sums. Select also requires t shaped exactly like pred.
+        x = select(valid, x, 0.0)
+        t = select(valid, t, 0.5)
+    ok = ok & _finite(x)
+    if not classes and target.dtype != tf.bool:
+        ok = ok & _in_unit_interval(t)  # NaN and Inf targets fail it too
+    p = tf.sigmoid(x)
+    per_entry_grad = cross_entropy_grad(x, t, p)
+    ind = region_index(tf.abs(per_entry_grad), bins, valid)  # Eq. (3)
+    return cross_entropy(x, t, p), per_entry_grad, ind, ok
 
 
 @keras.saving.register_keras_serializable(package="ghm")
@@ -60,19 +85,28 @@ class GHMCLoss(GHMLossBase):
     an example; weight 0 (also negative or NaN) excludes it from N and from the histogram, and
     its gradient is 0. Positive values other than 1 are *not* multiplied in (the official code
     does the same); use ``reduction="none"`` to rescale entries yourself. It may be shaped like
-    ``y_pred`` or like ``y_pred.shape[:-1]`` (Keras's per-sample weights, broadcast).
+    ``y_pred`` or like ``y_pred.shape[:-1]`` (Keras's per-sample weights, broadcast). A Keras
+    mask on ``y_pred`` (e.g. from ``Embedding(mask_zero=True)``) masks entries the same way.
 
-    ``y_true``: floats in [0, 1] shaped like ``y_pred`` (binary or soft), or integer class
-    indices of shape ``y_pred.shape[:-1]`` (index C = background, an all-zero row).
+    ``y_true``: shaped like ``y_pred`` (floats in [0, 1], binary or soft; bool; or integer 0/1
+    labels), or integer class indices of shape ``y_pred.shape[:-1]`` (index C = background, an
+    all-zero row; needs C >= 2: with one logit an integer ``y`` of shape (N,) is ambiguous and
+    raises ``ValueError``; pass ``y[:, None]``). Shapes unknown when a ``tf.function`` is traced
+    are checked when it runs (``InvalidArgumentError``), never broadcast.
 
     beta is a constant for backprop. A NaN/Inf in a valid entry, a valid target outside [0, 1]
     or a valid class index outside [0, C] gives a NaN loss and leaves the EMA variable as it was
     (checking would need a host round trip). No valid entry gives 0. Statistics are float32
     (float64 for float64 ``y_pred``), also under ``mixed_float16``; the loss has that dtype.
 
-    EMA state: ``ema`` and ``ema_initialized``, non-trainable ``tf.Variable``s owned by the loss,
-    updated by every call (eager, ``tf.function``, XLA, ``model.fit``; also by
-    ``model.evaluate``: evaluate with a separate instance, or ``ghm_c_loss``, to keep it
+    Keras contract: under ``tf.distribute`` the "mean" is divided by the number of replicas in
+    sync, as Keras's own losses are, so ``model.fit`` averages the replicas' gradients. Each
+    replica harmonizes its own batch (per-replica density).
+
+    EMA state: ``ema`` and ``ema_initialized``, non-trainable float32 ``tf.Variable``s owned by
+    the loss (create the loss inside ``strategy.scope()`` under tf.distribute; replicas keep the
+    first replica's state), updated by every call (eager, ``tf.function``, XLA, ``model.fit``;
+    also by ``model.evaluate``: evaluate with a separate instance, or ``ghm_c_loss``, to keep it
     untouched). They are saved in and restored from a ``.keras`` model.
 
     Args:
@@ -89,14 +123,17 @@ class GHMCLoss(GHMLossBase):
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
                          loss_weight=loss_weight, name=name)
 
-    def _prepare(self, y_true, y_pred, sample_weight):
-        return _prepare(y_true, y_pred, sample_weight)
+    def _prepare(self, y_true, pred, valid):
+        return _prepare(y_true, pred, valid, self.bins)
 
 
 def ghm_c_loss(y_true, y_pred, label_weight=None, *, bins: int = 30, dialect: str = "paper",
                reduction: str = "mean", loss_weight: float = 1.0) -> tf.Tensor:
-    """Stateless GHM-C (no momentum), Keras argument order; same semantics as :class:`GHMCLoss`."""
+    """Stateless GHM-C (no momentum), Keras argument order; same semantics as :class:`GHMCLoss`
+    (no distribution scaling: this is the plain function)."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    loss, _, _ = ghm_reduce(*_prepare(y_true, y_pred, label_weight), bins=bins, momentum=0.0, dialect=dialect,
-                            reduction=reduction, loss_weight=loss_weight)
+    pred = as_tensor("y_pred", y_pred, allowed=(FLOATING,))
+    valid = None if label_weight is None else to_mask("label_weight", label_weight, pred)
+    loss, _, _ = harmonized_loss(pred, *_prepare(y_true, pred, valid, bins), bins=bins, momentum=0.0,
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     return loss

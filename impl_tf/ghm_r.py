@@ -5,25 +5,50 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ._checks import anchor_mask, as_tensor, check_hyper, check_mu, check_shape, compute_dtype
-from ._harmonize import ghm_reduce
+from ._checks import (FLOATING, as_tensor, check_hyper, check_mu, check_shape, compute_dtype, fully_known, select,
+                      to_mask)
+from ._harmonize import harmonized_loss, region_index
 from ._loss import GHMLossBase
 
 
-def _prepare(y_true, y_pred, label_weight, mu: float):
-    """Per-entry ASL1 (Eq. 17), gradient norm gr (Eq. 18), the valid mask and the ok flag."""
-    pred = as_tensor("y_pred", y_pred, kinds="f")
-    target = as_tensor("y_true", y_true, kinds="f")
-    check_shape("y_true", target, tuple(pred.shape))
+def _asl1_terms(d: tf.Tensor, mu: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """(ASL1(d), dASL1/dd) without squaring d or mu (spec.md 3): with s = max(|d|, mu) and
+    r = sqrt((d/s)^2 + (mu/s)^2) in [1, sqrt 2], rho = s r = hypot(d, mu), u = d / rho = (d/s) / r
+    (Eq. 18) and ASL1 = d u / (1 + mu / rho) (Eq. 17, no cancellation); finite for every finite d."""
+    mu = tf.constant(mu, d.dtype)
+    s = tf.maximum(tf.abs(d), mu)
+    d_s, mu_s = d / s, mu / s
+    r = tf.sqrt(d_s * d_s + mu_s * mu_s)
+    u = d_s / r
+    return d * u / (1.0 + mu_s / r), u
+
+
+def asl1(d: tf.Tensor, mu: float) -> tf.Tensor:
+    """Eq. (17): ASL1(d) = sqrt(d^2 + mu^2) - mu, finite for every finite d."""
+    return _asl1_terms(d, mu)[0]
+
+
+def asl1_grad(d: tf.Tensor, mu: float) -> tf.Tensor:
+    """Eq. (18): dASL1/dd = d / sqrt(d^2 + mu^2)."""
+    return _asl1_terms(d, mu)[1]
+
+
+def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: int):
+    """ASL1(d_i) (Eq. 17), its gradient (Eq. 18), the region index of gr_i = |dASL1/dd| with
+    masked entries in the spare region, and the ok flag (every valid residual finite)."""
+    target = as_tensor("y_true", y_true, allowed=(FLOATING,))
+    check_shape("y_true", target, pred.shape)
     dtype = compute_dtype(pred)
-    d = tf.cast(pred, dtype) - tf.cast(target, dtype)
-    valid = tf.ones_like(d, dtype=tf.bool) if label_weight is None else anchor_mask(label_weight, pred)
-    ok = tf.reduce_all(tf.math.is_finite(d) | tf.logical_not(valid))
-    d_safe = tf.where(valid, d, tf.zeros([], dtype))  # masked entries: no NaN reaches their gradient
-    root = tf.sqrt(d_safe * d_safe + mu * mu)
-    per_entry = d_safe * d_safe / (root + mu)  # = root - mu, without its cancellation for |d| << mu
-    g = tf.stop_gradient(tf.abs(d_safe) / root)
-    return per_entry, g, valid, ok
+    x, t = tf.stop_gradient(tf.cast(pred, dtype)), tf.cast(target, dtype)
+    if not fully_known(x, t):  # Select requires the run-time shapes to be equal, never broadcasts
+        t = select(tf.ones_like(x, dtype=tf.bool) if valid is None else valid, t, 0.0)
+    d = x - t
+    if valid is not None:
+        d = select(valid, d, 0.0)  # masked: loss 0, gradient 0, gr = 0; no NaN gets through
+    ok = tf.math.is_finite(tf.reduce_min(d)) & tf.math.is_finite(tf.reduce_max(d))
+    per_entry_loss, per_entry_grad = _asl1_terms(d, mu)
+    ind = region_index(tf.abs(per_entry_grad), bins, valid)
+    return per_entry_loss, per_entry_grad, ind, ok
 
 
 @keras.saving.register_keras_serializable(package="ghm")
@@ -32,12 +57,13 @@ class GHMRLoss(GHMLossBase):
     ``ASL1(d) = sqrt(d^2 + mu^2) - mu`` of ``d = y_pred - y_true``, reweighted by the inverse
     density of ``gr = |d| / sqrt(d^2 + mu^2)``.
 
-    ``loss = loss_weight * (1/N) * sum_{i valid} beta_i * ASL1(d_i)`` ("mean"). Dialects,
+    ``loss = loss_weight * (1/N) * sum_{i valid} beta_i * ASL1(d_i)`` ("mean"); ASL1 and gr are
+    evaluated without overflow for every finite residual. Dialects, Keras masks,
     ``sample_weight`` (a mask, shaped like ``y_pred`` or per anchor), NaN handling, dtypes and
     the EMA variables are as in :class:`GHMCLoss` (spec.md sections 4-8).
 
     Args:
-        mu: the ASL1 parameter, > 0. Default: 0.02.
+        mu: the ASL1 parameter, in [1e-30, 1e30]. Default: 0.02.
         bins: number of unit regions M. Default: 10.
         momentum: EMA momentum alpha in [0, 1); 0 disables the EMA. Default: 0.0.
         dialect: ``"paper"`` or ``"mmdet"``. Default: ``"paper"``.
@@ -53,8 +79,8 @@ class GHMRLoss(GHMLossBase):
                          loss_weight=loss_weight, name=name)
         self.mu = float(mu)
 
-    def _prepare(self, y_true, y_pred, sample_weight):
-        return _prepare(y_true, y_pred, sample_weight, self.mu)
+    def _prepare(self, y_true, pred, valid):
+        return _prepare(y_true, pred, valid, self.mu, self.bins)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mu": self.mu}
@@ -62,9 +88,12 @@ class GHMRLoss(GHMLossBase):
 
 def ghm_r_loss(y_true, y_pred, label_weight=None, *, mu: float = 0.02, bins: int = 10, dialect: str = "paper",
                reduction: str = "mean", loss_weight: float = 1.0) -> tf.Tensor:
-    """Stateless GHM-R (no momentum), Keras argument order; same semantics as :class:`GHMRLoss`."""
+    """Stateless GHM-R (no momentum), Keras argument order; same semantics as :class:`GHMRLoss`
+    (no distribution scaling: this is the plain function)."""
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    loss, _, _ = ghm_reduce(*_prepare(y_true, y_pred, label_weight, mu), bins=bins, momentum=0.0, dialect=dialect,
-                            reduction=reduction, loss_weight=loss_weight)
+    pred = as_tensor("y_pred", y_pred, allowed=(FLOATING,))
+    valid = None if label_weight is None else to_mask("label_weight", label_weight, pred)
+    loss, _, _ = harmonized_loss(pred, *_prepare(y_true, pred, valid, mu, bins), bins=bins, momentum=0.0,
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     return loss

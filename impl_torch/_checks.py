@@ -1,22 +1,40 @@
-"""Argument validation shared by the torch losses (spec.md section 7). Runs on the host, on
+"""Argument validation shared by the torch losses (spec.md sections 6-7). Runs on the host, on
 Python values and static shapes only: nothing here reads a tensor's values."""
 
 from __future__ import annotations
 
 import torch
 
-from ghm_args import check_hyper, check_mu  # noqa: F401 - re-exported for the losses
+import ghm_args
+
+# Under torch.compile(dynamic=True) a float hyper-parameter may arrive as a SymFloat.
+_SYMBOLIC = (torch.SymFloat, torch.SymInt)
+
+FLOATING, BOOL, INTEGER = "floating", "bool", "integer"
 
 
-def check_tensor(name: str, x, *, kinds: str) -> None:
-    """kinds: 'f' floating, 'b' bool, 'i' integer."""
+def check_hyper(*, bins, momentum, dialect, reduction, loss_weight) -> None:
+    ghm_args.check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
+                         loss_weight=loss_weight, symbolic=_SYMBOLIC)
+
+
+def check_mu(mu) -> None:
+    ghm_args.check_mu(mu, symbolic=_SYMBOLIC)
+
+
+def _kind(x: torch.Tensor) -> str:
+    if x.dtype == torch.bool:
+        return BOOL
+    if x.is_floating_point():
+        return FLOATING
+    return "complex" if x.is_complex() else INTEGER
+
+
+def check_tensor(name: str, x, *, allowed: tuple[str, ...]) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    ok = (("f" in kinds and x.is_floating_point()) or ("b" in kinds and x.dtype == torch.bool)
-          or ("i" in kinds and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool))
-    if not ok:
-        names = {"f": "floating", "b": "bool", "i": "integer"}
-        raise TypeError(f"{name} must have a {' or '.join(names[k] for k in kinds)} dtype, got {x.dtype}")
+    if _kind(x) not in allowed:
+        raise TypeError(f"{name} must have a {' or '.join(allowed)} dtype, got {x.dtype}")
 
 
 def check_shape(name: str, x: torch.Tensor, *shapes: torch.Size) -> None:
@@ -29,9 +47,31 @@ def compute_dtype(pred: torch.Tensor) -> torch.dtype:
     return torch.float64 if pred.dtype == torch.float64 else torch.float32
 
 
-def anchor_mask(label_weight: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """valid = label_weight > 0, with per-anchor weights (shape pred.shape[:-1]) broadcast."""
-    check_tensor("label_weight", label_weight, kinds="fbi")
+def valid_mask(label_weight: torch.Tensor | None, pred: torch.Tensor) -> torch.Tensor | None:
+    """valid = label_weight > 0 (NaN and negative weights are masked), shaped like pred; per-anchor
+    weights (shape pred.shape[:-1]) are broadcast. None when every entry is valid."""
+    if label_weight is None:
+        return None
+    check_tensor("label_weight", label_weight, allowed=(FLOATING, BOOL, INTEGER))
     check_shape("label_weight", label_weight, pred.shape, pred.shape[:-1])
-    valid = label_weight > 0
+    valid = label_weight if label_weight.dtype == torch.bool else label_weight > 0
     return valid if valid.shape == pred.shape else valid.unsqueeze(-1).expand(pred.shape)
+
+
+def is_class_index_target(target: torch.Tensor, pred: torch.Tensor) -> bool:
+    """spec.md section 6: a target is read by its shape. Shaped like pred: a target per entry (an
+    integer one holds 0/1 labels). Integer and shaped like pred.shape[:-1]: class indices, which
+    need C >= 2 (with C = 1 they could as well be binary labels: a ValueError, never a guess)."""
+    if target.shape == pred.shape:
+        return False
+    if _kind(target) != INTEGER:
+        raise ValueError(f"target must have the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
+    if pred.dim() == 0 or target.shape != pred.shape[:-1]:
+        raise ValueError(f"an integer target must have the shape of pred {tuple(pred.shape)} (0/1 labels) or "
+                         f"pred.shape[:-1] = {tuple(pred.shape[:-1])} (class indices), got {tuple(target.shape)}")
+    if pred.shape[-1] == 1:
+        raise ValueError(f"an integer target of shape {tuple(target.shape)} with a single logit per anchor "
+                         f"(C = 1) is ambiguous: class indices (label 1 = background) or binary labels? Pass "
+                         f"the labels shaped like pred {tuple(pred.shape)}, e.g. target.unsqueeze(-1), for "
+                         f"binary labels")
+    return True

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from ._checks import check_hyper
-from ._harmonize import ghm_reduce
+from ._harmonize import harmonized_loss
+
+STATE_DTYPE = torch.float32  # spec.md section 8: the EMA state is float32 whatever the module is cast to
 
 
 class GHMLossBase(nn.Module):
@@ -17,13 +19,24 @@ class GHMLossBase(nn.Module):
         self.reduction, self.loss_weight = reduction, float(loss_weight)
         # The EMA region state (S of Eq. 12, or the mmdet accumulator). Buffers, not parameters:
         # saved in state_dict, moved by .to(). Unused when momentum == 0.
-        self.register_buffer("ema", torch.zeros(self.bins, dtype=torch.float32))
+        self.register_buffer("ema", torch.zeros(self.bins, dtype=STATE_DTYPE))
         self.register_buffer("ema_initialized", torch.zeros((), dtype=torch.bool))
 
-    def _harmonized(self, per_entry_loss, g, valid, ok) -> torch.Tensor:
-        loss, new_state, new_initialized = ghm_reduce(
-            per_entry_loss, g, valid, ok, bins=self.bins, momentum=self.momentum, dialect=self.dialect,
-            reduction=self.reduction, loss_weight=self.loss_weight, state=self.ema, initialized=self.ema_initialized)
+    def _apply(self, fn, recurse=True):
+        """Let ``.to(device)`` move the EMA buffer, but not ``.half()`` / ``.bfloat16()`` /
+        ``.double()`` / ``.to(dtype)`` change its dtype: in float16 a region count above 65504
+        is inf, and every later loss and gradient would be silently 0."""
+        ema = self.ema
+        out = super()._apply(fn, recurse)
+        if self.ema.dtype != STATE_DTYPE:
+            self._buffers["ema"] = ema.to(device=self.ema.device, dtype=STATE_DTYPE)
+        return out
+
+    def _harmonized(self, pred, per_entry_loss, per_entry_grad, ind, ok, scratch=None) -> torch.Tensor:
+        loss, new_state, new_initialized = harmonized_loss(
+            pred, per_entry_loss, per_entry_grad, ind, ok, bins=self.bins, momentum=self.momentum,
+            dialect=self.dialect, reduction=self.reduction, loss_weight=self.loss_weight, state=self.ema,
+            initialized=self.ema_initialized, scratch=scratch)
         if self.momentum > 0.0 and self.training:
             with torch.no_grad():
                 self.ema.copy_(new_state)

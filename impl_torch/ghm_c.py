@@ -5,42 +5,90 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import anchor_mask, check_hyper, check_shape, check_tensor, compute_dtype
-from ._harmonize import ghm_reduce
+from ._checks import (BOOL, FLOATING, INTEGER, check_hyper, check_tensor, compute_dtype, is_class_index_target,
+                      valid_mask)
+from ._harmonize import harmonized_loss, region_index
 from ._module import GHMLossBase
 
 
-def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None):
-    """Per-entry CE (Eq. 1), gradient norm g (Eq. 3), the valid mask and the batch's ok flag."""
-    check_tensor("pred", pred, kinds="f")
-    check_tensor("target", target, kinds="fbi")
+def cross_entropy(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Eq. (1) for logits and soft targets: softplus(x) - x t (no overflow for any finite x)."""
+    return F.softplus(x).addcmul_(x, t, value=-1.0)
+
+
+def cross_entropy_from_p(x: torch.Tensor, t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Eq. (1) again, from p = sigmoid(x) when the compiler fuses it with Eq. (2): since
+    log1p(exp(-|x|)) = -log(max(p, 1 - p)), softplus(x) = relu(x) - log(max(p, 1 - p)): one log
+    instead of an exp and a log1p, and the same number to 1e-7 absolute (max(p, 1 - p) >= 1/2)."""
+    return torch.relu(x) - x * t - torch.log(torch.maximum(p, 1.0 - p))
+
+
+def cross_entropy_grad(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Eq. (2): dL_CE/dx = p - t, p = sigmoid(x)."""
+    return torch.sigmoid(x).sub_(t)
+
+
+def _finite(a: torch.Tensor) -> torch.Tensor:
+    """All entries finite, as a 0-dim bool tensor: one min/max pass, no host sync."""
+    lo, hi = torch.aminmax(a)
+    return torch.isfinite(lo) & torch.isfinite(hi)
+
+
+def _in_unit_interval(a: torch.Tensor) -> torch.Tensor:
+    lo, hi = torch.aminmax(a)
+    return (lo >= 0) & (hi <= 1)  # False for NaN
+
+
+def _targets(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None, dtype: torch.dtype):
+    """The per-entry target t (float), and whether it needs a range check: (t, check_range,
+    labels_ok) with labels_ok the range check of class indices (spec.md 6-7)."""
+    if not is_class_index_target(target, pred):
+        return target.to(dtype), target.dtype != torch.bool, None
+    n_classes = pred.shape[-1]  # class indices; label C = background (all-zero row)
+    labels = target.to(torch.int64)  # compare as int64: an int8 label cannot hold C = 200
+    t = (labels.unsqueeze(-1) == torch.arange(n_classes, device=labels.device)).to(dtype)
+    if labels.numel() == 0:
+        return t, False, None
+    in_range = (labels >= 0) & (labels <= n_classes)
+    if valid is not None:
+        in_range |= ~valid.any(-1)
+    return t, False, in_range.all()
+
+
+def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, bins: int):
+    """L_i (Eq. 1), dL_i/dx_i (Eq. 2), the region index of g_i = |p_i - t_i| (Eq. 3) with masked
+    entries in the spare region, and the batch's ok flag (every valid entry finite and in range)."""
+    check_tensor("pred", pred, allowed=(FLOATING,))
+    check_tensor("target", target, allowed=(FLOATING, BOOL, INTEGER))
+    valid = valid_mask(label_weight, pred)
     dtype = compute_dtype(pred)
-    x = pred.to(dtype)
-    classes = target.dtype not in (torch.bool,) and not target.is_floating_point()
-    if classes:  # integer class indices; label C = background (all-zero row)
-        if pred.dim() == 0:
-            raise ValueError("integer (class index) target needs pred of shape (..., C)")
-        check_shape("integer (class index) target", target, pred.shape[:-1])
-        n_classes = pred.shape[-1]
-        t = (target.unsqueeze(-1) == torch.arange(n_classes, device=target.device)).to(dtype)
-        entry_ok = ((target >= 0) & (target <= n_classes)).unsqueeze(-1)
-    else:
-        check_shape("target", target, pred.shape)
-        t = target.to(dtype)
-        entry_ok = (t >= 0) & (t <= 1)
-    if label_weight is None:
-        valid = torch.ones_like(x, dtype=torch.bool)
-    else:
-        valid = anchor_mask(label_weight, pred)
-    entry_ok = entry_ok & torch.isfinite(x) & torch.isfinite(t)
-    ok = (entry_ok | ~valid).all()
-    # Masked entries are zeroed so that nothing (not even a NaN) reaches their gradient; valid
-    # non-finite entries stay as they are and make the loss and every valid gradient NaN.
-    x_safe = torch.where(valid, x, 0.0)
-    t_safe = torch.where(valid, t, 0.0)
-    per_entry = F.binary_cross_entropy_with_logits(x_safe, t_safe, reduction="none")
-    g = (torch.sigmoid(x_safe.detach()) - t_safe).abs()
-    return per_entry, g, valid, ok
+    with torch.no_grad():
+        x = pred.detach().to(dtype)
+        t, check_range, ok = _targets(pred, target, valid, dtype)
+        owned = valid is not None or dtype != pred.dtype  # x is a buffer of ours, not the caller's
+        owned_t = valid is not None or t is not target
+        if valid is not None:
+            # Masked entries become (x, t) = (0, 1/2): a finite loss, gradient 0 and g = 0 exactly,
+            # so no NaN or Inf they hold can reach the sums, and region_index can move them (g = 0)
+            # to the spare region by an addition.
+            x = torch.where(valid, x, 0.0)
+            t = torch.where(valid, t, 0.5)
+        if x.numel():
+            finite = _finite(x)
+            ok = finite if ok is None else ok & finite
+            if check_range:  # NaN and Inf targets fail it too
+                ok = ok & _in_unit_interval(t)
+        elif ok is None:
+            ok = torch.ones((), dtype=torch.bool, device=x.device)
+        if torch.compiler.is_compiling():
+            p = torch.sigmoid(x)
+            per_entry_grad, per_entry_loss = p - t, cross_entropy_from_p(x, t, p)
+        else:
+            per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
+        # From here on x is only scratch memory (a fresh 4 N-byte buffer costs page faults).
+        g = torch.abs(per_entry_grad, out=x) if owned else per_entry_grad.abs()  # Eq. (3)
+        ind = region_index(g, bins, valid)
+    return per_entry_loss, per_entry_grad, ind, ok, t if owned_t else None
 
 
 class GHMCLoss(GHMLossBase):
@@ -57,16 +105,21 @@ class GHMCLoss(GHMLossBase):
       non-empty regions; with momentum the accumulator A starts at zero and is updated only
       for non-empty regions.
 
-    beta is a constant for backprop. Entries with ``label_weight <= 0`` (or NaN) are masked:
-    not counted in N nor in the histogram, gradient 0; positive weights act only as a mask.
-    A NaN/Inf in a valid entry, a valid target outside [0, 1] or a valid class index outside
-    [0, C] gives a NaN loss and leaves the EMA buffer untouched (checking would need a host
-    sync). No valid entry gives 0. Statistics are computed in float32 (float64 for float64
-    ``pred``); the loss is returned in that dtype.
+    beta is a constant for backprop: ``d loss / d pred_i = loss_weight * beta_i * (p_i - t_i) / N``
+    (no gradient flows to ``target`` or ``label_weight``). Entries with ``label_weight <= 0`` (or
+    NaN) are masked: not counted in N nor in the histogram, gradient 0, their values never read;
+    positive weights act only as a mask. A NaN/Inf in a valid entry, a valid target outside
+    [0, 1] or a valid class index outside [0, C] gives a NaN loss and leaves the EMA buffer
+    untouched (checking would need a host sync). No valid entry gives 0. Statistics are
+    computed in float32 (float64 for float64 ``pred``); the loss is returned in that dtype.
 
-    EMA state: the buffers ``ema`` and ``ema_initialized`` (in ``state_dict``, moved by
-    ``.to``). They update on each call in training mode only; in ``eval()`` mode the loss is
-    computed as a training call would compute it, but the buffers are left unchanged.
+    EMA state: the buffers ``ema`` (always float32, even after ``.half()``) and
+    ``ema_initialized``, in ``state_dict`` and moved by ``.to(device)``. They update on each call
+    in training mode only; in ``eval()`` mode the loss is computed as a training call would
+    compute it, but the buffers are left unchanged.
+
+    Under ``torch.compile(fullgraph=True)`` a bad argument surfaces as
+    ``torch._dynamo.exc.Unsupported`` holding the ``ValueError`` / ``TypeError`` message (spec.md 7).
 
     Args:
         bins: number of unit regions M. Default: 30.
@@ -75,10 +128,11 @@ class GHMCLoss(GHMLossBase):
         reduction: ``"mean"`` (1/N), ``"sum"`` or ``"none"`` (per entry beta * CE). Default: ``"mean"``.
         loss_weight: multiplier of the loss. Default: 1.0.
 
-    Call: ``loss(pred, target, label_weight=None)``; ``pred`` are logits of any shape (e.g. (N, C));
-    ``target`` a float tensor like ``pred`` (binary or soft, in [0, 1]) or an integer tensor of
-    class indices of shape ``pred.shape[:-1]`` (index C = background); ``label_weight`` like
-    ``pred``, or like ``pred.shape[:-1]`` (per anchor, broadcast). Default: all valid.
+    Call: ``loss(pred, target, label_weight=None)``. ``pred``: logits of any shape, e.g. (N, C).
+    ``target``: shaped like ``pred`` (float in [0, 1], bool, or integer 0/1), or integer class
+    indices of shape ``pred.shape[:-1]`` with index C = background (needs C >= 2: with one logit
+    per anchor an integer target of shape (N,) is ambiguous and raises ``ValueError``).
+    ``label_weight``: like ``pred``, or like ``pred.shape[:-1]`` (per anchor). Default: all valid.
     """
 
     def __init__(self, bins: int = 30, momentum: float = 0.0, dialect: str = "paper", reduction: str = "mean",
@@ -86,14 +140,14 @@ class GHMCLoss(GHMLossBase):
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None) -> torch.Tensor:
-        return self._harmonized(*_prepare(pred, target, label_weight))
+        return self._harmonized(pred, *_prepare(pred, target, label_weight, self.bins))
 
 
 def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *, bins: int = 30,
                dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0) -> torch.Tensor:
     """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    per_entry, g, valid, ok = _prepare(pred, target, label_weight)
-    loss, _, _ = ghm_reduce(per_entry, g, valid, ok, bins=bins, momentum=0.0, dialect=dialect,
-                            reduction=reduction, loss_weight=loss_weight)
+    per_entry_loss, per_entry_grad, ind, ok, scratch = _prepare(pred, target, label_weight, bins)
+    loss, _, _ = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch)
     return loss

@@ -4,29 +4,49 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import anchor_mask, check_hyper, check_mu, check_shape, check_tensor, compute_dtype
-from ._harmonize import ghm_reduce
+from ._checks import FLOATING, check_hyper, check_mu, check_shape, check_tensor, compute_dtype, valid_mask
+from ._harmonize import harmonized_loss, region_index
 from ._module import GHMLossBase
 
 
-def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, mu: float):
-    """Per-entry ASL1 (Eq. 17), gradient norm gr (Eq. 18), the valid mask and the ok flag."""
-    check_tensor("pred", pred, kinds="f")
-    check_tensor("target", target, kinds="f")
+def _asl1_terms(d: torch.Tensor, mu) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ASL1(d), dASL1/dd) without squaring d or mu (spec.md 3): rho = hypot(d, mu),
+    u = d / rho (Eq. 18) and ASL1 = d u / (1 + mu / rho) (Eq. 17, no cancellation)."""
+    rho = torch.hypot(d, torch.full((), mu, dtype=d.dtype, device=d.device))
+    u = d / rho
+    return (d * u).div_(rho.reciprocal_().mul_(mu).add_(1.0)), u
+
+
+def asl1(d: torch.Tensor, mu) -> torch.Tensor:
+    """Eq. (17): ASL1(d) = sqrt(d^2 + mu^2) - mu, finite for every finite d."""
+    return _asl1_terms(d, mu)[0]
+
+
+def asl1_grad(d: torch.Tensor, mu) -> torch.Tensor:
+    """Eq. (18): dASL1/dd = d / sqrt(d^2 + mu^2)."""
+    return _asl1_terms(d, mu)[1]
+
+
+def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, mu, bins: int):
+    """ASL1(d_i) (Eq. 17), its gradient (Eq. 18), the region index of gr_i = |dASL1/dd| with
+    masked entries in the spare region, and the ok flag (every valid residual finite)."""
+    check_tensor("pred", pred, allowed=(FLOATING,))
+    check_tensor("target", target, allowed=(FLOATING,))
     check_shape("target", target, pred.shape)
+    valid = valid_mask(label_weight, pred)
     dtype = compute_dtype(pred)
-    d = pred.to(dtype) - target.to(dtype)
-    if label_weight is None:
-        valid = torch.ones_like(d, dtype=torch.bool)
-    else:
-        valid = anchor_mask(label_weight, pred)
-    entry_ok = torch.isfinite(d)
-    ok = (entry_ok | ~valid).all()
-    d_safe = torch.where(valid, d, 0.0)  # masked entries: no NaN can reach their gradient
-    root = torch.sqrt(d_safe * d_safe + mu * mu)
-    per_entry = d_safe * d_safe / (root + mu)  # = root - mu, without its cancellation for |d| << mu
-    g = d_safe.detach().abs() / root.detach()
-    return per_entry, g, valid, ok
+    with torch.no_grad():
+        d = pred.detach().to(dtype) - target.to(dtype)
+        if valid is not None:
+            d = torch.where(valid, d, 0.0)  # masked: loss 0, gradient 0, gr = 0; no NaN gets through
+        if d.numel():
+            lo, hi = torch.aminmax(d)
+            ok = torch.isfinite(lo) & torch.isfinite(hi)
+        else:
+            ok = torch.ones((), dtype=torch.bool, device=d.device)
+        per_entry_loss, per_entry_grad = _asl1_terms(d, mu)
+        ind = region_index(per_entry_grad.abs(), bins, valid)
+    return per_entry_loss, per_entry_grad, ind, ok
 
 
 class GHMRLoss(GHMLossBase):
@@ -34,12 +54,14 @@ class GHMRLoss(GHMLossBase):
     ``ASL1(d) = sqrt(d^2 + mu^2) - mu`` of ``d = pred - target``, reweighted by the inverse
     density of ``gr = |d| / sqrt(d^2 + mu^2)``.
 
-    ``loss = loss_weight * (1/N) * sum_{i valid} beta_i * ASL1(d_i)`` (reduction "mean").
-    Dialects, masking, NaN handling, dtypes and the EMA buffers (updated in training mode only)
-    are as in :class:`GHMCLoss` (spec.md sections 4-8).
+    ``loss = loss_weight * (1/N) * sum_{i valid} beta_i * ASL1(d_i)`` (reduction "mean"), with
+    ``d loss / d pred_i = loss_weight * beta_i * d_i / sqrt(d_i^2 + mu^2) / N``. ASL1 and gr are
+    evaluated without overflow for every finite residual. Dialects, masking, NaN handling, dtypes
+    and the EMA buffers (float32, updated in training mode only) are as in :class:`GHMCLoss`
+    (spec.md sections 4-8).
 
     Args:
-        mu: the ASL1 parameter, > 0. Default: 0.02.
+        mu: the ASL1 parameter, in [1e-30, 1e30]. Default: 0.02.
         bins: number of unit regions M. Default: 10.
         momentum: EMA momentum alpha in [0, 1); 0 disables the EMA. Default: 0.0.
         dialect: ``"paper"`` or ``"mmdet"``. Default: ``"paper"``.
@@ -57,7 +79,7 @@ class GHMRLoss(GHMLossBase):
         self.mu = float(mu)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None) -> torch.Tensor:
-        return self._harmonized(*_prepare(pred, target, label_weight, self.mu))
+        return self._harmonized(pred, *_prepare(pred, target, label_weight, self.mu, self.bins))
 
     def extra_repr(self) -> str:
         return f"mu={self.mu}, " + super().extra_repr()
@@ -69,7 +91,6 @@ def ghm_r_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
     """Stateless GHM-R (no momentum); same semantics and arguments as :class:`GHMRLoss`."""
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    per_entry, g, valid, ok = _prepare(pred, target, label_weight, mu)
-    loss, _, _ = ghm_reduce(per_entry, g, valid, ok, bins=bins, momentum=0.0, dialect=dialect,
-                            reduction=reduction, loss_weight=loss_weight)
+    loss, _, _ = harmonized_loss(pred, *_prepare(pred, target, label_weight, mu, bins), bins=bins, momentum=0.0,
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     return loss

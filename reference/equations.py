@@ -111,17 +111,19 @@ def ema(s_prev: np.ndarray, r: np.ndarray, alpha: float) -> np.ndarray:
 def asl1(d: np.ndarray, mu: float) -> np.ndarray:
     """Eq. (17): ASL1(d) = sqrt(d^2 + mu^2) - mu.
 
-    Evaluated as d^2 / (sqrt(d^2 + mu^2) + mu): equal, without the cancellation of the
-    literal form for |d| << mu (spec.md section 3).
+    Evaluated as d * u / (1 + mu / rho), rho = hypot(d, mu), u = d / rho: the same number
+    without the cancellation of the literal form for |d| << mu, and without squaring d or mu,
+    which overflows or underflows at extreme values (spec.md section 3).
     """
     d = np.asarray(d, dtype=np.float64)
-    return d * d / (np.sqrt(d * d + mu * mu) + mu)
+    rho = np.hypot(d, mu)
+    return d * (d / rho) / (1.0 + mu / rho)
 
 
 def asl1_grad(d: np.ndarray, mu: float) -> np.ndarray:
-    """Eq. (18): dASL1/dd = d / sqrt(d^2 + mu^2)."""
+    """Eq. (18): dASL1/dd = d / sqrt(d^2 + mu^2), the root taken as hypot(d, mu)."""
     d = np.asarray(d, dtype=np.float64)
-    return d / np.sqrt(d * d + mu * mu)
+    return d / np.hypot(d, mu)
 
 
 def asl1_gradient_norm(d: np.ndarray, mu: float) -> np.ndarray:

@@ -106,6 +106,25 @@ def _valid_mask(label_weight, shape: tuple[int, ...]) -> np.ndarray:
     return w > 0
 
 
+def _is_class_index_target(t: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """spec.md section 6: a target is read by its shape. Shaped like pred: per-entry targets
+    (an integer one holds 0/1 labels). Integer and shaped like pred.shape[:-1]: class indices,
+    which need C >= 2 (with C = 1 they could as well be binary labels)."""
+    if t.shape == shape:
+        return False
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"target must have the shape of pred {shape}, got {t.shape}")
+    if len(shape) == 0 or t.shape != shape[:-1]:
+        raise ValueError(f"an integer target must have the shape of pred {shape} (0/1 labels) or "
+                         f"pred.shape[:-1] = {shape[:-1]} (class indices), got {t.shape}")
+    if shape[-1] == 1:
+        raise ValueError(f"an integer target of shape {t.shape} with a single logit per anchor (C = 1) "
+                         f"is ambiguous: class indices (label 1 = background) or binary labels? Pass "
+                         f"the labels shaped like pred {shape}, e.g. target[..., None], to mean binary "
+                         f"labels")
+    return True
+
+
 # ---------------------------------------------------------------- the harmonizing weight
 
 def harmonize(ind: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None,
@@ -194,23 +213,17 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
 
     loss = loss_weight * (1/N) * sum_{i valid} beta_i * L_CE(x_i, t_i), beta_i from ``harmonize``.
 
-    pred: logits, any shape. target: same shape, in [0, 1] (binary or soft); or integer class
-    indices of shape ``pred.shape[:-1]`` where label C = pred.shape[-1] is background (all-zero
-    row). label_weight: shaped like pred, or like pred.shape[:-1] (per anchor); > 0 means valid.
+    pred: logits, any shape. target: same shape, in [0, 1] (binary or soft; integer 0/1 labels
+    too); or integer class indices of shape ``pred.shape[:-1]`` where label C = pred.shape[-1]
+    (C >= 2) is background (all-zero row). label_weight: shaped like pred, or like
+    pred.shape[:-1] (per anchor); > 0 means valid.
     Raises ValueError for bad arguments (spec.md section 7).
     """
     bins, momentum, state, dialect, reduction, loss_weight = _common_args(
         bins, momentum, state, dialect, reduction, loss_weight)
     x = _as_real_array("pred", pred, allow_int=False).astype(np.float64)
     t = _as_real_array("target", target, allow_int=True)
-    classes = np.issubdtype(t.dtype, np.integer)
-    if classes:
-        if x.ndim == 0 or t.shape != x.shape[:-1]:
-            raise ValueError(f"integer (class index) target must have shape pred.shape[:-1] = "
-                             f"{x.shape[:-1]}, got {t.shape} (integer targets are class indices; "
-                             f"pass a float array for binary or soft targets)")
-    elif t.shape != x.shape:
-        raise ValueError(f"target must have the shape of pred {x.shape}, got {t.shape}")
+    classes = _is_class_index_target(t, x.shape)
     valid = _valid_mask(label_weight, x.shape)
 
     if classes:
@@ -222,6 +235,11 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
                              f"got {np.unique(t[bad]).tolist()}")
         t = (t[..., None] == np.arange(n_classes)).astype(np.float64)
     else:
+        if np.issubdtype(t.dtype, np.integer):
+            bad = valid & (t != 0) & (t != 1)
+            if np.any(bad):
+                raise ValueError(f"an integer target shaped like pred holds 0/1 labels, got "
+                                 f"{np.unique(t[bad]).tolist()[:5]}")
         t = t.astype(np.float64)
         out = valid & np.isfinite(t) & ((t < 0) | (t > 1))
         if np.any(out):

@@ -229,7 +229,7 @@ def test_mixed_float16_policy_model():
     (lambda: ghm_c_loss(np.zeros(3, np.float32), np.zeros(3, np.float32), np.ones(2, np.float32)), "label_weight", ValueError),
     (lambda: ghm_c_loss(np.zeros(3, np.float32), np.zeros(3, np.int32)), "y_pred", TypeError),
     (lambda: ghm_r_loss(np.zeros(3, np.int32), np.zeros(3, np.float32)), "y_true", TypeError),
-    (lambda: ghm_c_loss(np.zeros(3, np.int64), np.zeros((2, 3), np.float32)), "class index", ValueError),
+    (lambda: ghm_c_loss(np.zeros(3, np.int64), np.zeros((2, 3), np.float32)), "class indices", ValueError),
 ])
 def test_bad_input_raises_naming_the_argument(make, match, exc):
     with pytest.raises(exc, match=match):
