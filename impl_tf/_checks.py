@@ -46,6 +46,9 @@ def matches(shape: tf.TensorShape, like: tf.TensorShape) -> bool:
 
 
 def check_shape(name: str, x: tf.Tensor, *likes: tf.TensorShape) -> None:
+    """At trace time, as far as the static shapes tell; ``same_shape`` checks the rest at run time."""
+    if x.shape.rank is None or any(s.rank is None for s in likes):
+        return
     if not any(matches(x.shape, s) for s in likes):
         raise ValueError(f"{name} must have shape {' or '.join(_shape_str(s) for s in likes)}, got {_shape_str(x.shape)}")
 
@@ -59,9 +62,20 @@ def fully_known(*tensors: tf.Tensor) -> bool:
     return all(t.shape.is_fully_defined() for t in tensors)
 
 
+def same_shape(name: str, x: tf.Tensor, like: tf.Tensor, like_name: str = "y_pred") -> tf.Tensor:
+    """``x``, checked at run time to have the shape of ``like`` when a dimension is unknown at
+    trace time (returned as is otherwise). Two checks, because each survives where the other
+    is dropped: an assertion (graph mode; XLA ignores asserts) and a Select, which requires
+    equal shapes (XLA; graph optimisation may fold a Select whose condition is all true)."""
+    if fully_known(x, like):
+        return x
+    tf.debugging.assert_equal(tf.shape(x), tf.shape(like), message=f"{name} must have the shape of {like_name}")
+    return tf.raw_ops.Select(condition=tf.ones_like(like, dtype=tf.bool), x=x, y=x)
+
+
 def select(condition: tf.Tensor, x: tf.Tensor, y) -> tf.Tensor:
     """where(condition, x, y) that requires ``x`` shaped exactly like ``condition`` (TF's v1
-    ``Select``: an InvalidArgumentError, also under XLA, instead of ``tf.where``'s broadcast)."""
+    ``Select``: an InvalidArgumentError, also under XLA, where ``tf.where`` would broadcast)."""
     y = tf.fill(tf.shape(x), tf.cast(y, x.dtype)) if not isinstance(y, tf.Tensor) else y
     return tf.raw_ops.Select(condition=condition, x=x, y=y)
 
@@ -69,9 +83,11 @@ def select(condition: tf.Tensor, x: tf.Tensor, y) -> tf.Tensor:
 def expand_per_anchor(mask: tf.Tensor, pred: tf.Tensor, name: str) -> tf.Tensor:
     """A mask shaped like pred.shape[:-1] (one value per anchor), broadcast over the last axis;
     at run time its shape must equal pred.shape[:-1] exactly."""
-    anchor_shape = tf.shape(pred)[:-1]
-    if not fully_known(mask, pred):  # Select: the anchor mask must be exactly pred.shape[:-1]
-        mask = tf.raw_ops.Select(condition=tf.zeros(anchor_shape, tf.bool), x=mask, y=mask)
+    if not fully_known(mask, pred):
+        tf.debugging.assert_equal(tf.shape(mask), tf.shape(pred)[:-1],
+                                  message=f"{name} must have the shape of y_pred or y_pred.shape[:-1]")
+        # XLA drops asserts: the reshape fails there unless the anchor counts agree
+        mask = tf.reshape(mask, tf.shape(pred)[:-1])
     return tf.broadcast_to(mask[..., None], tf.shape(pred))
 
 
@@ -82,7 +98,7 @@ def to_mask(name: str, weight, pred: tf.Tensor) -> tf.Tensor:
     check_shape(name, w, pred.shape, pred.shape[:-1] if pred.shape.rank else tf.TensorShape(None))
     valid = w if w.dtype == tf.bool else w > tf.zeros([], w.dtype)
     if w.shape.rank == pred.shape.rank:
-        return valid
+        return same_shape(name, valid, pred)
     return expand_per_anchor(valid, pred, name)
 
 
@@ -100,8 +116,7 @@ def is_class_index_target(target: tf.Tensor, pred: tf.Tensor) -> bool:
         return False
     require_rank("y_pred", pred, "to tell class indices from per-entry labels")
     require_rank("y_true", target, "to tell class indices from per-entry labels")
-    if target.shape.rank == pred.shape.rank:
-        check_shape("y_true", target, pred.shape)
+    if matches(target.shape, pred.shape):
         return False
     if pred.shape.rank == 0 or not matches(target.shape, pred.shape[:-1]):
         raise ValueError(f"an integer y_true must have the shape of y_pred {_shape_str(pred.shape)} (0/1 labels) or "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ._checks import (BOOL, FLOATING, INTEGER, as_tensor, check_hyper, compute_dtype, fully_known,
+from ._checks import (BOOL, FLOATING, INTEGER, as_tensor, same_shape, check_hyper, compute_dtype,
                       is_class_index_target, select, to_mask)
 from ._harmonize import harmonized_loss, region_index
 from ._loss import GHMLossBase
@@ -50,8 +50,7 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
         ok = tf.reduce_all(in_range)
     else:
         t = tf.cast(target, dtype)
-    if valid is None and not fully_known(x, t):
-        valid = tf.ones_like(x, dtype=tf.bool)  # Select below then checks t's run-time shape
+    t = same_shape("y_true", t, x)
     if valid is not None:
         # Masked entries become (x, t) = (0, 1/2): a finite loss, gradient 0 and g = 0, so no NaN
         # or Inf they hold reaches the sums. Select also requires t shaped exactly like pred.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ._checks import (FLOATING, as_tensor, check_hyper, check_mu, check_shape, compute_dtype, fully_known, select,
-                      to_mask)
+from ._checks import (FLOATING, as_tensor, same_shape, check_hyper, check_mu, check_shape, compute_dtype,
+                      select, to_mask)
 from ._harmonize import harmonized_loss, region_index
 from ._loss import GHMLossBase
 
@@ -40,8 +40,7 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: 
     check_shape("y_true", target, pred.shape)
     dtype = compute_dtype(pred)
     x, t = tf.stop_gradient(tf.cast(pred, dtype)), tf.cast(target, dtype)
-    if not fully_known(x, t):  # Select requires the run-time shapes to be equal, never broadcasts
-        t = select(tf.ones_like(x, dtype=tf.bool) if valid is None else valid, t, 0.0)
+    t = same_shape("y_true", t, x)
     d = x - t
     if valid is not None:
         d = select(valid, d, 0.0)  # masked: loss 0, gradient 0, gr = 0; no NaN gets through

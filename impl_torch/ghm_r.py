@@ -12,9 +12,15 @@ from ._module import GHMLossBase
 def _asl1_terms(d: torch.Tensor, mu) -> tuple[torch.Tensor, torch.Tensor]:
     """(ASL1(d), dASL1/dd) without squaring d or mu (spec.md 3): rho = hypot(d, mu),
     u = d / rho (Eq. 18) and ASL1 = d u / (1 + mu / rho) (Eq. 17, no cancellation)."""
-    rho = torch.hypot(d, torch.full((), mu, dtype=d.dtype, device=d.device))
+    # mu as a tensor made by a multiply: under torch.compile(dynamic=True) mu is a SymFloat, and
+    # torch 2.13 miscompiles torch.full((), mu) next to a scalar mu / rho (a wrong loss once mu
+    # changes between calls; tested).
+    mu_t = torch.ones((), dtype=d.dtype, device=d.device) * mu
+    rho = torch.hypot(d, mu_t)
     u = d / rho
-    return (d * u).div_(rho.reciprocal_().mul_(mu).add_(1.0)), u
+    if torch.compiler.is_compiling():
+        return d * u / (1.0 + mu_t / rho), u
+    return (d * u).div_(rho.reciprocal_().mul_(mu_t).add_(1.0)), u  # in place: two buffers fewer
 
 
 def asl1(d: torch.Tensor, mu) -> torch.Tensor:
