@@ -1,20 +1,27 @@
 """``ghm-conformance``: check GHM ports against the reference and name their dialect.
 
-Exit status: 0 when every target matches a dialect and passes every applicable property,
-1 otherwise, 2 for usage errors.
+Exit status: 0 when every target matches a dialect and passes every applicable property;
+1 when one fails, errs, or a call exceeds the time budget; 2 for usage errors (and an
+interrupted run: no verdict).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
+
+from ghm_args import DIALECTS
 
 from .report import dumps, to_json, to_markdown
-from .runner import run_catalogue
+from .runner import UsageError, run_catalogue
 from .targets import TargetError, bundled_targets, load_target
 
 USAGE_ERROR = 2
+DEFAULT_TIMEOUT = 10.0  # seconds per call; the run's first call may take FIRST_CALL_TIMEOUT (compilation)
+FIRST_CALL_TIMEOUT = 120.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,14 +32,60 @@ def _parser() -> argparse.ArgumentParser:
                     "GHM-C and GHM-R in both dialects.")
     p.add_argument("target", nargs="?", help="a port factory, 'package.module:make_port' (see README: port protocol)")
     p.add_argument("--loss", choices=["c", "r"], default=None, help="GHM-C or GHM-R (default: c for a TARGET)")
-    p.add_argument("--dialect", choices=["paper", "mmdet"], default=None,
-                   help="judge in this dialect (default: detect it)")
+    p.add_argument("--dialect", choices=list(DIALECTS), default=None, help="judge in this dialect (default: detect it)")
     p.add_argument("--max-examples", type=int, default=25, metavar="N", help="Hypothesis examples per property (25)")
     p.add_argument("--seed", type=int, default=None, help="a random seed (default: deterministic search)")
+    p.add_argument("--targets", choices=["per-entry", "class-index"], default="per-entry",
+                   help="class-index: the port takes mmdetection labels (N,) with C = background and per-anchor "
+                        "weights (N,)")
+    p.add_argument("--no-label-weight", action="store_true", help="the port's step takes (pred, target) only")
+    p.add_argument("--large", action="store_true",
+                   help="also check one call of 2^24 + 2^22 + 3 entries (exact counts; about 1 GB, a minute)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                   help=f"the longest one call may take, in seconds ({DEFAULT_TIMEOUT:g}; the run's first call: "
+                        f"{FIRST_CALL_TIMEOUT:g}); a slower call ends the run")
     p.add_argument("--report", metavar="PATH", help="also write the Markdown report here")
-    p.add_argument("--json", metavar="PATH", help="also write the JSON report here")
+    p.add_argument("--json", metavar="PATH", help="also write the JSON report here ('-': to stdout, instead of the "
+                                                  "Markdown)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
+
+
+@contextlib.contextmanager
+def _captured_output():
+    """Everything written to stdout/stderr (Python or native code) goes to a file; yields a
+    writer to the real stderr, for progress, and a function returning what was captured."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    sink = tempfile.TemporaryFile()
+    real_err = os.fdopen(os.dup(saved_err), "w", buffering=1)
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+
+    def captured() -> str:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sink.seek(0)
+        return sink.read().decode(errors="replace")
+
+    try:
+        yield real_err, captured
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        real_err.close()
+        sink.close()
+
+
+def _check_writable(path: str | None) -> None:
+    if path and path != "-":
+        with open(path, "w"):  # created now: an unwritable path is a usage error before the run
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +94,22 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse has printed its message
         return USAGE_ERROR if e.code else 0
-    if args.max_examples < 1:
-        print("ghm-conformance: error: --max-examples must be >= 1", file=sys.stderr)
+
+    def usage(message: str) -> int:
+        print(f"ghm-conformance: error: {message}", file=sys.stderr)
         return USAGE_ERROR
+
+    if args.max_examples < 1:
+        return usage("--max-examples must be >= 1")
+    if not args.timeout > 0:
+        return usage("--timeout must be > 0")
+    if args.report == "-":
+        return usage("--report needs a file path ('-' is for --json)")
+    try:
+        _check_writable(args.report)
+        _check_writable(args.json)
+    except OSError as e:
+        return usage(f"cannot write the report: {e}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     skipped: list[str] = []
     try:
@@ -52,34 +118,52 @@ def main(argv: list[str] | None = None) -> int:
             if not targets:
                 raise TargetError("neither impl_torch nor impl_tf is importable: " + "; ".join(skipped))
         else:
-            targets = [load_target(args.target, args.loss or "c")]
+            targets = [load_target(args.target, args.loss or "c", class_index=args.targets == "class-index",
+                                   label_weight=not args.no_label_weight)]
     except TargetError as e:
-        print(f"ghm-conformance: error: {e}", file=sys.stderr)
+        return usage(str(e))
+    except KeyboardInterrupt:
+        return usage("interrupted")
+
+    reports = []
+    try:
+        for t in targets:
+            with _captured_output() as (real_err, captured):
+                progress = None if args.quiet else (lambda line: print(line, file=real_err, flush=True))
+                try:
+                    rep = run_catalogue(t.make_port, t.loss_kind, target=t.name, dialect=args.dialect,
+                                        max_examples=args.max_examples, seed=args.seed, large=args.large,
+                                        timeout=args.timeout, first_timeout=max(FIRST_CALL_TIMEOUT, args.timeout),
+                                        progress=progress)
+                except UsageError as e:
+                    print(f"ghm-conformance: error: {t.name}: {e}", file=real_err)
+                    return USAGE_ERROR
+                rep.output = captured()
+            if t.expected_dialect is not None and rep.verdict.dialect != t.expected_dialect:
+                rep.verdict.reason += f"; expected the {t.expected_dialect!r} dialect"
+                rep.verdict.passed = False  # a bundled loss in the wrong dialect fails
+            reports.append(rep)
+    except KeyboardInterrupt:
+        print("ghm-conformance: interrupted: no verdict", file=sys.stderr)
         return USAGE_ERROR
 
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    reports = []
-    for t in targets:
-        rep = run_catalogue(t.make_port, t.loss, target=t.name, dialect=args.dialect,
-                            max_examples=args.max_examples, seed=args.seed, progress=progress)
-        if t.expected_dialect is not None and rep.dialect != t.expected_dialect:
-            rep.verdict_reason += f"; expected the {t.expected_dialect!r} dialect"
-            rep.matched = False  # a bundled loss in the wrong dialect fails
-        reports.append(rep)
     status = 0 if all(r.passed for r in reports) else 1
     doc = to_json(reports, {t.name: t.import_line for t in targets}, status, skipped)
     text = to_markdown(doc)
-    print(text)
+    if args.json == "-":
+        print(dumps(doc))
+    else:
+        print(text)
     try:
         if args.report:
             with open(args.report, "w") as f:
                 f.write(text)
-        if args.json:
+        if args.json and args.json != "-":
             with open(args.json, "w") as f:
                 f.write(dumps(doc))
-    except OSError as e:
+    except OSError as e:  # checked before the run; only a disk that filled up since gets here
         print(f"ghm-conformance: error: cannot write the report: {e}", file=sys.stderr)
-        return USAGE_ERROR
+        return max(status, 1)
     return status
 
 

@@ -1,46 +1,136 @@
-"""The port protocol and adapters that turn common loss shapes into it (spec.md section 9).
+"""The port protocol (spec.md section 9), how the kit calls a port, and adapters that turn the
+shapes GHM ports are written in into it.
 
 A *port factory* is ``make_port(*, bins, momentum, **hyper)`` (GHM-R also receives ``mu``);
 it returns ``step(pred, target, label_weight)`` taking float32 NumPy arrays of shape (N, C)
-and returning the "mean" loss, or ``(loss, grad)`` with ``grad = d loss / d pred``. Each
-``make_port`` call is a fresh instance; successive ``step`` calls are training iterations.
-Raising ``NotImplementedError`` from the factory marks a setting as unsupported.
+and returning the "mean" loss, or ``(loss, grad)`` with ``grad = d loss / d pred``. A loss
+shaped like ``pred`` is read as per-entry losses (``reduction="none"``) and averaged over the
+valid entries. A ``step(pred, target)`` with two parameters has no label weight: the kit then
+draws unmasked inputs and the masking properties are "not applicable". Each ``make_port``
+call is a fresh instance; successive ``step`` calls are training iterations. Raising
+``NotImplementedError`` from the factory marks a setting (e.g. momentum) as unsupported.
+
+Adapters: ``from_torch_module``, ``from_torch_function``, ``from_keras_loss``,
+``from_numpy_function``, ``from_weights`` (a port that returns only beta), and
+``with_class_index_targets`` (a port that takes mmdetection-style labels of shape (N,)).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-PortFactory = Callable[..., Callable[[np.ndarray, np.ndarray, np.ndarray], Any]]
+PortFactory = Callable[..., Callable[..., Any]]
+
+
+class PortTimeout(BaseException):
+    """A call of the port took longer than the time budget (BaseException: port code that
+    catches Exception cannot swallow it)."""
 
 
 @dataclass
 class StepOutput:
     loss: float
     grad: np.ndarray | None
-    # expected values only: the size of float32 rounding in the loss and in each gradient entry
-    scale: float = 0.0
-    grad_scale: np.ndarray | None = None
+    seconds: float = 0.0
 
 
-def call_step(step, pred: np.ndarray, target: np.ndarray, label_weight: np.ndarray) -> StepOutput:
-    """Call a port's step and normalise what it returns (scalar, or (loss, grad))."""
-    out = step(pred.copy(), target.copy(), label_weight.copy())
+@dataclass
+class Clock:
+    """The per-call time budget: ``timeout`` seconds for every call but the run's first, which
+    may compile (``first_timeout``). Records every call's duration."""
+
+    timeout: float | None = None
+    first_timeout: float | None = None
+    times: list[float] = field(default_factory=list)
+
+    def limit(self) -> float | None:
+        if self.timeout is None:
+            return None
+        return self.first_timeout if not self.times and self.first_timeout else self.timeout
+
+    def run(self, fn, *args):
+        limit = self.limit()
+        use_alarm = (limit is not None and hasattr(signal, "setitimer")
+                     and threading.current_thread() is threading.main_thread())
+        if use_alarm:
+            def on_alarm(signum, frame):
+                raise PortTimeout(f"a call of the port did not return within {limit:g} s")
+            previous = signal.signal(signal.SIGALRM, on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, limit)
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            elapsed = time.perf_counter() - start
+            if use_alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+            self.times.append(elapsed)
+            if limit is not None and elapsed > limit:
+                raise PortTimeout(f"a call of the port took {elapsed:.3g} s, over the budget of {limit:g} s")
+
+
+@dataclass
+class Port:
+    """A port factory and what the kit found out about it (``probe``)."""
+
+    make_port: PortFactory
+    label_weight: bool = True  # step takes a label weight
+    class_index: bool = False  # step takes class indices (N,) and per-anchor weights (N,)
+    supports_momentum: bool = True
+    momentum_note: str = ""
+    returns_grad: bool = True
+    clock: Clock = field(default_factory=Clock)
+
+    def instance(self, *, bins: int, momentum: float, **hyper):
+        return self.make_port(bins=bins, momentum=momentum, **hyper)
+
+
+def takes_label_weight(step) -> bool:
+    """False when ``step`` has exactly two positional parameters (pred, target)."""
+    try:
+        params = [p for p in inspect.signature(step).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        varargs = any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(step).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    return varargs or len(params) != 2
+
+
+def call_step(step, pred: np.ndarray, target: np.ndarray, label_weight: np.ndarray, *,
+              with_label_weight: bool = True, clock: Clock | None = None) -> StepOutput:
+    """Call a port's step on copies of the arrays and normalise what it returns: a scalar loss,
+    (loss, grad), or per-entry losses shaped like pred (averaged over the valid entries)."""
+    args = (pred.copy(), target.copy()) + ((label_weight.copy(),) if with_label_weight else ())
+    clock = clock or Clock()
+    out = clock.run(step, *args)
+    seconds = clock.times[-1]
+    grad = None
     if isinstance(out, tuple):
         if len(out) != 2:
             raise TypeError(f"step must return loss or (loss, grad), got a tuple of {len(out)}")
-        loss, grad = out
-        grad = _to_numpy(grad)
+        out, grad = out
+        grad = to_numpy(grad)
         if grad.shape != pred.shape:
             raise TypeError(f"step's grad has shape {grad.shape}, expected pred's {pred.shape}")
-        return StepOutput(_to_float(loss), grad.astype(np.float64))
-    return StepOutput(_to_float(out), None)
+        grad = grad.astype(np.float64)
+    loss = to_numpy(out)
+    if loss.size != 1 and loss.shape == pred.shape:  # per-entry losses (reduction "none")
+        loss = np.asarray(np.sum(loss.astype(np.float64)) / max(int(np.sum(label_weight > 0)), 1))
+    if loss.size != 1:
+        raise TypeError(f"step must return a scalar loss (reduction 'mean') or per-entry losses shaped like pred "
+                        f"{pred.shape}, got shape {loss.shape}")
+    return StepOutput(float(loss.reshape(())), grad, seconds)
 
 
-def _to_numpy(a) -> np.ndarray:
+def to_numpy(a) -> np.ndarray:
     if hasattr(a, "detach"):  # torch.Tensor; NumPy has no bfloat16, so widen floats first
         a = a.detach().cpu()
         a = (a.double() if a.is_floating_point() else a).numpy()
@@ -49,14 +139,65 @@ def _to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def _to_float(a) -> float:
-    a = _to_numpy(a)
-    if a.size != 1:
-        raise TypeError(f"step must return a scalar loss (reduction 'mean'), got shape {a.shape}")
-    return float(a.reshape(()))
+# ---------------------------------------------------------------- target and weight conversions
+
+def class_indices(target: np.ndarray, label_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One-hot (N, C) targets and per-anchor-constant weights as mmdetection passes them: labels
+    (N,) with C = background, weights (N,). The kit draws only such cases for these ports."""
+    n_classes = target.shape[-1]
+    labels = np.where(target.max(axis=-1) > 0, target.argmax(axis=-1), n_classes).astype(np.int64)
+    return labels, None if label_weight is None else label_weight[..., 0].copy()
 
 
-# ---------------------------------------------------------------- adapters
+def with_class_index_targets(make_port: PortFactory) -> PortFactory:
+    """A port whose step takes class indices ``(N,)`` (index C = background) and per-anchor
+    label weights ``(N,)``, as mmdetection passes them, seen through the protocol."""
+
+    def factory(**kw):
+        step = make_port(**kw)
+
+        def converted(pred, target, label_weight=None):
+            labels, weights = class_indices(target, label_weight)
+            return step(pred, labels) if weights is None else step(pred, labels, weights)
+
+        return converted
+
+    factory.class_index = True
+    factory.label_weight = getattr(make_port, "label_weight", True)
+    return factory
+
+
+def _loss_terms(loss_kind: str, pred: np.ndarray, target: np.ndarray, mu) -> tuple[np.ndarray, np.ndarray]:
+    from reference import equations as eq
+
+    x, t = pred.astype(np.float64), target.astype(np.float64)
+    if loss_kind == "c":
+        return eq.cross_entropy(x, t), eq.cross_entropy_grad(x, t)
+    return eq.asl1(x - t, mu), eq.asl1_grad(x - t, mu)
+
+
+def from_weights(make_weights: PortFactory, loss_kind: str) -> PortFactory:
+    """A port that only computes the harmonizing weights: ``make_weights(*, bins, momentum,
+    **hyper)`` returns ``weights(pred, target, label_weight)`` -> beta per entry (0 where masked).
+    The kit forms the loss (1/N) sum beta_i L_i and its gradient beta_i dL_i / N in float64."""
+
+    def make_port(*, bins, momentum, **hyper):
+        weigh = make_weights(bins=bins, momentum=momentum, **hyper)
+
+        def step(pred, target, label_weight):
+            beta = to_numpy(weigh(pred, target, label_weight)).astype(np.float64)
+            valid = label_weight > 0
+            n = max(int(valid.sum()), 1)
+            per, dper = _loss_terms(loss_kind, pred, target, hyper.get("mu"))
+            beta = np.where(valid, beta, 0.0)
+            return float(np.sum(beta * np.where(valid, per, 0.0)) / n), beta * np.where(valid, dper, 0.0) / n
+
+        return step
+
+    return make_port
+
+
+# ---------------------------------------------------------------- framework adapters
 
 def from_numpy_function(fn: Callable, *, supports_momentum: bool = False) -> PortFactory:
     """A stateless NumPy loss ``fn(pred, target, label_weight, *, bins, **hyper)`` -> loss or
@@ -73,33 +214,65 @@ def from_numpy_function(fn: Callable, *, supports_momentum: bool = False) -> Por
     return make_port
 
 
-def from_torch_module(module_factory: Callable[..., Any], *, device: str = "cpu") -> PortFactory:
-    """A torch ``nn.Module`` factory, called as ``module_factory(bins=, momentum=, **hyper)``;
-    the module is called as ``module(pred, target, label_weight)``; grad by autograd."""
+def _torch_step(call, *, device, label_weight: bool, class_index: bool, call_kwargs: dict):
+    import torch
+
+    def step(pred, target, lw=None):
+        valid = None if lw is None else np.asarray(lw) > 0
+        if class_index:
+            target, lw = class_indices(target, lw)
+        x = torch.tensor(pred, device=device, requires_grad=True)
+        args = (x, torch.tensor(target, device=device)) + ((torch.tensor(lw, device=device),) if label_weight else ())
+        loss = call(*args, **call_kwargs)
+        if loss.dim() and loss.shape == x.shape:  # reduction "none": the mean over valid entries
+            n = max(int(valid.sum()) if valid is not None else x.numel(), 1)
+            loss = loss.sum() / n
+        (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+        return loss.detach(), (torch.zeros_like(x) if grad is None else grad)  # None: loss ignores pred
+
+    return step
+
+
+def from_torch_module(module_factory: Callable[..., Any], *, device: str = "cpu", label_weight: bool = True,
+                      targets: str = "per_entry", call_kwargs: dict | None = None) -> PortFactory:
+    """A torch ``nn.Module`` factory, called as ``module_factory(bins=, momentum=, **hyper)``; the
+    module is called as ``module(pred, target, label_weight, **call_kwargs)`` (without
+    ``label_weight`` if False; with class indices and per-anchor weights if ``targets=
+    "class_index"``); gradient by autograd; per-entry output is averaged over valid entries."""
 
     def make_port(*, bins, momentum, **hyper):
-        import torch
-
         module = module_factory(bins=bins, momentum=momentum, **hyper)
         if hasattr(module, "to"):
             module = module.to(device)
+        return _torch_step(module, device=device, label_weight=label_weight, class_index=targets == "class_index",
+                           call_kwargs=call_kwargs or {})
 
-        def step(pred, target, label_weight):
-            x = torch.tensor(pred, device=device, requires_grad=True)
-            loss = module(x, torch.tensor(target, device=device), torch.tensor(label_weight, device=device))
-            (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
-            if grad is None:  # the loss does not depend on pred at all
-                grad = torch.zeros_like(x)
-            return loss.detach(), grad
-
-        return step
-
+    make_port.class_index = targets == "class_index"
+    make_port.label_weight = label_weight
     return make_port
 
 
-def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = False) -> PortFactory:
+def from_torch_function(fn: Callable, *, device: str = "cpu", label_weight: bool = True, targets: str = "per_entry",
+                        call_kwargs: dict | None = None) -> PortFactory:
+    """A plain torch function ``fn(pred, target, label_weight, *, bins, **hyper)`` returning the
+    loss tensor (stateless: momentum is "not applicable"); gradient by autograd."""
+
+    def make_port(*, bins, momentum, **hyper):
+        if momentum:
+            raise NotImplementedError("a plain function has no EMA state")
+        kwargs = dict(call_kwargs or {}, bins=bins, **hyper)
+        return _torch_step(fn, device=device, label_weight=label_weight, class_index=targets == "class_index",
+                           call_kwargs=kwargs)
+
+    make_port.class_index = targets == "class_index"
+    make_port.label_weight = label_weight
+    return make_port
+
+
+def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = False,
+                    label_weight: bool = True) -> PortFactory:
     """A Keras-style loss factory, called as ``loss_factory(bins=, momentum=, **hyper)``; the loss
-    is called as ``loss(y_true, y_pred, sample_weight)``; grad by ``tf.GradientTape``.
+    is called as ``loss(y_true, y_pred, sample_weight)``; gradient by ``tf.GradientTape``.
     With ``jit_compile=True`` each step runs inside ``tf.function(jit_compile=True)``."""
 
     def make_port(*, bins, momentum, **hyper):
@@ -107,31 +280,30 @@ def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = Fal
 
         loss_obj = loss_factory(bins=bins, momentum=momentum, **hyper)
 
-        def raw_step(pred, target, label_weight):
+        def raw_step(pred, target, lw):
             with tf.GradientTape() as tape:
                 tape.watch(pred)
-                loss = loss_obj(target, pred, sample_weight=label_weight)
+                loss = loss_obj(target, pred, sample_weight=lw)
             grad = tape.gradient(loss, pred)
-            if grad is None:
-                grad = tf.zeros_like(pred)
-            return loss, grad
+            return loss, (tf.zeros_like(pred) if grad is None else grad)
 
         compiled = tf.function(raw_step, jit_compile=True, reduce_retracing=True) if jit_compile else raw_step
 
-        def step(pred, target, label_weight):
-            loss, grad = compiled(tf.constant(pred), tf.constant(target), tf.constant(label_weight))
+        def step(pred, target, lw=None):
+            loss, grad = compiled(tf.constant(pred), tf.constant(target), None if lw is None else tf.constant(lw))
             return loss.numpy(), grad.numpy()
 
         return step
 
+    make_port.label_weight = label_weight
     return make_port
 
 
-def reference_port(loss: str, dialect: str) -> PortFactory:
+def reference_port(loss_kind: str, dialect: str) -> PortFactory:
     """The reference itself as a port: the catalogue must pass against it (its own proof)."""
     from reference import ghm_c, ghm_r
 
-    fn = ghm_c if loss == "c" else ghm_r
+    fn = ghm_c if loss_kind == "c" else ghm_r
 
     def make_port(*, bins, momentum, **hyper):
         state = None

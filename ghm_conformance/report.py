@@ -1,80 +1,99 @@
-"""Render reports: Markdown (also what the CLI prints) and JSON, with the same content."""
+"""Render reports: JSON, and Markdown (what the CLI prints) from the same document."""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import numpy as np
 
-from .cases import Case
-from .runner import FAILED, Counterexample, Report
+from .repro import array_literal, encode, snippet
+from .runner import Counterexample, Report
+from .verdict import FAILED
 
-
-def _num(v: float) -> str:
-    return np.format_float_positional(np.float32(v), unique=True, trim="-")
-
-
-def array_literal(a: np.ndarray) -> str:
-    """A float32 array as the shortest exact literal: np.float32 of each number round-trips."""
-    if a.ndim == 0:
-        return _num(a)
-    return "[" + ", ".join(array_literal(x) for x in a) + "]"
+JSON_INLINE = 256  # arrays with more entries are stored as a compressed blob (``repro.blob``)
 
 
 def _fmt_err(v: float) -> str:
     return "inf" if math.isinf(v) else f"{v:.2e}"
 
 
-def repro(target_import: str, case: Case, dialect: str) -> str:
-    fn = "ghm_c" if case.loss == "c" else "ghm_r"
-    hyper = f", mu={case.mu}" if case.loss == "r" else ""
-    calls = ",\n    ".join(
-        f"(f32({array_literal(c.pred)}), f32({array_literal(c.target)}), f32({array_literal(c.label_weight)}))"
-        for c in case.calls)
-    return (f"import numpy as np\n{target_import}\nfrom reference import {fn}\n\n"
-            f"f32 = lambda a: np.array(a, dtype=np.float32)\n"
-            f"calls = [\n    {calls},\n]\n"
-            f"step = make_port(bins={case.bins}, momentum={case.momentum}{hyper})\n"
-            f"state = None\n"
-            f"for pred, target, label_weight in calls:\n"
-            f"    r = {fn}(pred, target, label_weight, bins={case.bins}, momentum={case.momentum}{hyper}, "
-            f"state=state, dialect={dialect!r})\n"
-            f"    state = r.state\n"
-            f"    print('port:', step(pred, target, label_weight), ' reference loss:', r.loss)\n")
+def _array(a) -> list | dict | float | str:
+    a = np.asarray(a)
+    if a.size > JSON_INLINE:
+        return {"shape": list(a.shape), "dtype": str(a.dtype), "blob": encode(a)}
+    if a.ndim == 0:
+        return _json_num(a)
+    return [_array(row) for row in a]
 
 
-def _example_json(ce: Counterexample, target_import: str, dialect: str) -> dict:
+def _json_num(v):
+    v = float(v)
+    return v if math.isfinite(v) else str(v)
+
+
+def _run_json(run, expected: dict, r: int) -> dict:
+    calls = []
+    for i, (c, o) in enumerate(zip(run.calls, run.outputs)):
+        want = expected.get((r, i))
+        calls.append({"pred": _array(c.pred), "target": _array(c.target), "label_weight": _array(c.label_weight),
+                      "port": {"loss": _json_num(o.loss), "grad": None if o.grad is None else _array(o.grad)},
+                      "expected": None if want is None else {
+                          "loss": _json_num(want.loss), "grad": None if want.grad is None else _array(want.grad),
+                          "source": want.source}})
+    return {"label": run.label, "calls": calls}
+
+
+def _example_json(ce: Counterexample, import_line: str, property_id: str, dialect: str) -> dict:
     case = ce.case
     return {
         "message": ce.outcome.message,
-        "bins": case.bins, "momentum": case.momentum, "mu": case.mu,
-        "calls": [{"pred": c.pred.tolist(), "target": c.target.tolist(), "label_weight": c.label_weight.tolist()}
-                  for c in case.calls],
-        "port": ce.outcome.port, "expected": ce.outcome.expected,
-        "repro": repro(target_import, case, dialect),
+        "case": {"loss": "GHM-" + case.loss_kind.upper(), "bins": case.bins, "momentum": case.momentum,
+                 "mu": case.mu, "calls": len(case.calls), "entries": [c.size for c in case.calls]},
+        "runs": [_run_json(run, ce.outcome.expected, r) for r, run in enumerate(ce.outcome.runs)],
+        "repro": snippet(property_id, dialect, case, import_line),
     }
+
+
+def _median_ms(times: list[float]) -> float | None:
+    return round(statistics.median(times) * 1e3, 3) if times else None
 
 
 def to_json(reports: list[Report], imports: dict[str, str], exit_status: int, skipped: list[str]) -> dict:
     out = {"exit_status": exit_status, "skipped": skipped, "targets": []}
     for rep in reports:
         imp = imports[rep.target]
-        d = rep.dialect or "paper"
-        rows = []
+        counted = rep.counted_rows()
+        rows, scale = [], []
         for r in rep.results:
-            rd = r.dialect or d
+            dialect = r.dialect or rep.verdict.judged_in
             rows.append({
                 "property": r.property.id, "title": r.property.title, "dialect": r.dialect,
-                "counts": r in rep.deciding(), "status": r.status,
+                "counts": r in counted, "status": r.status,
                 "max_error": None if math.isinf(r.max_error) else r.max_error, "tolerance": r.property.tolerance,
-                "examples": r.examples, "seconds": round(r.seconds, 3), "note": r.note,
-                "counterexample": None if r.counterexample is None else _example_json(r.counterexample, imp, rd),
-                "edge_cases": [_example_json(e, imp, rd) for e in r.edge_cases],
+                "examples": r.examples, "seconds": round(r.seconds, 3), "median_call_ms": _median_ms(r.call_seconds),
+                "note": r.note,
+                "counterexample": None if r.counterexample is None else
+                _example_json(r.counterexample, imp, r.property.id, dialect),
+                "edge_cases": [_example_json(e, imp, r.property.id, dialect) for e in r.edge_cases],
             })
-        out["targets"].append({"target": rep.target, "loss": "GHM-" + rep.loss.upper(), "verdict": rep.verdict,
-                               "verdict_reason": rep.verdict_reason, "passed": rep.passed,
-                               "seconds": round(rep.seconds, 2), "properties": rows})
+            if r.measurements:
+                entries = r.property.corpus(rep.loss_kind)[0].calls[0].size
+                scale.append({"property": r.property.id, "entries": entries,
+                              "measurements": [m.as_dict() for m in r.measurements]})
+        all_calls = [t for r in rep.results for t in r.call_seconds]
+        v = rep.verdict
+        out["targets"].append({
+            "target": rep.target, "loss": "GHM-" + rep.loss_kind.upper(), "passed": rep.passed,
+            "verdict": {"dialect": v.dialect, "label": v.label, "summary": v.summary, "reason": v.reason,
+                        "faults": v.faults, "judged_in": v.judged_in},
+            "ended_early": rep.ended_early, "seconds": round(rep.seconds, 2),
+            "port": {"label_weight": rep.port.label_weight, "class_index": rep.port.class_index,
+                     "momentum": rep.port.supports_momentum, "gradient": rep.port.returns_grad},
+            "time_per_call": {"calls": len(all_calls), "median_ms": _median_ms(all_calls),
+                              "max_ms": round(max(all_calls) * 1e3, 3) if all_calls else None},
+            "scale": scale, "port_output": rep.output, "properties": rows})
     return out
 
 
@@ -83,56 +102,84 @@ def to_markdown(doc: dict) -> str:
     for s in doc["skipped"]:
         lines.append(f"- skipped {s}")
     for t in doc["targets"]:
+        v = t["verdict"]
         mark = "PASS" if t["passed"] else "FAIL"
         lines += ["", f"## {t['target']} ({t['loss']}): {mark}", "",
-                  f"Dialect verdict: **{t['verdict']}** ({t['verdict_reason']}); {t['seconds']} s.", "",
-                  "| property | dialect | status | max error | tolerance | inputs tried | note |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  f"Verdict: **{v['summary']}** ({v['reason']}); {t['seconds']} s, "
+                  f"{t['time_per_call']['calls']} calls, median {t['time_per_call']['median_ms']} ms per call."]
+        port = t["port"]
+        missing = [what for what, ok in (("label weights", port["label_weight"]), ("momentum", port["momentum"]),
+                                         ("a gradient", port["gradient"])) if not ok]
+        if missing or port["class_index"]:
+            lines.append("")
+            lines.append("The port " + "; ".join(
+                ([f"takes class indices (N,) with C = background"] if port["class_index"] else [])
+                + ([f"has no {', '.join(missing)}: the properties needing it are not applicable"] if missing else []))
+                + ".")
+        if t["ended_early"]:
+            lines += ["", f"**The run ended early: {t['ended_early']}.**"]
+        lines += ["", "| property | dialect | status | max error | tolerance | inputs tried | ms per call | note |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for p in t["properties"]:
             status = p["status"] if p["counts"] else f"{p['status']} (other dialect; informs the verdict)"
-            if p["counts"] and p["status"] == FAILED:
-                status = "**FAILED**"
+            if p["counts"] and p["status"] in (FAILED, "error"):
+                status = f"**{p['status'].upper()}**"
             err = "inf" if p["max_error"] is None else f"{p['max_error']:.2e}"
             lines.append(f"| {p['property']}: {p['title']} | {p['dialect'] or 'both'} | {status} | {err} | "
-                         f"{p['tolerance']:g} | {p['examples']} | {p['note']} |")
+                         f"{p['tolerance']:g} | {p['examples']} | {p['median_call_ms']} | {p['note']} |")
+        for s in t["scale"]:
+            lines += ["", f"### Cost at {s['entries']:,} entries ({s['property']})", "",
+                      "| loss | seconds per call | peak memory (MB above the level before the call) |",
+                      "| --- | --- | --- |"]
+            for m in s["measurements"]:
+                lines.append(f"| {m['name']} | {m['seconds']} | {m['peak_mb'] if m['peak_mb'] is not None else 'n/a'} |")
         for p in t["properties"]:
             ce = p["counterexample"]
             if ce is None or not p["counts"]:
                 continue
+            case = ce["case"]
             lines += ["", f"### {p['property']} failed: {p['title']}", "", ce["message"], "",
-                      f"Minimal counterexample (bins={ce['bins']}, momentum={ce['momentum']}"
-                      + (f", mu={ce['mu']}" if ce["mu"] is not None else "") + "):", ""]
-            for i, c in enumerate(ce["calls"], 1):
-                lines.append(f"- call {i}: pred={_lit(c['pred'])}, target={_lit(c['target'])}, "
-                             f"label_weight={_lit(c['label_weight'])}")
-            lines += ["", f"- port returned: {_brief(ce['port'])}", f"- expected: {_brief(ce['expected'])}", "",
-                      "Repro:", "", "```python", ce["repro"].rstrip(), "```"]
+                      f"Minimal counterexample ({case['loss']}, bins={case['bins']}, momentum={case['momentum']}"
+                      + (f", mu={case['mu']}" if case["mu"] is not None else "")
+                      + "); every call as the port received it:", ""]
+            for run in ce["runs"]:
+                lines.append(f"- run '{run['label']}' (a fresh instance):")
+                for i, c in enumerate(run["calls"], 1):
+                    lines.append(f"  - call {i}: pred={_lit(c['pred'])}, target={_lit(c['target'])}, "
+                                 f"label_weight={_lit(c['label_weight'])}")
+                    lines.append(f"    - port returned: {_brief(c['port'])}")
+                    if c["expected"] is not None:
+                        lines.append(f"    - expected ({c['expected']['source']}): {_brief(c['expected'])}")
+            lines += ["", "Repro (prints every call and the comparison that fails):", "", "```python",
+                      ce["repro"].rstrip(), "```"]
         edges = [(p, e) for p in t["properties"] for e in p["edge_cases"]]
         if edges:
             lines += ["", "### Disagreements only at region edges (not failures)", "",
-                      "These inputs hold a g within rounding of a region edge k/M, where two correct "
-                      "implementations may legitimately disagree (spec.md section 8); the port matches "
-                      "the reference once those entries may lie on either side.", ""]
+                      "These inputs hold a g within rounding (1e-5) of a region edge k/M, where two correct "
+                      "implementations may legitimately disagree (spec.md section 8); the port matches the reference "
+                      "once those entries may lie on either side. A g exactly on an edge is never excused.", ""]
             for p, e in edges:
-                c = e["calls"][0]
-                lines.append(f"- {p['property']}: bins={e['bins']}, pred={_lit(c['pred'])}, "
-                             f"target={_lit(c['target'])}, label_weight={_lit(c['label_weight'])}: {e['message']}")
+                c = e["runs"][0]["calls"][0]
+                lines.append(f"- {p['property']}: bins={e['case']['bins']}, pred={_lit(c['pred'])}, "
+                             f"target={_lit(c['target'])}: {e['message']}")
+        if t["port_output"]:
+            lines += ["", "### Output the port printed (captured)", "", "```", t["port_output"].rstrip()[-4000:], "```"]
     lines += ["", f"Exit status: {doc['exit_status']}", ""]
     return "\n".join(lines)
 
 
 def _lit(a) -> str:
-    return array_literal(np.asarray(a, np.float32))
+    """A JSON array (NaN and Inf written as strings) as a float32 literal."""
+    if isinstance(a, dict):
+        return f"<{a['dtype']} array of shape {tuple(a['shape'])}>"
+    return array_literal(np.vectorize(float, otypes=[np.float32])(np.asarray(a, dtype=object)))
 
 
-def _brief(calls: list) -> str:
-    parts = []
-    for c in calls:
-        s = f"loss={c['loss']!r}"
-        if c.get("grad") is not None:
-            s += f", grad={_lit(c['grad'])}"
-        parts.append(s)
-    return "; ".join(parts) if parts else "(nothing)"
+def _brief(out: dict) -> str:
+    s = f"loss={out['loss']!r}"
+    if out.get("grad") is not None:
+        s += f", grad={_lit(out['grad'])}"
+    return s
 
 
 def dumps(doc: dict) -> str:

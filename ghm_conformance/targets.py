@@ -3,34 +3,38 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 
-from .protocol import PortFactory, from_keras_loss, from_torch_module
+from ghm_args import DIALECTS
+
+from .protocol import PortFactory, from_keras_loss, from_torch_module, with_class_index_targets
 
 
 @dataclass
 class Target:
     name: str
-    loss: str
+    loss_kind: str
     make_port: PortFactory
     import_line: str  # how a repro snippet gets make_port
     expected_dialect: str | None = None  # the bundled ports know theirs
 
 
-def bundled_port(backend: str, loss: str, dialect: str) -> PortFactory:
-    """A port over this project's own loss: backend "torch" or "tf", loss "c" or "r"."""
+def bundled_port(backend: str, loss_kind: str, dialect: str) -> PortFactory:
+    """A port over this project's own loss: backend "torch" or "tf", loss_kind "c" or "r"."""
     if backend == "torch":
         import impl_torch
 
-        cls = impl_torch.GHMCLoss if loss == "c" else impl_torch.GHMRLoss
+        cls = impl_torch.GHMCLoss if loss_kind == "c" else impl_torch.GHMRLoss
         return from_torch_module(lambda **kw: cls(dialect=dialect, **kw))
     import impl_tf
 
-    cls = impl_tf.GHMCLoss if loss == "c" else impl_tf.GHMRLoss
+    cls = impl_tf.GHMCLoss if loss_kind == "c" else impl_tf.GHMRLoss
     return from_keras_loss(lambda **kw: cls(dialect=dialect, **kw))
 
 
-def bundled_targets(dialect: str | None = None, loss: str | None = None) -> tuple[list[Target], list[str]]:
+def bundled_targets(dialect: str | None = None, loss_kind: str | None = None) -> tuple[list[Target], list[str]]:
     """The default: torch and tf, GHM-C and GHM-R, both dialects; and the backends skipped."""
     targets, skipped = [], []
     for backend, module in (("torch", "impl_torch"), ("tf", "impl_tf")):
@@ -39,12 +43,13 @@ def bundled_targets(dialect: str | None = None, loss: str | None = None) -> tupl
         except ImportError as e:
             skipped.append(f"{module}: not importable ({e})")
             continue
-        for lo in ("c", "r") if loss is None else (loss,):
-            for d in ("paper", "mmdet") if dialect is None else (dialect,):
-                cls = ("GHMCLoss" if lo == "c" else "GHMRLoss")
+        for lo in ("c", "r") if loss_kind is None else (loss_kind,):
+            for d in DIALECTS if dialect is None else (dialect,):
+                cls = "GHMCLoss" if lo == "c" else "GHMRLoss"
                 targets.append(Target(
                     f"{module}.{cls}(dialect={d!r})", lo, bundled_port(backend, lo, d),
-                    f"from ghm_conformance.targets import bundled_port\nmake_port = bundled_port({backend!r}, {lo!r}, {d!r})",
+                    f"from ghm_conformance.targets import bundled_port\n"
+                    f"make_port = bundled_port({backend!r}, {lo!r}, {d!r})",
                     expected_dialect=d))
     return targets, skipped
 
@@ -53,13 +58,22 @@ class TargetError(Exception):
     """A usage error: the target cannot be imported or is not a port factory."""
 
 
-def load_target(spec: str, loss: str) -> Target:
+def load_target(spec: str, loss_kind: str, *, class_index: bool = False, label_weight: bool = True) -> Target:
+    """``package.module:make_port``, imported with the current directory on the path (as
+    ``python -m`` does). ``class_index`` / ``label_weight=False`` declare what the port's step
+    takes (``--targets class-index``, ``--no-label-weight``)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise TargetError(f"target must look like 'package.module:make_port', got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except Exception as e:  # noqa: BLE001 - any import failure is a usage error
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as e:  # a module that exits at import is no port
+        raise TargetError(f"importing {module_name!r} called sys.exit({e.code!r})") from None
+    except BaseException as e:  # noqa: BLE001 - any import failure is a usage error
         raise TargetError(f"cannot import {module_name!r}: {type(e).__name__}: {e}") from None
     obj = module
     for part in attr.split("."):
@@ -68,4 +82,26 @@ def load_target(spec: str, loss: str) -> Target:
         obj = getattr(obj, part)
     if not callable(obj):
         raise TargetError(f"{spec} is not callable: expected make_port(*, bins, momentum, **hyper)")
-    return Target(spec, loss, obj, f"from {module_name} import {attr.split('.')[0]}\nmake_port = {attr}")
+    head = attr.split(".")[0]
+    import_line = f"from {module_name} import {head}\nmake_port = {attr}"
+    make_port = obj
+    if class_index:
+        make_port = with_class_index_targets(obj)
+        import_line += ("\nfrom ghm_conformance.protocol import with_class_index_targets\n"
+                        "make_port = with_class_index_targets(make_port)")
+    if not label_weight:
+        make_port = _without_label_weight(make_port)
+        import_line += ("\nfrom ghm_conformance.targets import _without_label_weight\n"
+                        "make_port = _without_label_weight(make_port)")
+    return Target(spec, loss_kind, make_port, import_line)
+
+
+def _without_label_weight(make_port: PortFactory) -> PortFactory:
+    """Declare that the port's step takes (pred, target) only."""
+
+    def factory(**kw):
+        return make_port(**kw)
+
+    factory.label_weight = False
+    factory.class_index = getattr(make_port, "class_index", False)
+    return factory

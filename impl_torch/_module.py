@@ -32,11 +32,20 @@ class GHMLossBase(nn.Module):
             self._buffers["ema"] = ema.to(device=self.ema.device, dtype=STATE_DTYPE)
         return out
 
-    def _harmonized(self, pred, per_entry_loss, per_entry_grad, ind, ok, scratch=None) -> torch.Tensor:
+    def _reduction(self, reduction_override: str | None) -> str:
+        """mmdetection's ``reduction_override`` (None: the loss's own reduction)."""
+        if reduction_override is None:
+            return self.reduction
+        check_hyper(bins=self.bins, momentum=self.momentum, dialect=self.dialect, reduction=reduction_override,
+                    loss_weight=self.loss_weight)
+        return reduction_override
+
+    def _harmonized(self, pred, per_entry_loss, per_entry_grad, ind, ok, scratch=None, *,
+                    reduction: str | None = None) -> torch.Tensor:
         loss, new_state, new_initialized = harmonized_loss(
             pred, per_entry_loss, per_entry_grad, ind, ok, bins=self.bins, momentum=self.momentum,
-            dialect=self.dialect, reduction=self.reduction, loss_weight=self.loss_weight, state=self.ema,
-            initialized=self.ema_initialized, scratch=scratch)
+            dialect=self.dialect, reduction=reduction or self.reduction, loss_weight=self.loss_weight,
+            state=self.ema, initialized=self.ema_initialized, scratch=scratch)
         if self.momentum > 0.0 and self.training:
             with torch.no_grad():
                 self.ema.copy_(new_state)

@@ -128,7 +128,9 @@ class GHMCLoss(GHMLossBase):
         reduction: ``"mean"`` (1/N), ``"sum"`` or ``"none"`` (per entry beta * CE). Default: ``"mean"``.
         loss_weight: multiplier of the loss. Default: 1.0.
 
-    Call: ``loss(pred, target, label_weight=None)``. ``pred``: logits of any shape, e.g. (N, C).
+    Call: ``loss(pred, target, label_weight=None, avg_factor=None, reduction_override=None)`` (the
+    last two as mmdetection passes them: ``avg_factor`` is ignored, GHM normalises by its own N).
+    ``pred``: logits of any shape, e.g. (N, C).
     ``target``: shaped like ``pred`` (float in [0, 1], bool, or integer 0/1), or integer class
     indices of shape ``pred.shape[:-1]`` with index C = background (needs C >= 2: with one logit
     per anchor an integer target of shape (N,) is ambiguous and raises ``ValueError``).
@@ -139,8 +141,12 @@ class GHMCLoss(GHMLossBase):
                  loss_weight: float = 1.0) -> None:
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None) -> torch.Tensor:
-        return self._harmonized(pred, *_prepare(pred, target, label_weight, self.bins))
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None,
+                avg_factor=None, reduction_override: str | None = None) -> torch.Tensor:
+        """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
+        accepted and ignored (GHM normalises by its own N, as the official GHMC does);
+        ``reduction_override`` replaces ``reduction`` for this call."""
+        return self._harmonized(pred, *_prepare(pred, target, label_weight, self.bins), reduction=self._reduction(reduction_override))
 
 
 def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *, bins: int = 30,

@@ -74,7 +74,8 @@ class GHMRLoss(GHMLossBase):
         reduction: ``"mean"``, ``"sum"`` or ``"none"``. Default: ``"mean"``.
         loss_weight: multiplier of the loss (the released configs use 10). Default: 1.0.
 
-    Call: ``loss(pred, target, label_weight=None)``: ``pred`` and ``target`` of one shape (e.g. (N, 4));
+    Call: ``loss(pred, target, label_weight=None, avg_factor=None, reduction_override=None)`` (the
+    last two as mmdetection passes them; ``avg_factor`` is ignored): ``pred`` and ``target`` of one shape (e.g. (N, 4));
     ``label_weight`` of that shape or per anchor, ``pred.shape[:-1]``. Default: all valid.
     """
 
@@ -84,8 +85,12 @@ class GHMRLoss(GHMLossBase):
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
         self.mu = float(mu)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None) -> torch.Tensor:
-        return self._harmonized(pred, *_prepare(pred, target, label_weight, self.mu, self.bins))
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None,
+                avg_factor=None, reduction_override: str | None = None) -> torch.Tensor:
+        """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
+        accepted and ignored (GHM normalises by its own N, as the official GHMC does);
+        ``reduction_override`` replaces ``reduction`` for this call."""
+        return self._harmonized(pred, *_prepare(pred, target, label_weight, self.mu, self.bins), reduction=self._reduction(reduction_override))
 
     def extra_repr(self) -> str:
         return f"mu={self.mu}, " + super().extra_repr()

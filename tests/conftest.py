@@ -25,6 +25,6 @@ def n_examples() -> int:
 
 def assert_catalogue_passes(report, dialect: str) -> None:
     """The port is judged to be in ``dialect`` and passes every property that counts."""
-    assert report.verdict == dialect, report.verdict_reason
-    for r in report.deciding():
+    assert report.verdict.label == dialect, report.verdict.summary + ": " + report.verdict.reason
+    for r in report.counted_rows():
         assert r.status == "passed", f"{r.name}: {r.counterexample.outcome.message if r.counterexample else r.note}"

@@ -13,8 +13,8 @@ from conftest import examples
 @pytest.mark.parametrize("dialect", ["paper", "mmdet"])
 def test_reference_port_passes_whole_catalogue(loss, dialect):
     report = run_catalogue(reference_port(loss, dialect), loss, max_examples=examples())
-    assert report.verdict == dialect, report.verdict_reason
-    for r in report.deciding():
+    assert report.verdict.label == dialect, report.verdict.summary
+    for r in report.counted_rows():
         assert r.status == PASSED, f"{r.name}: {r.counterexample.outcome.message if r.counterexample else r.note}"
     covered = {r.property.id for r in report.results}
     assert covered == {p.id for p in CATALOGUE}

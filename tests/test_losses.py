@@ -62,7 +62,7 @@ SETTINGS = [
 @pytest.mark.parametrize("kind", KINDS)
 @given(data=st.data())
 def test_function_matches_reference(backend, kind, dialect, kwargs, data):
-    case = data.draw(cs.clear_case(kind), label="case")
+    case = data.draw(cs.single_call_case(kind, masked=True, entries="clear"), label="case")
     c = case.calls[0]
     got = backend.call(backend.function(kind), c.pred, c.target, c.label_weight, bins=case.bins, dialect=dialect,
                        **case.hyper, **kwargs)

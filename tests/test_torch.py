@@ -35,8 +35,8 @@ def test_functional_form_passes_catalogue_without_momentum(loss):
         return out.item(), g.numpy()
 
     report = run_catalogue(from_numpy_function(fn), loss, dialect="mmdet", max_examples=examples())
-    assert report.verdict.startswith("mmdet (momentum not supported")
-    assert all(r.status != "failed" for r in report.deciding())
+    assert report.verdict.label.startswith("mmdet (momentum not supported")
+    assert all(r.status != "failed" for r in report.counted_rows())
 
 
 # ---------------------------------------------------------------- torch.compile

@@ -1,0 +1,140 @@
+"""Counterexamples that reproduce: the snippet the report prints, and ``replay``, which it calls.
+
+The snippet holds the case exactly (float32 literals, or a compressed blob for a batch of more
+than a few dozen entries, or the corpus recipe of a scale case) and replays the property's
+check on it: the same runs, on fresh port instances, with every call's inputs and outputs and
+the comparison that fails printed. Every random choice of the property is part of the case
+(``Case.draws``), so the replay is the failing check itself, not a look-alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import zlib
+
+import numpy as np
+
+from .cases import Call, Case
+from .tolerances import grad_errors, loss_error
+
+INLINE_ENTRIES = 64  # larger arrays go into a compressed blob
+
+
+def _num(v) -> str:
+    v = np.float32(v)
+    if np.isnan(v):
+        return "nan"
+    if np.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return np.format_float_positional(v, unique=True, trim="-")
+
+
+def array_literal(a: np.ndarray) -> str:
+    """A float32 array as the shortest exact literal: np.float32 of each number round-trips."""
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return _num(a)
+    return "[" + ", ".join(array_literal(x) for x in a) + "]"
+
+
+def encode(a: np.ndarray) -> str:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a), allow_pickle=False)
+    return base64.b64encode(zlib.compress(buf.getvalue(), 9)).decode()
+
+
+def blob(text: str) -> np.ndarray:
+    """The array ``encode`` wrote (used by repro snippets)."""
+    return np.load(io.BytesIO(zlib.decompress(base64.b64decode(text))), allow_pickle=False)
+
+
+def _array_code(a: np.ndarray) -> str:
+    a = np.asarray(a)
+    if a.size > INLINE_ENTRIES:
+        return f"blob({encode(a)!r})"
+    if a.dtype.kind in "iu":
+        return f"np.array({a.tolist()!r})"
+    return f"f32({array_literal(a)})"
+
+
+def case_code(case: Case) -> str:
+    """A Python expression that rebuilds the case."""
+    if case.draws.get("recipe"):
+        return case.draws["recipe"]
+    calls = ",\n        ".join(f"({_array_code(c.pred)}, {_array_code(c.target)}, {_array_code(c.label_weight)})"
+                               for c in case.calls)
+    draws = {k: v for k, v in case.draws.items() if k != "recipe"}
+    draws_code = "{" + ", ".join(f"{k!r}: {_array_code(v) if isinstance(v, np.ndarray) else repr(v)}"
+                                 for k, v in draws.items()) + "}"
+    return (f"make_case(loss_kind={case.loss_kind!r}, bins={case.bins}, momentum={case.momentum}, mu={case.mu!r},\n"
+            f"    calls=[\n        {calls},\n    ],\n    draws={draws_code})")
+
+
+def snippet(property_id: str, dialect: str, case: Case, import_line: str) -> str:
+    """Copy-paste Python that replays the failing check and prints the disagreement."""
+    needs_corpus = bool(case.draws.get("recipe"))
+    imports = "from ghm_conformance.corpus import scale_case, large_case\n" if needs_corpus else ""
+    return (f"import numpy as np\n"
+            f"from ghm_conformance.repro import blob, make_case, replay\n{imports}"
+            f"{import_line}\n\n"
+            f"nan, inf = float('nan'), float('inf')\n"
+            f"f32 = lambda a: np.array(a, dtype=np.float32)\n"
+            f"case = {case_code(case)}\n"
+            f"replay({property_id!r}, make_port, case, dialect={dialect!r})\n")
+
+
+def make_case(*, loss_kind, bins, momentum, mu, calls, draws=None) -> Case:
+    return Case(loss_kind, bins, momentum, mu, [Call(*(np.asarray(a) for a in c)) for c in calls], dict(draws or {}))
+
+
+def _short(a) -> str:
+    a = np.asarray(a)
+    if a.size <= 12:
+        return array_literal(a) if a.dtype.kind == "f" else str(a.tolist())
+    return f"<{a.dtype} array of shape {a.shape}>"
+
+
+def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", out=print, timeout=None):
+    """Run the property's check on ``case`` exactly as the kit did, print every run and the
+    comparison that fails ("MISMATCH"), and return the Outcome."""
+    from .properties import BY_ID
+    from .protocol import Clock
+    from .runner import _adapt, probe
+
+    prop = BY_ID[property_id]
+    port = probe(make_port, case.loss_kind, Clock(timeout))
+    case = _adapt(case, port)
+    out(f"property {property_id}" + (f" [{dialect}]" if prop.dialect_dependent else "") + f": {prop.title}")
+    out(f"case: {case.describe()}")
+    try:
+        outcome = prop.check(case, port, dialect)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - a crash is the disagreement
+        out(f"MISMATCH: the port raised {type(e).__name__}: {e}")
+        out(f"FAILED: the port raised {type(e).__name__}: {e}")
+        return None
+    for r, run in enumerate(outcome.runs):
+        out(f"run {r + 1} '{run.label}' (a fresh port instance):")
+        for i, (c, o) in enumerate(zip(run.calls, run.outputs)):
+            out(f"  call {i + 1}: pred={_short(c.pred)}, target={_short(c.target)}, "
+                f"label_weight={_short(c.label_weight)}")
+            out(f"    port returned loss={o.loss!r}" + ("" if o.grad is None else f", grad={_short(o.grad)}"))
+            want = outcome.expected.get((r, i))
+            if want is None:
+                continue
+            e_loss = loss_error(o.loss, want.loss, want.loss_scale)
+            e_grad = 0.0
+            if o.grad is not None and want.grad is not None and want.grad.size:
+                e_grad = float(np.max(grad_errors(o.grad, want.grad, want.grad_scale)))
+            bad = max(e_loss, e_grad) > prop.tolerance
+            out(f"    expected ({want.source}): loss={want.loss!r}" +
+                ("" if want.grad is None else f", grad={_short(want.grad)}") +
+                f"  [{'MISMATCH' if bad else 'agree'}: relative error loss {_err(e_loss)}, gradient {_err(e_grad)}; "
+                f"tolerance {prop.tolerance:g}]")
+    out(("FAILED: " + outcome.message) if not outcome.passed else "passed")
+    return outcome
+
+
+def _err(v: float) -> str:
+    return "inf" if math.isinf(v) else f"{v:.3g}"
