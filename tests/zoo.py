@@ -72,10 +72,17 @@ def make_zoo_port(loss: str = "c", dialect: str = "mmdet", fault: str | None = N
             if fault == "sort_counting":  # counts by sorting the region indices, not by masks
                 ind = np.minimum(np.floor(g * dtype(bins)).astype(np.int64), bins - 1)
                 ind_sorted = np.sort(ind[hist_valid])
+            if fault == "bins_by_n_broadcast":  # correct, in O(bins x N) memory: a one-hot of every entry
+                onehot = (g.reshape(1, -1) >= edges[:-1, None]) & (g.reshape(1, -1) < edges[1:, None])
+                counts[:] = (onehot & hist_valid.reshape(1, -1)).sum(axis=1)
             for i in range(bins):
                 inside = (g >= edges[i]) & ((g <= edges[i + 1]) if upper_closed else (g < edges[i + 1]))
+                if fault == "bins_by_n_broadcast":
+                    continue
                 if ind_sorted is not None:
                     counts[i] = np.searchsorted(ind_sorted, i, "right") - np.searchsorted(ind_sorted, i, "left")
+                elif fault == "float32_sequential_counts":  # one float32 increment per entry: stalls at 2^24
+                    counts[i] = np.cumsum((inside & hist_valid).ravel(), dtype=F32)[-1] if g.size else 0
                 else:
                     counts[i] = (inside & hist_valid).sum()
             n = int(np.count_nonzero(counts))
@@ -269,11 +276,17 @@ ZOO = [
     ZooPort("GHM-R undefined_mu", Z("r", "mmdet", "undefined_mu"), "r", fails="value", verdict="neither"),
     ZooPort("GHM-R drops_saturated", Z("r", "mmdet", "drops_saturated"), "r", fails="saturated", verdict="mmdet"),
     ZooPort("GHM-R float16_counts", Z("r", "mmdet", "float16_counts"), "r", fails="scale"),
+    ZooPort("[bins, N] broadcast (correct values, O(bins N) memory)", Z("c", "mmdet", "bins_by_n_broadcast"),
+            verdict="mmdet"),
+    ZooPort("float32 counts accumulated one by one (wrong only past 2^24)", Z("c", "mmdet", "float32_sequential_counts"),
+            verdict="mmdet"),
     ZooPort("masked NaN reaches the sum (0 * NaN)", Z("c", "mmdet", "nan_in_masked"), fails="masked", verdict="mmdet"),
 ]
 BY_NAME = {z.name: z for z in ZOO}
 
 # Module-level factories, so the CLI can load them as 'zoo:<name>'.
+float32_sequential_counts = make_zoo_port("c", "mmdet", "float32_sequential_counts")
+bins_by_n_broadcast = make_zoo_port("c", "mmdet", "bins_by_n_broadcast")
 mmdet_port = make_zoo_port("c", "mmdet")
 paper_port = make_zoo_port("c", "paper")
 drops_saturated = make_zoo_port("c", "mmdet", "drops_saturated")
