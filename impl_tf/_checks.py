@@ -74,8 +74,14 @@ def same_shape(name: str, x: tf.Tensor, like: tf.Tensor, like_name: str = "y_pre
 
 
 def select(condition: tf.Tensor, x: tf.Tensor, y) -> tf.Tensor:
-    """where(condition, x, y) that requires ``x`` shaped exactly like ``condition`` (TF's v1
-    ``Select``: an InvalidArgumentError, also under XLA, where ``tf.where`` would broadcast)."""
+    """where(condition, x, y) that requires ``x`` shaped exactly like ``condition``: checked at
+    trace time when the shapes are known (then a plain ``tf.where``, which XLA fuses), else by
+    TF's v1 ``Select`` (an InvalidArgumentError at run time, also under XLA, where ``tf.where``
+    would broadcast)."""
+    if fully_known(condition, x):
+        if condition.shape != x.shape:
+            raise ValueError(f"shapes {tuple(x.shape)} and {tuple(condition.shape)} differ")
+        return tf.where(condition, x, tf.cast(y, x.dtype))
     y = tf.fill(tf.shape(x), tf.cast(y, x.dtype)) if not isinstance(y, tf.Tensor) else y
     return tf.raw_ops.Select(condition=condition, x=x, y=y)
 

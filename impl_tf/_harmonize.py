@@ -27,12 +27,39 @@ def region_index(g: tf.Tensor, bins: int, valid: tf.Tensor | None = None) -> tf.
     return ind
 
 
+def _in_xla() -> bool:
+    """Is the op being built for XLA (tf.function(jit_compile=True))? TF's own ops ask the same."""
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    except (ImportError, AttributeError):
+        return False
+
+
 def region_counts(ind: tf.Tensor, bins: int) -> tf.Tensor:
     """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries).
-    DenseBincount with a constant size compiles under XLA and is 10x faster than a segment sum
-    outside it."""
-    return tf.raw_ops.DenseBincount(input=tf.reshape(ind, [-1]), size=tf.constant(bins + 1, tf.int32),
+    Outside XLA, DenseBincount (10x faster there than a segment sum); under XLA, a segment sum,
+    whose ones XLA fuses into the scatter (DenseBincount's XLA lowering writes a ones array as
+    long as the input first)."""
+    flat = tf.reshape(ind, [-1])
+    if _in_xla():
+        # XLA writes the ones out in full: int32 halves that, and is exact below 2^31 entries per call
+        # (the static size decides; an unknown one keeps int64)
+        n = flat.shape[0]
+        narrow = n is not None and n < 2 ** 31
+        ones = tf.ones_like(flat, dtype=tf.int32 if narrow else tf.int64)
+        return tf.cast(tf.math.unsorted_segment_sum(ones, flat, bins + 1), tf.int64)
+    return tf.raw_ops.DenseBincount(input=flat, size=tf.constant(bins + 1, tf.int32),
                                     weights=tf.constant([], tf.int64), binary_output=False)
+
+
+def _accurate_sum(values: tf.Tensor) -> tf.Tensor:
+    """A sum that stays accurate at 2^24 terms: each row (the last axis) in the values' dtype, then
+    the row sums in float64 (XLA's float32 reduction is 1.7e-4 off at 2^24 terms; a float64
+    cast of every term would be written out in full)."""
+    rows = tf.reduce_sum(values, axis=-1) if values.shape.rank and values.shape.rank > 1 else values
+    return tf.cast(tf.reduce_sum(tf.cast(rows, tf.float64)), values.dtype)
 
 
 def ema(s_prev: tf.Tensor, r: tf.Tensor, alpha: float) -> tf.Tensor:
@@ -91,13 +118,14 @@ def _with_gradient(pred: tf.Tensor, loss: tf.Tensor, grad: tf.Tensor) -> tf.Tens
     return attach(pred)
 
 
-def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, *, bins, momentum, dialect, reduction,
-                    loss_weight, state=None, initialized=None):
+def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, *, bins, momentum, dialect,
+                    reduction, loss_weight, state=None, initialized=None):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
-    ``per_entry_loss`` / ``per_entry_grad`` (L_i and dL_i/dpred_i, computed without gradient
-    tracking) must be finite on masked entries; ``ind`` puts those in the spare region
-    (weight 0). Returns (loss, new_state, new_initialized)."""
+    ``per_entry_loss`` / ``per_entry_grad`` are L_i and dL_i/dpred_i (computed without gradient
+    tracking); ``ind`` puts the masked entries in the spare region (weight 0), and their
+    products are set to 0 where ``valid`` is False, whatever they hold (NaN, Inf).
+    Returns (loss, new_state, new_initialized)."""
     dtype = per_entry_loss.dtype
     counts = region_counts(ind, bins)
     beta, new_state, new_initialized, n_valid = harmonize(
@@ -106,10 +134,13 @@ def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, *, bins, mome
     if reduction == "mean":
         scale = scale / tf.cast(tf.maximum(n_valid, 1), dtype)
     w = tf.gather(beta * scale, ind)  # beta_i * scale, per entry
-    grad = tf.cast(w * per_entry_grad, pred.dtype)
-    weighted = w * per_entry_loss
+    grad, weighted = w * per_entry_grad, w * per_entry_loss
+    if valid is not None:
+        zero = tf.zeros([], dtype)
+        grad, weighted = tf.where(valid, grad, zero), tf.where(valid, weighted, zero)
+    grad = tf.cast(grad, pred.dtype)
     if reduction == "none":
         loss = weighted
-    else:  # float64 accumulation: XLA's float32 reduction is 1.7e-4 off at 2^24 entries
-        loss = tf.cast(tf.reduce_sum(tf.cast(weighted, tf.float64)), dtype)
+    else:
+        loss = _accurate_sum(weighted)
     return _with_gradient(pred, loss, grad), new_state, new_initialized

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ._checks import (BOOL, FLOATING, INTEGER, as_tensor, same_shape, check_hyper, compute_dtype,
-                      is_class_index_target, select, to_mask)
+from ._checks import (BOOL, FLOATING, INTEGER, as_tensor, check_hyper, compute_dtype, is_class_index_target,
+                      same_shape, to_mask)
 from ._harmonize import harmonized_loss, region_index
 from ._loss import GHMLossBase
 
@@ -23,18 +23,25 @@ def cross_entropy_grad(x: tf.Tensor, t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
     return p - t
 
 
-def _finite(a: tf.Tensor) -> tf.Tensor:
-    """All entries finite (a 0-dim bool): one min and one max pass, no host round trip."""
-    return tf.math.is_finite(tf.reduce_min(a)) & tf.math.is_finite(tf.reduce_max(a))
-
-
-def _in_unit_interval(a: tf.Tensor) -> tf.Tensor:
-    return (tf.reduce_min(a) >= 0) & (tf.reduce_max(a) <= 1)  # False for NaN
+def _all_finite_and_in_range(x: tf.Tensor, t: tf.Tensor | None, valid: tf.Tensor | None) -> tf.Tensor:
+    """Every valid x finite and, when t is given, every valid t in [0, 1]: one reduction, no host
+    round trip. x * 0 is 0 for a finite x and NaN otherwise; min(t (1 - t), 0) is 0 exactly for
+    t in [0, 1], negative outside, and t * 0 makes a NaN t count (whatever min does with NaN)."""
+    terms = x * 0.0
+    if t is not None:
+        terms = terms + t * 0.0 + tf.minimum(t * (1.0 - t), 0.0)
+    if valid is not None:
+        terms = tf.where(valid, terms, tf.zeros_like(terms))
+    return tf.reduce_sum(terms) == 0.0
 
 
 def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
     """L_i (Eq. 1), dL_i/dx_i (Eq. 2), the region index of g_i = |p_i - t_i| (Eq. 3) with masked
-    entries in the spare region, and the batch's ok flag (every valid entry finite and in range)."""
+    entries in the spare region, and the batch's ok flag (every valid entry finite and in range).
+
+    Masked entries are not sanitised in the inputs: ``harmonized_loss`` zeroes their products
+    (where ``valid`` is False), so under XLA the selects fuse into the kernels that form the sums,
+    and no NaN or Inf a masked entry holds reaches one."""
     target = as_tensor("y_true", y_true, allowed=(FLOATING, BOOL, INTEGER))
     classes = is_class_index_target(target, pred)
     dtype = compute_dtype(pred)
@@ -52,17 +59,12 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
         t = tf.cast(target, dtype)
     t = same_shape("y_true", t, x)
     if valid is not None:
-        # Masked entries become (x, t) = (0, 1/2): a finite loss, gradient 0 and g = 0, so no NaN
-        # or Inf they hold reaches the sums. Select also requires t shaped exactly like pred.
-        x = select(valid, x, 0.0)
-        t = select(valid, t, 0.5)
-    ok = ok & _finite(x)
-    if not classes and target.dtype != tf.bool:
-        ok = ok & _in_unit_interval(t)  # NaN and Inf targets fail it too
+        valid = same_shape("label_weight", valid, x)
+    ok = ok & _all_finite_and_in_range(x, t if not classes and target.dtype != tf.bool else None, valid)
     p = tf.sigmoid(x)
-    per_entry_grad = cross_entropy_grad(x, t, p)
+    per_entry_grad, per_entry_loss = cross_entropy_grad(x, t, p), cross_entropy(x, t, p)
     ind = region_index(tf.abs(per_entry_grad), bins, valid)  # Eq. (3)
-    return cross_entropy(x, t, p), per_entry_grad, ind, ok
+    return per_entry_loss, per_entry_grad, ind, ok, valid
 
 
 @keras.saving.register_keras_serializable(package="ghm")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ._checks import (FLOATING, as_tensor, same_shape, check_hyper, check_mu, check_shape, compute_dtype,
-                      select, to_mask)
+from ._checks import FLOATING, as_tensor, check_hyper, check_mu, check_shape, compute_dtype, same_shape, to_mask
 from ._harmonize import harmonized_loss, region_index
 from ._loss import GHMLossBase
 
@@ -35,19 +34,21 @@ def asl1_grad(d: tf.Tensor, mu: float) -> tf.Tensor:
 
 def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: int):
     """ASL1(d_i) (Eq. 17), its gradient (Eq. 18), the region index of gr_i = |dASL1/dd| with
-    masked entries in the spare region, and the ok flag (every valid residual finite)."""
+    masked entries in the spare region, the ok flag (every valid residual finite), and the mask
+    (``harmonized_loss`` zeroes the masked entries' products, as in GHM-C)."""
     target = as_tensor("y_true", y_true, allowed=(FLOATING,))
     check_shape("y_true", target, pred.shape)
     dtype = compute_dtype(pred)
     x, t = tf.stop_gradient(tf.cast(pred, dtype)), tf.cast(target, dtype)
-    t = same_shape("y_true", t, x)
-    d = x - t
+    d = x - same_shape("y_true", t, x)
+    terms = d * 0.0  # 0 for finite residuals, NaN as soon as one is not
     if valid is not None:
-        d = select(valid, d, 0.0)  # masked: loss 0, gradient 0, gr = 0; no NaN gets through
-    ok = tf.math.is_finite(tf.reduce_min(d)) & tf.math.is_finite(tf.reduce_max(d))
+        valid = same_shape("label_weight", valid, x)
+        terms = tf.where(valid, terms, tf.zeros_like(terms))
+    ok = tf.reduce_sum(terms) == 0.0
     per_entry_loss, per_entry_grad = _asl1_terms(d, mu)
     ind = region_index(tf.abs(per_entry_grad), bins, valid)
-    return per_entry_loss, per_entry_grad, ind, ok
+    return per_entry_loss, per_entry_grad, ind, ok, valid
 
 
 @keras.saving.register_keras_serializable(package="ghm")
