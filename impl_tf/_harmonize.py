@@ -118,16 +118,32 @@ def _with_gradient(pred: tf.Tensor, loss: tf.Tensor, grad: tf.Tensor) -> tf.Tens
     return attach(pred)
 
 
+def sum_counts(counts: tf.Tensor, ok: tf.Tensor, bins: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The global batch's counts over the replicas in sync (one all_reduce of bins + 1 int64), and
+    whether every replica's batch is ok: the spare slot (the local masked count, not needed
+    globally) carries "this replica is not ok" (spec.md section 11)."""
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context: the loss sees the whole (global) batch already
+        return counts, ok
+    packed = tf.concat([counts[:bins], tf.reshape(tf.cast(tf.logical_not(ok), tf.int64), [1])], 0)
+    summed = context.all_reduce(tf.distribute.ReduceOp.SUM, packed)
+    return summed, tf.equal(summed[bins], 0)
+
+
 def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, *, bins, momentum, dialect,
-                    reduction, loss_weight, state=None, initialized=None):
+                    reduction, loss_weight, state=None, initialized=None, sync_density: bool = False):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
     ``per_entry_loss`` / ``per_entry_grad`` are L_i and dL_i/dpred_i (computed without gradient
     tracking); ``ind`` puts the masked entries in the spare region (weight 0), and their
-    products are set to 0 where ``valid`` is False, whatever they hold (NaN, Inf).
-    Returns (loss, new_state, new_initialized)."""
+    products are set to 0 where ``valid`` is False, whatever they hold (NaN, Inf). With
+    ``sync_density`` the counts (and N) are the global batch's over the replicas in sync, so
+    that the replicas' losses and gradients sum (as Keras and tf.distribute sum them) to the
+    global batch's (spec.md section 11). Returns (loss, new_state, new_initialized)."""
     dtype = per_entry_loss.dtype
     counts = region_counts(ind, bins)
+    if sync_density:
+        counts, ok = sum_counts(counts, ok, bins)
     beta, new_state, new_initialized, n_valid = harmonize(
         counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized)
     scale = tf.constant(loss_weight, dtype)

@@ -29,11 +29,12 @@ def scale_for_distribution(loss: tf.Tensor) -> tf.Tensor:
 
 class GHMLossBase(keras.losses.Loss):
     def __init__(self, *, bins: int, momentum: float, dialect: str, reduction: str, loss_weight: float,
-                 name: str | None) -> None:
+                 name: str | None, sync_density: bool = False) -> None:
         check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
         super().__init__(name=name, reduction=reduction)
         self.bins, self.momentum, self.dialect = int(bins), float(momentum), dialect
         self.loss_weight = float(loss_weight)
+        self.sync_density = bool(sync_density)
         # The EMA region state (S of Eq. 12, or the mmdet accumulator): non-trainable, owned by
         # the loss, float32, unused when momentum == 0. Under tf.distribute every replica may
         # assign it; all keep the first replica's value.
@@ -57,12 +58,14 @@ class GHMLossBase(keras.losses.Loss):
             loss, new_state, new_initialized = harmonized_loss(
                 pred, *self._prepare(y_true, pred, valid), bins=self.bins, momentum=self.momentum,
                 dialect=self.dialect, reduction=self.reduction, loss_weight=self.loss_weight, state=self.ema,
-                initialized=self.ema_initialized)
+                initialized=self.ema_initialized, sync_density=self.sync_density)
             if self.momentum > 0.0:
                 self._check_distribution()
                 self.ema.assign(new_state)
                 self.ema_initialized.assign(new_initialized)
-            return scale_for_distribution(loss) if self.reduction == "mean" else loss
+            if self.reduction == "mean" and not self.sync_density:  # synced: N is already the global batch's
+                loss = scale_for_distribution(loss)
+            return loss
 
     def _check_distribution(self) -> None:
         strategy = tf.distribute.get_strategy()
@@ -76,7 +79,7 @@ class GHMLossBase(keras.losses.Loss):
 
     def get_config(self) -> dict:
         return {"name": self.name, "bins": self.bins, "momentum": self.momentum, "dialect": self.dialect,
-                "reduction": self.reduction, "loss_weight": self.loss_weight}
+                "reduction": self.reduction, "loss_weight": self.loss_weight, "sync_density": self.sync_density}
 
     # The EMA state travels with a saved .keras model (Keras calls these on saveable objects).
     def save_own_variables(self, store) -> None:

@@ -69,14 +69,19 @@ class GHMRLoss(GHMLossBase):
         dialect: ``"paper"`` or ``"mmdet"``. Default: ``"paper"``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``. Default: ``"mean"``.
         loss_weight: multiplier of the loss (the released configs use 10). Default: 1.0.
+        sync_density: sum the region counts and N over the replicas in sync (one all_reduce of
+            bins + 1 int64 values per call, in a replica context) so that beta is the global
+            batch's and the replicas' losses and gradients sum to the global batch's (spec.md
+            section 11). Default: False (each replica harmonizes its own batch).
         name: the loss's name. Default: ``"ghm_r_loss"``.
     """
 
     def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, dialect: str = "paper",
-                 reduction: str = "mean", loss_weight: float = 1.0, name: str | None = "ghm_r_loss") -> None:
+                 reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
+                 name: str | None = "ghm_r_loss") -> None:
         check_mu(mu)
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight, name=name)
+                         loss_weight=loss_weight, name=name, sync_density=sync_density)
         self.mu = float(mu)
 
     def _prepare(self, y_true, pred, valid):

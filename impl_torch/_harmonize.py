@@ -182,19 +182,33 @@ class _WithGradient(torch.autograd.Function):
 
 def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_grad: torch.Tensor,
                     ind: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float, dialect: str,
-                    reduction: str, loss_weight, state=None, initialized=None, scratch: torch.Tensor | None = None):
+                    reduction: str, loss_weight, state=None, initialized=None, scratch: torch.Tensor | None = None,
+                    sync_density: bool = False, process_group=None):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
     ``per_entry_loss`` / ``per_entry_grad`` (L_i and dL_i/dpred_i, computed without autograd)
     must be finite on masked entries; ``ind`` puts those in the spare region (weight 0). Both
     are consumed (overwritten), and so is ``scratch`` (a float buffer shaped like them, or None).
+    With ``sync_density`` the counts (and N) are those of the global batch over
+    ``process_group``, and the loss is scaled by the world size W: "mean" is
+    W / N_global * sum_local, "sum" is W * sum_local, so that the average over workers (DDP's)
+    of the values and of the gradients is the global batch's (spec.md section 11).
     Returns (loss, new_state, new_initialized)."""
     dtype = per_entry_loss.dtype
+    workers = 1
+    if sync_density:
+        from ._distributed import sum_counts, world_size
+
+        workers = world_size(process_group)
     with torch.no_grad():
         counts = region_counts(ind, bins)
+        if sync_density:
+            counts, ok = sum_counts(counts, ok, bins, process_group)
         beta, new_state, new_initialized, n_valid = (_harmonize_compiled if torch.compiler.is_compiling() else harmonize)(
             counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized)
-        scale = loss_weight if reduction != "mean" else loss_weight / n_valid.clamp(min=1).to(dtype)
+        scale = loss_weight * workers if reduction != "none" else loss_weight
+        if reduction == "mean":
+            scale = scale / n_valid.clamp(min=1).to(dtype)
         table = (beta * scale).to(dtype)
         if torch.compiler.is_compiling():
             # ind is in [0, bins] by construction (region_index): no per-entry bounds check in the kernel

@@ -12,11 +12,13 @@ STATE_DTYPE = torch.float32  # spec.md section 8: the EMA state is float32 whate
 
 
 class GHMLossBase(nn.Module):
-    def __init__(self, *, bins: int, momentum: float, dialect: str, reduction: str, loss_weight: float) -> None:
+    def __init__(self, *, bins: int, momentum: float, dialect: str, reduction: str, loss_weight: float,
+                 sync_density: bool = False, process_group=None) -> None:
         super().__init__()
         check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
         self.bins, self.momentum, self.dialect = int(bins), float(momentum), dialect
         self.reduction, self.loss_weight = reduction, float(loss_weight)
+        self.sync_density, self.process_group = bool(sync_density), process_group
         # The EMA region state (S of Eq. 12, or the mmdet accumulator). Buffers, not parameters:
         # saved in state_dict, moved by .to(). Unused when momentum == 0.
         self.register_buffer("ema", torch.zeros(self.bins, dtype=STATE_DTYPE))
@@ -45,7 +47,8 @@ class GHMLossBase(nn.Module):
         loss, new_state, new_initialized = harmonized_loss(
             pred, per_entry_loss, per_entry_grad, ind, ok, bins=self.bins, momentum=self.momentum,
             dialect=self.dialect, reduction=reduction or self.reduction, loss_weight=self.loss_weight,
-            state=self.ema, initialized=self.ema_initialized, scratch=scratch)
+            state=self.ema, initialized=self.ema_initialized, scratch=scratch, sync_density=self.sync_density,
+            process_group=self.process_group)
         if self.momentum > 0.0 and self.training:
             with torch.no_grad():
                 self.ema.copy_(new_state)
@@ -54,4 +57,5 @@ class GHMLossBase(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"bins={self.bins}, momentum={self.momentum}, dialect={self.dialect!r}, "
-                f"reduction={self.reduction!r}, loss_weight={self.loss_weight}")
+                f"reduction={self.reduction!r}, loss_weight={self.loss_weight}"
+                + (", sync_density=True" if self.sync_density else ""))

@@ -127,6 +127,11 @@ class GHMCLoss(GHMLossBase):
         dialect: ``"paper"`` or ``"mmdet"``. Default: ``"paper"``.
         reduction: ``"mean"`` (1/N), ``"sum"`` or ``"none"`` (per entry beta * CE). Default: ``"mean"``.
         loss_weight: multiplier of the loss. Default: 1.0.
+        sync_density: sum the region counts and N over ``process_group`` (one all_reduce of
+            bins + 1 int64 values per call) so that beta is the global batch's, and scale the
+            loss so that DDP's average over workers is the global batch's loss and gradient
+            (spec.md section 11). Needs torch.distributed initialised. Default: False.
+        process_group: the group to sum over. Default: None (the default group).
 
     Call: ``loss(pred, target, label_weight=None, avg_factor=None, reduction_override=None)`` (the
     last two as mmdetection passes them: ``avg_factor`` is ignored, GHM normalises by its own N).
@@ -138,8 +143,9 @@ class GHMCLoss(GHMLossBase):
     """
 
     def __init__(self, bins: int = 30, momentum: float = 0.0, dialect: str = "paper", reduction: str = "mean",
-                 loss_weight: float = 1.0) -> None:
-        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+                 loss_weight: float = 1.0, sync_density: bool = False, process_group=None) -> None:
+        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
+                         sync_density=sync_density, process_group=process_group)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None,
                 avg_factor=None, reduction_override: str | None = None) -> torch.Tensor:
@@ -150,10 +156,12 @@ class GHMCLoss(GHMLossBase):
 
 
 def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *, bins: int = 30,
-               dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0) -> torch.Tensor:
+               dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
+               process_group=None) -> torch.Tensor:
     """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     per_entry_loss, per_entry_grad, ind, ok, scratch = _prepare(pred, target, label_weight, bins)
     loss, _, _ = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
-                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch)
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch,
+                                 sync_density=sync_density, process_group=process_group)
     return loss

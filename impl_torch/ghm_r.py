@@ -73,6 +73,11 @@ class GHMRLoss(GHMLossBase):
         dialect: ``"paper"`` or ``"mmdet"``. Default: ``"paper"``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``. Default: ``"mean"``.
         loss_weight: multiplier of the loss (the released configs use 10). Default: 1.0.
+        sync_density: sum the region counts and N over ``process_group`` (one all_reduce of
+            bins + 1 int64 values per call) so that beta is the global batch's, and scale the
+            loss so that DDP's average over workers is the global batch's loss and gradient
+            (spec.md section 11). Needs torch.distributed initialised. Default: False.
+        process_group: the group to sum over. Default: None (the default group).
 
     Call: ``loss(pred, target, label_weight=None, avg_factor=None, reduction_override=None)`` (the
     last two as mmdetection passes them; ``avg_factor`` is ignored): ``pred`` and ``target`` of one shape (e.g. (N, 4));
@@ -80,9 +85,11 @@ class GHMRLoss(GHMLossBase):
     """
 
     def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, dialect: str = "paper",
-                 reduction: str = "mean", loss_weight: float = 1.0) -> None:
+                 reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
+                 process_group=None) -> None:
         check_mu(mu)
-        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
+                         sync_density=sync_density, process_group=process_group)
         self.mu = float(mu)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None,
@@ -98,10 +105,11 @@ class GHMRLoss(GHMLossBase):
 
 def ghm_r_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *,
                mu: float = 0.02, bins: int = 10, dialect: str = "paper", reduction: str = "mean",
-               loss_weight: float = 1.0) -> torch.Tensor:
+               loss_weight: float = 1.0, sync_density: bool = False, process_group=None) -> torch.Tensor:
     """Stateless GHM-R (no momentum); same semantics and arguments as :class:`GHMRLoss`."""
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     loss, _, _ = harmonized_loss(pred, *_prepare(pred, target, label_weight, mu, bins), bins=bins, momentum=0.0,
-                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight,
+                                 sync_density=sync_density, process_group=process_group)
     return loss

@@ -4,6 +4,7 @@ what the test compares as one JSON line."""
 
 import json
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -15,7 +16,7 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 
 import keras  # noqa: E402
 
-from impl_tf import GHMCLoss  # noqa: E402
+from impl_tf import GHMCLoss, GHMRLoss  # noqa: E402
 
 rng = np.random.default_rng(0)
 X = rng.normal(size=(64, 8)).astype(np.float32)
@@ -36,6 +37,70 @@ def train(strategy, make_loss):
 one = tf.distribute.OneDeviceStrategy("/cpu:0")
 two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert two.num_replicas_in_sync == 2
+
+
+def sync_checks() -> dict:
+    """sync_density=True: a custom loop with unequal and empty shards against the reference on
+    the concatenated batch, and model.fit against one device on the whole batch."""
+    import reference
+
+    compare = {}
+    splits = [[5, 2], [0, 6], [3, 3]]
+    for kind, fn, cls in (("c", reference.ghm_c, GHMCLoss), ("r", reference.ghm_r, GHMRLoss)):
+        for dialect in ("paper", "mmdet"):
+            with two.scope():
+                loss = cls(bins=5, momentum=0.75, dialect=dialect, sync_density=True)
+
+            @tf.function
+            def step(x, t, w):
+                def replica(x, t, w):
+                    with tf.GradientTape() as tape:
+                        tape.watch(x)
+                        value = loss(t, x, w)
+                    return value, tape.gradient(value, x)
+                return two.run(replica, args=(x, t, w))
+
+            state = None
+            for i, rows in enumerate(splits):
+                rng = np.random.default_rng(i)
+                x = rng.normal(size=(sum(rows), 4)).astype(np.float32) * 2
+                t = (rng.random(x.shape) < 0.3).astype(np.float32) if kind == "c" else \
+                    x + rng.normal(size=x.shape).astype(np.float32) * 0.05
+                w = (rng.random(x.shape) < 0.85).astype(np.float32)
+                starts = [0, rows[0]]
+
+                def part(a):
+                    return two.experimental_distribute_values_from_function(
+                        lambda ctx: tf.constant(a[starts[ctx.replica_id_in_sync_group]:][:rows[ctx.replica_id_in_sync_group]]))
+
+                values, grads = step(part(x), part(t), part(w))
+                ref = fn(x, t, w, bins=5, momentum=0.75, state=state, dialect=dialect)
+                state = ref.state
+                key = f"{kind}-{dialect}-{i}"
+                losses = [float(v) for v in two.experimental_local_results(values)]
+                grad = np.concatenate([g.numpy() for g in two.experimental_local_results(grads)])
+                # tf.distribute sums the replicas: the sum of the values and the gradients per slice are global
+                compare[key + "-loss"] = (sum(losses), ref.loss)
+                compare[key + "-grad"] = (grad.tolist(), ref.grad.tolist())
+                compare[key + "-ema"] = (loss.ema.numpy().tolist(), ref.state.tolist())
+    # model.fit: 2 replicas with the synced loss train exactly as one device on the whole batch
+    weights = []
+    for strategy, sync in ((one, False), (two, True)):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+            model.compile(optimizer=keras.optimizers.SGD(0.5), loss=GHMCLoss(bins=5, momentum=0.75, sync_density=sync))
+        y3 = (np.random.default_rng(5).random((64, 3)) < 0.3).astype(np.float32)
+        model.fit(X, y3, batch_size=16, epochs=2, verbose=0, shuffle=False)
+        weights.append(model.get_weights()[0].ravel().tolist())
+    compare["fit-weights"] = (weights[1], weights[0])
+    return {"compare": compare}
+
+
+if sys.argv[1:] == ["sync"]:
+    print(json.dumps(sync_checks()))
+    sys.exit(0)
+
 out = {
     "one": train(one, lambda: GHMCLoss(bins=1)),
     "two": train(two, lambda: GHMCLoss(bins=1)),
