@@ -92,11 +92,27 @@ def ddp_training(rank: int, world: int, out_dir: str) -> None:
              ema=crit.ema.numpy())
 
 
+def compiled(rank: int, world: int, out_dir: str) -> None:
+    """torch.compile(fullgraph=True) of a synced loss: the collective traces (functional
+    all_reduce); its values must equal the eager loss's."""
+    from impl_torch import GHMCLoss
+
+    eager = GHMCLoss(bins=5, momentum=0.75, sync_density=True)
+    graph = torch.compile(GHMCLoss(bins=5, momentum=0.75, sync_density=True), fullgraph=True)
+    saved = {}
+    for step in range(2):
+        arrays = global_batch("c", step, sum(shard_rows(world, step)))
+        x, t, w = (torch.tensor(a) for a in shard(arrays, world, rank, step))
+        saved[f"eager-{step}"] = eager(x, t, w).detach().numpy()
+        saved[f"compiled-{step}"] = graph(x, t, w).detach().numpy()
+    np.savez(f"{out_dir}/compiled{rank}.npz", **saved)
+
+
 def main() -> None:
     rank, world, port, out_dir, scenario = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        {"values": loss_values, "ddp": ddp_training}[scenario](rank, world, out_dir)
+        {"values": loss_values, "ddp": ddp_training, "compiled": compiled}[scenario](rank, world, out_dir)
     finally:
         dist.destroy_process_group()
 

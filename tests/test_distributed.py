@@ -93,6 +93,15 @@ def test_ddp_model_trains_exactly_as_one_process_on_the_whole_batch(tmp_path):
         np.testing.assert_allclose(got["ema"], crit.ema.numpy(), rtol=1e-6)
 
 
+def test_synced_loss_compiles_with_fullgraph(tmp_path):
+    pytest.importorskip("torch")
+    _launch(2, "compiled", tmp_path, timeout=600)
+    for r in range(2):
+        got = np.load(tmp_path / f"compiled{r}.npz")
+        for step in range(2):
+            np.testing.assert_allclose(got[f"compiled-{step}"], got[f"eager-{step}"], rtol=1e-6, atol=1e-7)
+
+
 def test_sync_density_without_a_process_group_is_a_clear_error():
     torch = pytest.importorskip("torch")
     from impl_torch import GHMCLoss
