@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--momentum", default="0,0.75")
     ap.add_argument("--losses", default="c,r")
     ap.add_argument("--frameworks", default="torch,tf")
+    ap.add_argument("--modes", default="eager,compiled,XLA", help="which of: eager, compiled (torch), XLA (tf)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="1e4 and 1e6 entries, bins 30 (10 for GHM-R), no momentum")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     momenta = [float(m) for m in args.momentum.split(",")]
     losses = args.losses.split(",")
     frameworks = args.frameworks.split(",")
-    groups = _groups(frameworks, args.device)
+    groups = [g for g in _groups(frameworks, args.device) if g[1] in args.modes.split(",")]
 
     rows = []  # dicts: loss, framework, mode, impl, entries, bins, momentum, seconds
     for loss_kind in losses:
