@@ -1,0 +1,225 @@
+"""Each kernel piece of impl_torch and impl_tf against the reference function of the same name
+(JAX's lax_reference style): one table, one test. A reader goes from an equation of spec.md to
+``reference.equations.<name>``, to ``impl_torch``/``impl_tf``'s ``<name>``, to its row here."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reference
+from reference import equations as eq
+
+from tolerances import TOLERANCE
+
+
+@dataclass(frozen=True)
+class Piece:
+    name: str  # the reference function and the kernel function share it
+    equation: str
+    inputs: Callable[[], st.SearchStrategy]  # -> dict of NumPy inputs
+    reference: Callable[..., np.ndarray]
+    module: str  # where the kernel piece lives, relative to the backend package
+    call: Callable  # (kernel_fn, backend, inputs) -> NumPy array
+    exact: bool = False  # integer results: equal, not close
+
+
+def _floats(lo, hi, n=(1, 40)):
+    return st.lists(st.floats(lo, hi, allow_nan=False, width=32), min_size=n[0], max_size=n[1]).map(
+        lambda v: np.array(v, np.float32))
+
+
+def _logits_and_targets():
+    return st.integers(1, 40).flatmap(lambda n: st.fixed_dictionaries({
+        "x": _floats(-30, 30, (n, n)), "t": _floats(0, 1, (n, n))}))
+
+
+def _residuals():
+    return st.fixed_dictionaries({"d": _floats(-1e4, 1e4), "mu": st.sampled_from([1e-3, 0.02, 0.5, 10.0])})
+
+
+def _mid_region_g():
+    """g at a region centre +- 0.3 of a region, or exactly on an edge when bins is a power of two
+    (k / 2^n is exact in float32; other edges are within rounding and may go either way)."""
+    def make(bins, js, offsets):
+        dyadic = bins & (bins - 1) == 0
+        offsets = [o if o or dyadic else 0.5 for o in offsets]
+        return {"g": ((np.array(js) % bins + np.array(offsets)) / bins).astype(np.float32), "bins": bins}
+    return st.integers(1, 40).flatmap(lambda bins: st.integers(1, 30).flatmap(lambda n: st.builds(
+        make, st.just(bins), st.lists(st.integers(0, bins - 1), min_size=n, max_size=n),
+        st.lists(st.sampled_from([0.2, 0.5, 0.8, 0.0]), min_size=n, max_size=n))))
+
+
+def _region_indices():
+    return st.integers(1, 40).flatmap(lambda bins: st.fixed_dictionaries({
+        "ind": st.lists(st.integers(0, bins - 1), min_size=0, max_size=60).map(lambda v: np.array(v, np.int32)),
+        "bins": st.just(bins)}))
+
+
+def _ema_inputs():
+    return st.integers(1, 30).flatmap(lambda m: st.fixed_dictionaries({
+        "s": _floats(0, 1e4, (m, m)), "r": st.lists(st.integers(0, 10 ** 6), min_size=m, max_size=m).map(
+            lambda v: np.array(v, np.float32)), "alpha": st.sampled_from([0.5, 0.75, 0.9])}))
+
+
+def _harmonize_inputs():
+    def make(bins, ind, momentum, dialect, state):
+        return {"ind": np.array(ind, np.int32), "bins": bins, "momentum": momentum, "dialect": dialect,
+                "state": None if state is None else np.array(state[:bins] + [1.0] * (bins - len(state[:bins])),
+                                                             np.float32)}
+    return st.integers(1, 12).flatmap(lambda bins: st.builds(
+        make, st.just(bins), st.lists(st.integers(0, bins - 1), min_size=1, max_size=40),
+        st.sampled_from([0.0, 0.75]), st.sampled_from(["paper", "mmdet"]),
+        st.one_of(st.none(), st.lists(st.floats(0.5, 50, width=32), min_size=bins, max_size=bins))))
+
+
+# ---------------------------------------------------------------- calling a kernel piece
+
+def _to_np(a):
+    return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a.numpy())
+
+
+def _t(backend, a):
+    return backend.as_tensor(a)
+
+
+def _call_ce(fn, b, i):
+    x, t = _t(b, i["x"]), _t(b, i["t"])
+    return _to_np(fn(x, t) if b.name == "torch" else fn(x, t, b.sigmoid(x)))
+
+
+def _call_ce_grad(fn, b, i):
+    x, t = _t(b, i["x"]), _t(b, i["t"])
+    return _to_np(fn(x, t) if b.name == "torch" else fn(x, t, b.sigmoid(x)))
+
+
+def _call_asl1(fn, b, i):
+    return _to_np(fn(_t(b, i["d"]), i["mu"]))
+
+
+def _call_region_index(fn, b, i):
+    g = _t(b, i["g"])
+    return _to_np(fn(b.clone(g), i["bins"]))
+
+
+def _call_region_counts(fn, b, i):
+    return _to_np(fn(_t(b, i["ind"]), i["bins"]))[: i["bins"]]
+
+
+def _call_ema(fn, b, i):
+    return _to_np(fn(_t(b, i["s"]), _t(b, i["r"]), i["alpha"]))
+
+
+def _call_harmonize(fn, b, i):
+    """beta per entry (the kernel's per-region table gathered) and the new state, flattened."""
+    counts = b.region_counts(_t(b, i["ind"]), i["bins"])
+    state = None if i["momentum"] == 0.0 else _t(b, i["state"] if i["state"] is not None else
+                                                   np.zeros(i["bins"], np.float32))
+    initialized = None if i["momentum"] == 0.0 else b.as_bool(i["state"] is not None)
+    beta, new_state, _, _ = fn(counts, b.as_bool(True), bins=i["bins"], momentum=i["momentum"], dialect=i["dialect"],
+                               dtype=b.float64, state=state, initialized=initialized)
+    per_entry = _to_np(beta)[i["ind"]]
+    return per_entry if new_state is None else np.concatenate([per_entry, _to_np(new_state)])
+
+
+def _ref_harmonize(ind, bins, momentum, dialect, state):
+    ref_state = None if momentum == 0.0 else (state.astype(np.float64) if state is not None else
+                                              (None if dialect == "paper" else np.zeros(bins)))
+    beta, new_state = reference.harmonize(ind, bins=bins, momentum=momentum, state=ref_state, dialect=dialect)
+    return beta if new_state is None else np.concatenate([beta, new_state])
+
+
+TABLE = [
+    Piece("cross_entropy", "Eq. (1)", _logits_and_targets, lambda x, t: eq.cross_entropy(x, t), "ghm_c", _call_ce),
+    Piece("cross_entropy_grad", "Eq. (2)", _logits_and_targets, lambda x, t: eq.cross_entropy_grad(x, t), "ghm_c",
+          _call_ce_grad),
+    Piece("asl1", "Eq. (17)", _residuals, lambda d, mu: eq.asl1(d, mu), "ghm_r", _call_asl1),
+    Piece("asl1_grad", "Eq. (18)", _residuals, lambda d, mu: eq.asl1_grad(d, mu), "ghm_r", _call_asl1),
+    Piece("region_index", "Sec. 3.2, spec.md 2.3", _mid_region_g, lambda g, bins: eq.region_index(g, bins),
+          "_harmonize", _call_region_index, exact=True),
+    Piece("region_counts", "Eq. (9)", _region_indices, lambda ind, bins: eq.region_counts(ind, bins), "_harmonize",
+          _call_region_counts, exact=True),
+    Piece("ema", "Eq. (12)", _ema_inputs, lambda s, r, alpha: eq.ema(s, r, alpha), "_harmonize", _call_ema),
+    Piece("harmonize", "Eqs. (10), (13); spec.md 4", _harmonize_inputs, _ref_harmonize, "_harmonize", _call_harmonize),
+]
+
+
+class _Torch:
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        from impl_torch._harmonize import region_counts
+
+        self.torch, self.region_counts, self.float64 = torch, region_counts, torch.float64
+
+    def as_tensor(self, a):
+        return self.torch.as_tensor(np.asarray(a))
+
+    def as_bool(self, v):
+        return self.torch.tensor(bool(v))
+
+    def sigmoid(self, x):
+        return self.torch.sigmoid(x)
+
+    def clone(self, x):
+        return x.clone()
+
+
+class _TF:
+    name = "tf"
+
+    def __init__(self):
+        import tensorflow as tf
+
+        from impl_tf._harmonize import region_counts
+
+        self.tf, self.region_counts, self.float64 = tf, region_counts, tf.float64
+
+    def as_tensor(self, a):
+        return self.tf.constant(np.asarray(a))
+
+    def as_bool(self, v):
+        return self.tf.constant(bool(v))
+
+    def sigmoid(self, x):
+        return self.tf.sigmoid(x)
+
+    def clone(self, x):
+        return self.tf.identity(x)
+
+
+BACKENDS = {"torch": ("torch", _Torch), "tf": ("tensorflow", _TF)}
+
+
+@pytest.mark.parametrize("backend_name", list(BACKENDS))
+@pytest.mark.parametrize("piece", TABLE, ids=lambda p: p.name)
+def test_kernel_piece_equals_its_reference_function(piece, backend_name):
+    module, cls = BACKENDS[backend_name]
+    pytest.importorskip(module)
+    backend = cls()
+    package = "impl_torch" if backend_name == "torch" else "impl_tf"
+    kernel = getattr(importlib.import_module(f"{package}.{piece.module}"), piece.name)
+
+    @given(inputs=piece.inputs())
+    def check(inputs):
+        want = piece.reference(**inputs)
+        got = piece.call(kernel, backend, inputs)
+        if piece.exact:
+            np.testing.assert_array_equal(got, want, err_msg=f"{piece.name} ({piece.equation})")
+        else:
+            np.testing.assert_allclose(got, want, **TOLERANCE["float32"], err_msg=f"{piece.name} ({piece.equation})")
+
+    check()
+
+
+def test_every_kernel_piece_has_the_name_of_a_reference_function():
+    names = {p.name for p in TABLE}
+    assert names <= set(dir(eq)) | {"harmonize"}, names - set(dir(eq))
