@@ -16,10 +16,16 @@ def _asl1_terms(d: torch.Tensor, mu) -> tuple[torch.Tensor, torch.Tensor]:
     # torch 2.13 miscompiles torch.full((), mu) next to a scalar mu / rho (a wrong loss once mu
     # changes between calls; tested).
     mu_t = torch.ones((), dtype=d.dtype, device=d.device) * mu
+    if torch.compiler.is_compiling():
+        # Inductor's vectorised hypot costs 5x a sqrt. The scaled form, with s = max(|d|, mu):
+        # r = sqrt((d/s)^2 + (mu/s)^2) in [1, sqrt 2], rho = s r, u = (d/s) / r, as impl_tf does.
+        s = torch.maximum(d.abs(), mu_t)
+        d_s, mu_s = d / s, mu_t / s
+        r = torch.sqrt(d_s * d_s + mu_s * mu_s)
+        u = d_s / r
+        return d * u / (1.0 + mu_s / r), u
     rho = torch.hypot(d, mu_t)
     u = d / rho
-    if torch.compiler.is_compiling():
-        return d * u / (1.0 + mu_t / rho), u
     return (d * u).div_(rho.reciprocal_().mul_(mu_t).add_(1.0)), u  # in place: two buffers fewer
 
 

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import reference  # noqa: E402
+from reference import equations  # noqa: E402
 from ghm_conformance import from_numpy_function, run_catalogue  # noqa: E402
 from impl_torch import GHMCLoss, GHMRLoss, ghm_c_loss, ghm_r_loss  # noqa: E402
 
@@ -68,6 +69,23 @@ def test_compile_dynamic_with_changing_hyper_parameters():
                                    **TOLERANCE["compiled_vs_eager"])
         torch.testing.assert_close(fr(x, t, mu=mu, loss_weight=weight), ghm_r_loss(x, t, mu=mu, loss_weight=weight),
                                    **TOLERANCE["compiled_vs_eager"])
+
+
+@pytest.mark.parametrize("mu", [1e-30, 0.02, 1.0, 1e30])
+def test_compiled_asl1_is_the_reference_at_every_scale(mu):
+    # Under compile ASL1 uses a scaled root instead of torch.hypot (spec.md 3, impl_torch/ghm_r.py):
+    # it must stay finite and float32-accurate from tiny to huge residuals, on both sides of mu.
+    from impl_torch.ghm_r import _asl1_terms
+
+    mags = np.array([0.0, 1e-38, 1e-30, 3e-20, 1e-7, 0.01, 0.02, 0.5, 1.0, 82.0, 1e19, 1e30, 3e38], np.float32)
+    d = np.concatenate([mags, -mags]).astype(np.float32)
+    loss, grad = torch.compile(lambda t: _asl1_terms(t, mu), fullgraph=True)(torch.tensor(d))
+    d64 = d.astype(np.float64)
+    want_loss, want_grad = equations.asl1(d64, mu), equations.asl1_grad(d64, mu)
+    np.testing.assert_allclose(grad.numpy(), want_grad, rtol=4e-7, atol=1e-38,
+                               err_msg=f"compiled dASL1/dd wrong for mu={mu}")
+    np.testing.assert_allclose(loss.numpy(), want_loss, rtol=1e-6, atol=1e-38,
+                               err_msg=f"compiled ASL1 wrong for mu={mu}")
 
 
 def test_compile_fullgraph_reports_argument_errors_with_their_message():
