@@ -7,13 +7,15 @@ the reference functions they compute (``reference.equations`` / ``reference.ghm`
     harmonize       beta_j = N / (S_j M) ("paper") or N / (A_j n)     Eqs. (10), (13); mmdet dialect
 
 beta depends on the entry only through its region, so ``harmonize`` returns one value per
-region (a table of bins + 1 values: the spare last slot holds the masked entries, weight 0),
-and ``harmonized_loss`` gathers it per entry. No host sync, no loop over regions, no
+region (a table of bins + 1 values: the spare slot M holds the masked entries, weight 0; compiled,
+a slot M + 1 holds the entries that poison the batch, weight NaN), and ``harmonized_loss``
+gathers it per entry. No host sync, no loop over regions, no
 data-dependent shape: everything compiles with ``torch.compile(fullgraph=True)``.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,12 +27,15 @@ def index_dtype(bins: int) -> torch.dtype:
     return torch.int32
 
 
-def region_index(g: torch.Tensor, bins: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+def region_index(g: torch.Tensor, bins: int, valid: torch.Tensor | None = None,
+                 bad: torch.Tensor | None = None) -> torch.Tensor:
     """ind(g) = min(floor(g * M), M - 1), with g = 1 in the last region (spec.md 2.3).
 
     ``g`` must be >= 0 (a gradient norm, float32 or float64); it is consumed: scaled in place
     and, in eager float32, its memory reused for the int32 result. Entries not ``valid`` go to
-    the spare region M. A NaN or infinite g (only in a batch that is poisoned anyway) lands in
+    the spare region M; entries flagged ``bad`` (a valid entry that poisons the batch: NaN, Inf,
+    a target out of range) to the poison slot M + 1, so that the histogram also says whether the
+    batch is poisoned (see ``poison_in_counts``). Without ``bad``, a NaN or infinite g lands in
     some region in [0, M - 1], never out of range."""
     g.mul_(bins)
     if g.dtype == torch.float32 and not torch.compiler.is_compiling():
@@ -40,12 +45,23 @@ def region_index(g: torch.Tensor, bins: int, valid: torch.Tensor | None = None) 
     ind.clamp_(0, bins - 1)  # truncation == floor for g >= 0
     if valid is not None:
         ind.masked_fill_(~valid, bins)
+    if bad is not None:
+        ind.masked_fill_(bad, bins + 1)
     return ind
+
+
+def poison_in_counts() -> bool:
+    """Whether the batch's validity is read from the histogram's poison slot (compiled code)
+    rather than from a separate min/max pass (eager). Compiled, the per-entry check fuses into
+    the kernel that computes the region index, and the separate pass over the inputs goes; in
+    eager it would cost more elementwise passes than the min/max it replaces."""
+    return torch.compiler.is_compiling()
 
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 _PARALLEL_MIN = 1 << 20
+_INTERLEAVE_MIN = 1 << 16
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -56,12 +72,12 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def _bincount_cpu(flat: torch.Tensor, slots: int) -> torch.Tensor:
-    """torch.bincount is a serial loop (plus a min and a max pass over its input); on large inputs
-    count uint8 indices, in chunks on several threads (the op releases the GIL), and add the
-    exact int64 counts: the same result in about half the time."""
-    if slots <= 256:
-        flat = flat.to(torch.uint8)
+def _lanes(slots: int) -> int:
+    """How many interleaved sub-histograms of uint8 indices fit in 256 slots (8, 4, 2 or 1)."""
+    return next((k for k in (8, 4, 2) if k * slots <= 256), 1)
+
+
+def _bincount_threads(flat: torch.Tensor, slots: int) -> torch.Tensor:
     chunks = min(torch.get_num_threads(), 8)
     if flat.numel() < _PARALLEL_MIN or chunks < 2:
         return torch.bincount(flat, minlength=slots)
@@ -71,6 +87,29 @@ def _bincount_cpu(flat: torch.Tensor, slots: int) -> torch.Tensor:
     for f in futures:
         total += f.result()
     return total
+
+
+def _bincount_cpu(flat: torch.Tensor, slots: int) -> torch.Tensor:
+    """torch.bincount is a serial loop whose every step adds to the counter the step before may
+    have written: when most entries share a region (the easy negatives of a detector) each
+    add waits for the last one, about 8 cycles an entry. So: count uint8 indices; give entry k
+    its own counter set (k mod L), which one int64 add per 8 entries does (index + (k mod L) *
+    slots in each byte: no byte carries, as L * slots <= 256); count on several threads (the op
+    releases the GIL); sum the sub-histograms. Exact int64 counts, 2-3x faster on skewed input."""
+    if slots <= 256:
+        flat = flat.to(torch.uint8)
+    lanes = _lanes(slots) if flat.dtype == torch.uint8 else 1
+    body = flat.numel() - flat.numel() % 8
+    if lanes == 1 or body < _INTERLEAVE_MIN or flat.storage_offset() % 8:
+        return _bincount_threads(flat, slots)
+    offsets = sum(((k % lanes) * slots) << (8 * k) for k in range(8))  # little-endian byte k
+    if sys.byteorder != "little":
+        offsets = int.from_bytes(offsets.to_bytes(8, "little"), "big")
+    spread = flat[:body].view(torch.int64).add(offsets).view(torch.uint8)
+    counts = _bincount_threads(spread, lanes * slots).view(lanes, slots).sum(0)
+    if body < flat.numel():
+        counts += torch.bincount(flat[body:], minlength=slots)
+    return counts
 
 
 @torch.library.custom_op("ghm_loss::region_counts", mutates_args=())
@@ -89,14 +128,16 @@ def _(ind: torch.Tensor, slots: int) -> torch.Tensor:
     return ind.new_empty(slots, dtype=torch.int64)
 
 
-def region_counts(ind: torch.Tensor, bins: int) -> torch.Tensor:
-    """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries).
+def region_counts(ind: torch.Tensor, bins: int, poison_slot: bool = False) -> torch.Tensor:
+    """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries), or
+    bins + 2 with ``poison_slot`` (then the last counts the entries ``region_index`` flagged bad).
 
     An opaque custom op for the compiler: it stays one histogram call (inductor would otherwise
     emit an atomic add per entry), and its output shape is static."""
-    if torch.compiler.is_compiling() and bins < 256:
+    slots = bins + 1 + int(poison_slot)
+    if torch.compiler.is_compiling() and slots <= 256:
         ind = ind.to(torch.uint8)  # fused into the kernel that computes ind: a 1-byte write per entry
-    return _region_counts(ind, bins + 1)
+    return _region_counts(ind, slots)
 
 
 def ema(s_prev: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -201,7 +242,11 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
 
         workers = world_size(process_group)
     with torch.no_grad():
-        counts = region_counts(ind, bins)
+        poisoned_slot = poison_in_counts()
+        counts = region_counts(ind, bins, poison_slot=poisoned_slot)
+        if poisoned_slot:
+            ok = ok & (counts[bins + 1] == 0)
+            counts = counts[: bins + 1]
         if sync_density:
             counts, ok = sum_counts(counts, ok, bins, process_group)
         beta, new_state, new_initialized, n_valid = (_harmonize_compiled if torch.compiler.is_compiling() else harmonize)(
@@ -210,8 +255,10 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
         if reduction == "mean":
             scale = scale / n_valid.clamp(min=1).to(dtype)
         table = (beta * scale).to(dtype)
+        if poisoned_slot:
+            table = torch.cat([table, table.new_full((1,), torch.nan)])  # the poison slot's weight
         if torch.compiler.is_compiling():
-            # ind is in [0, bins] by construction (region_index): no per-entry bounds check in the kernel
+            # ind is in [0, bins + 1] by construction (region_index): no per-entry bounds check in the kernel
             w = torch.ops.aten._unsafe_index(table, [ind])
         elif scratch is None:
             w = torch.index_select(table, 0, ind.reshape(-1)).view(ind.shape)  # beta_i * scale, per entry

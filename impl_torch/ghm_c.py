@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ._checks import (BOOL, FLOATING, INTEGER, check_hyper, check_tensor, compute_dtype, is_class_index_target,
                       valid_mask)
-from ._harmonize import harmonized_loss, region_index
+from ._harmonize import harmonized_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
 
 
@@ -73,12 +73,17 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
             # to the spare region by an addition.
             x = torch.where(valid, x, 0.0)
             t = torch.where(valid, t, 0.5)
-        if x.numel():
+        bad = None
+        if poison_in_counts():  # compiled: a per-entry check, fused, counted in the poison slot
+            bad = ~torch.isfinite(x)
+            if check_range:  # NaN and Inf targets fail it too
+                bad |= ~((t >= 0) & (t <= 1))
+        elif x.numel():
             finite = _finite(x)
             ok = finite if ok is None else ok & finite
-            if check_range:  # NaN and Inf targets fail it too
+            if check_range:
                 ok = ok & _in_unit_interval(t)
-        elif ok is None:
+        if ok is None:
             ok = torch.ones((), dtype=torch.bool, device=x.device)
         if torch.compiler.is_compiling():
             p = torch.sigmoid(x)
@@ -87,7 +92,7 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
             per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
         # From here on x is only scratch memory (a fresh 4 N-byte buffer costs page faults).
         g = torch.abs(per_entry_grad, out=x) if owned else per_entry_grad.abs()  # Eq. (3)
-        ind = region_index(g, bins, valid)
+        ind = region_index(g, bins, valid, bad)
     return per_entry_loss, per_entry_grad, ind, ok, t if owned_t else None
 
 

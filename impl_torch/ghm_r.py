@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import FLOATING, check_hyper, check_mu, check_shape, check_tensor, compute_dtype, valid_mask
-from ._harmonize import harmonized_loss, region_index
+from ._harmonize import harmonized_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
 
 
@@ -51,13 +51,15 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
         d = pred.detach().to(dtype) - target.to(dtype)
         if valid is not None:
             d = torch.where(valid, d, 0.0)  # masked: loss 0, gradient 0, gr = 0; no NaN gets through
-        if d.numel():
+        bad = None
+        ok = torch.ones((), dtype=torch.bool, device=d.device)
+        if poison_in_counts():  # compiled: a per-entry check, fused, counted in the poison slot
+            bad = ~torch.isfinite(d)
+        elif d.numel():
             lo, hi = torch.aminmax(d)
             ok = torch.isfinite(lo) & torch.isfinite(hi)
-        else:
-            ok = torch.ones((), dtype=torch.bool, device=d.device)
         per_entry_loss, per_entry_grad = _asl1_terms(d, mu)
-        ind = region_index(per_entry_grad.abs(), bins, valid)
+        ind = region_index(per_entry_grad.abs(), bins, valid, bad)
     return per_entry_loss, per_entry_grad, ind, ok
 
 
