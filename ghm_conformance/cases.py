@@ -379,6 +379,22 @@ def finite_difference_case(draw, loss_kind: str):
 
 # ---------------------------------------------------------------- cases a class-index port can take
 
+def _same_g(pred: np.ndarray, target: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """The logits that give each entry whose target changed (a soft target made binary, a second
+    hot column dropped) the gradient norm it was drawn with, so that a g drawn clear of the
+    edges stays clear (a soft t = 0.55 made 1 would otherwise move p = 0.1 to g = 0.9 - or a
+    drawn g = 0.45 to within rounding of the edge 0.1). Logits of exact values (pred = 0,
+    saturated) are kept: their g stays exact."""
+    pred = pred.astype(np.float32)
+    out = pred.copy()
+    g = gradient_norm("c", pred, target, None)
+    changed = (onehot != target) & (pred != 0) & (np.abs(pred) < 17)
+    for i in zip(*np.nonzero(changed)):
+        t = float(onehot[i])
+        out[i] = _entry_for_g("c", float(g[i]), t, 1.0 if t == 0.0 else -1.0, None)[0]
+    return out
+
+
 def as_class_index_case(case: Case) -> Case:
     """The case as a class-index port (mmdetection's labels (N,), C = background) can receive
     it: every row binary and one-hot or all zero (its first target >= 1/2 kept), one label
@@ -398,7 +414,7 @@ def as_class_index_case(case: Case) -> Case:
         first = np.where(hot.any(axis=1), hot.argmax(axis=1), -1)
         onehot = (np.arange(pred.shape[1])[None, :] == first[:, None]).astype(np.float32)
         rows = np.repeat(weight[:, :1], pred.shape[1], axis=1).astype(np.float32)
-        out.calls.append(Call(pred.astype(np.float32), onehot, rows))
+        out.calls.append(Call(_same_g(pred, target, onehot), onehot, rows))
     cols = out.calls[0].pred.shape[1] if out.calls else 1
     if "permutation" in case.draws:
         old_cols = 1 if widened else cols

@@ -10,6 +10,7 @@ check on the same case (``ghm_conformance.repro``) repeats the same runs.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -36,6 +37,26 @@ class Run:
     label: str
     calls: list[Call]
     outputs: list[StepOutput] = field(default_factory=list)
+    raised: str | None = None  # what call len(outputs) raised; the calls after it were never made
+
+
+# The runs a check has started, so that a port that raises is still reported with every call it
+# received up to and including the one that raised (``recorded_runs``).
+_STARTED: contextvars.ContextVar[list[Run] | None] = contextvars.ContextVar("ghm_started_runs", default=None)
+
+
+def recorded_runs(check: Callable[[], "Outcome"]) -> tuple["Outcome | None", list[Run], BaseException | None]:
+    """Call ``check``; return (its outcome or None, the runs it started, what it raised or None).
+    Only Exception and SystemExit are caught; anything else (KeyboardInterrupt, Hypothesis's
+    control flow) propagates."""
+    runs: list[Run] = []
+    token = _STARTED.set(runs)
+    try:
+        return check(), runs, None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the caller decides what a crash means
+        return None, runs, e
+    finally:
+        _STARTED.reset(token)
 
 
 @dataclass
@@ -69,10 +90,17 @@ class Property:
 def run_port(case: Case, port: Port, label: str, calls: list[Call] | None = None) -> Run:
     """``calls`` (default: the case's) on one fresh port instance, in order."""
     run = Run(label, list(case.calls if calls is None else calls))
-    step = port.instance(bins=case.bins, momentum=case.momentum, **case.hyper)
-    for c in run.calls:
-        run.outputs.append(call_step(step, c.pred, c.target, c.label_weight, with_label_weight=port.label_weight,
-                                     clock=port.clock))
+    started = _STARTED.get()
+    if started is not None:
+        started.append(run)
+    try:
+        step = port.instance(bins=case.bins, momentum=case.momentum, **case.hyper)
+        for c in run.calls:
+            run.outputs.append(call_step(step, c.pred, c.target, c.label_weight,
+                                         with_label_weight=port.label_weight, clock=port.clock))
+    except (Exception, SystemExit) as e:  # recorded for the report, then raised on
+        run.raised = f"{type(e).__name__}: {e}" if isinstance(e, Exception) else f"sys.exit({e.code!r})"
+        raise
     return run
 
 

@@ -42,6 +42,10 @@ def _run_json(run, expected: dict, r: int) -> dict:
                       "expected": None if want is None else {
                           "loss": _json_num(want.loss), "grad": None if want.grad is None else _array(want.grad),
                           "source": want.source}})
+    if run.raised is not None and len(run.outputs) < len(run.calls):  # the call that raised; none after it
+        c = run.calls[len(run.outputs)]
+        calls.append({"pred": _array(c.pred), "target": _array(c.target), "label_weight": _array(c.label_weight),
+                      "port": {"raised": run.raised}, "expected": None})
     return {"label": run.label, "calls": calls}
 
 
@@ -147,7 +151,7 @@ def to_markdown(doc: dict) -> str:
                 for i, c in enumerate(run["calls"], 1):
                     lines.append(f"  - call {i}: pred={_lit(c['pred'])}, target={_lit(c['target'])}, "
                                  f"label_weight={_lit(c['label_weight'])}")
-                    lines.append(f"    - port returned: {_brief(c['port'])}")
+                    lines.append(f"    - port {'' if 'raised' in c['port'] else 'returned: '}{_brief(c['port'])}")
                     if c["expected"] is not None:
                         lines.append(f"    - expected ({c['expected']['source']}): {_brief(c['expected'])}")
             lines += ["", "Repro (prints every call and the comparison that fails):", "", "```python",
@@ -176,6 +180,8 @@ def _lit(a) -> str:
 
 
 def _brief(out: dict) -> str:
+    if "raised" in out:
+        return f"raised {out['raised']}"
     s = f"loss={out['loss']!r}"
     if out.get("grad") is not None:
         s += f", grad={_lit(out['grad'])}"

@@ -99,7 +99,7 @@ def _short(a) -> str:
 def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", out=print, timeout=None):
     """Run the property's check on ``case`` exactly as the kit did, print every run and the
     comparison that fails ("MISMATCH"), and return the Outcome."""
-    from .properties import BY_ID
+    from .properties import BY_ID, recorded_runs
     from .protocol import Clock
     from .runner import _adapt, probe
 
@@ -108,18 +108,19 @@ def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", o
     case = _adapt(case, port)
     out(f"property {property_id}" + (f" [{dialect}]" if prop.dialect_dependent else "") + f": {prop.title}")
     out(f"case: {case.describe()}")
-    try:
-        outcome = prop.check(case, port, dialect)
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - a crash is the disagreement
-        out(f"MISMATCH: the port raised {type(e).__name__}: {e}")
-        out(f"FAILED: the port raised {type(e).__name__}: {e}")
-        return None
-    for r, run in enumerate(outcome.runs):
+    outcome, started, raised = recorded_runs(lambda: prop.check(case, port, dialect))
+    for r, run in enumerate(outcome.runs if outcome is not None else started):
         out(f"run {r + 1} '{run.label}' (a fresh port instance):")
-        for i, (c, o) in enumerate(zip(run.calls, run.outputs)):
+        for i, c in enumerate(run.calls[:len(run.outputs) + (run.raised is not None)]):
             out(f"  call {i + 1}: pred={_short(c.pred)}, target={_short(c.target)}, "
                 f"label_weight={_short(c.label_weight)}")
+            if i == len(run.outputs):
+                out(f"    port raised {run.raised}  [MISMATCH]")
+                continue
+            o = run.outputs[i]
             out(f"    port returned loss={o.loss!r}" + ("" if o.grad is None else f", grad={_short(o.grad)}"))
+            if outcome is None:
+                continue
             want = outcome.expected.get((r, i))
             if want is None:
                 continue
@@ -132,6 +133,11 @@ def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", o
                 ("" if want.grad is None else f", grad={_short(want.grad)}") +
                 f"  [{'MISMATCH' if bad else 'agree'}: relative error loss {_err(e_loss)}, gradient {_err(e_grad)}; "
                 f"tolerance {prop.tolerance:g}]")
+    if raised is not None:  # a crash is the disagreement
+        what = f"sys.exit({raised.code!r})" if isinstance(raised, SystemExit) else f"{type(raised).__name__}: {raised}"
+        out(f"MISMATCH: the port raised {what}")
+        out(f"FAILED: the port raised {what}")
+        return None
     out(("FAILED: " + outcome.message) if not outcome.passed else "passed")
     return outcome
 

@@ -18,7 +18,7 @@ from ghm_args import DIALECTS
 
 from .cases import Case, as_class_index_case
 from .measure import Measurement, bundled_measurement, measure
-from .properties import CATALOGUE, LARGE, NotApplicable, Outcome, Property, Run
+from .properties import CATALOGUE, LARGE, NotApplicable, Outcome, Property, Run, recorded_runs
 from .protocol import Clock, Port, PortFactory, PortTimeout, call_step, takes_label_weight
 from .verdict import ERROR, FAILED, NOT_APPLICABLE, PASSED, Row, Verdict, counted, decide
 
@@ -171,19 +171,19 @@ def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, ma
         count[0] += 1
         case = _adapt(case, port)
         try:
-            out = prop.check(case, port, dialect)
-        except NotApplicable as e:
-            na.append(str(e))
-            return
+            out, runs, raised = recorded_runs(lambda: prop.check(case, port, dialect))
         except PortTimeout as e:
             timed_out.append(e)
             raise _Fail(str(e)) from None
-        except HypothesisException:
-            raise
-        except SystemExit as e:  # a port that exits must fail, never end the run as a success
-            out = Outcome(False, math.inf, f"the port called sys.exit({e.code!r})")
-        except Exception as e:  # noqa: BLE001 - a crashing port is a failing port
-            out = Outcome(False, math.inf, f"the port raised {type(e).__name__}: {e}")
+        if isinstance(raised, NotApplicable):
+            na.append(str(raised))
+            return
+        if isinstance(raised, HypothesisException):
+            raise raised
+        if isinstance(raised, SystemExit):  # a port that exits must fail, never end the run as a success
+            out = Outcome(False, math.inf, f"the port called sys.exit({raised.code!r})", runs)
+        elif raised is not None:  # a crashing port is a failing port; its runs show where it crashed
+            out = Outcome(False, math.inf, f"the port raised {type(raised).__name__}: {raised}", runs)
         if out.edge:
             count[1] += 1
             if len(edges) < 3:

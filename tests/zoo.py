@@ -56,6 +56,9 @@ def make_zoo_port(loss: str = "c", dialect: str = "mmdet", fault: str | None = N
             if fault == "half_precision_g":
                 g = g.astype(np.float16).astype(F32)
             valid = label_weight > 0
+            if fault == "crashes_on_masked_nan" and np.isnan(np.where(valid, 0, pred)).any():
+                # as a TF port gathering beta by an index cast from a masked NaN g does
+                raise IndexError("indices[1] = -2147483648 is not in [0, bins)")
             hist_valid = np.ones_like(valid) if fault == "masked_in_histogram" else valid
             if fault == "chunked_histogram" and g.size > 4096:  # the last, partial chunk is dropped
                 hist_valid = hist_valid & (np.arange(g.size).reshape(g.shape) < g.size - g.size % 4096)
@@ -281,6 +284,8 @@ ZOO = [
     ZooPort("float32 counts accumulated one by one (wrong only past 2^24)", Z("c", "mmdet", "float32_sequential_counts"),
             verdict="mmdet"),
     ZooPort("masked NaN reaches the sum (0 * NaN)", Z("c", "mmdet", "nan_in_masked"), fails="masked", verdict="mmdet"),
+    ZooPort("crashes on a masked NaN (gathers by its index)", Z("c", "mmdet", "crashes_on_masked_nan"), fails="masked",
+            verdict="mmdet"),
 ]
 BY_NAME = {z.name: z for z in ZOO}
 
