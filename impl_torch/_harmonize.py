@@ -260,7 +260,7 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
         if torch.compiler.is_compiling():
             # ind is in [0, bins + 1] by construction (region_index): no per-entry bounds check in the kernel
             w = torch.ops.aten._unsafe_index(table, [ind])
-        elif scratch is None:
+        elif scratch is None or not scratch.is_contiguous():  # a transposed input's buffers are transposed too
             w = torch.index_select(table, 0, ind.reshape(-1)).view(ind.shape)  # beta_i * scale, per entry
         else:
             w = torch.index_select(table, 0, ind.reshape(-1), out=scratch.view(-1)).view(ind.shape)

@@ -247,3 +247,34 @@ def test_region_counts_are_exact_on_every_cpu_path(slots, n, spread):
     if slots <= 256:  # uint8 indices at an odd storage offset, as a caller's slice would give
         shifted = torch.cat([torch.zeros(1, dtype=torch.uint8), ind.to(torch.uint8)])[1:]
         assert torch.equal(region_counts(shifted, slots - 1), want)
+
+
+# ---------------------------------------------------------------- memory layouts
+
+LAYOUTS = {
+    "transposed": lambda a: torch.tensor(np.ascontiguousarray(a.T)).T,
+    "every other column": lambda a: torch.tensor(np.repeat(a, 2, axis=1))[:, ::2],
+    # a (1, 1, H, W) slice of a channels_last tensor with 2 channels: strides (., ., 2W, 2)
+    "channels_last slice": lambda a: torch.tensor(np.stack([a, a])[None]).contiguous(
+        memory_format=torch.channels_last)[0, 0],
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("loss", ["c", "r"])
+@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bool])
+def test_non_contiguous_inputs_give_the_reference(layout, loss, weight_dtype):
+    # Regression: a transposed target made the gather's scratch buffer non-contiguous, and
+    # the call raised "view size is not compatible" whenever label weights were given.
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(13, 5)) * (3 if loss == "c" else 0.05)).astype(np.float32)
+    t = (rng.random((13, 5)) < 0.3).astype(np.float32) if loss == "c" else np.zeros((13, 5), np.float32)
+    w = (rng.random((13, 5)) < 0.8).astype(np.float32)
+    want = REF[loss](x, t, w, dialect="mmdet")
+    lay = LAYOUTS[layout]
+    pred = lay(x).requires_grad_(True)
+    assert not pred.is_contiguous()
+    out = FUNCTIONS[loss](pred, lay(t), lay(w).to(weight_dtype), dialect="mmdet")
+    out.backward()
+    np.testing.assert_allclose(out.item(), want.loss, **TOLERANCE["float32"])
+    np.testing.assert_allclose(pred.grad.numpy(), want.grad, **TOLERANCE["float32"])
