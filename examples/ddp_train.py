@@ -44,6 +44,10 @@ def train(rank: int, world: int, port: int, steps: int) -> None:
                 print(f"rank {rank} step {step}: global GHM-C loss {mean.item():.6f} "
                       f"(this rank's share {loss.item():.6f})", flush=True)
             dist.barrier()
+    # Drop DDP (its reducer holds gloo work objects) and meet before tearing the group down: a
+    # rank that exits while the other still has gloo work in flight can abort at interpreter exit.
+    del model, opt, loss, mean
+    dist.barrier()
     dist.destroy_process_group()
 
 
