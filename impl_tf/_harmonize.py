@@ -44,14 +44,39 @@ def region_counts(ind: tf.Tensor, bins: int) -> tf.Tensor:
     long as the input first)."""
     flat = tf.reshape(ind, [-1])
     if _in_xla():
-        # XLA writes the ones out in full: int32 halves that, and is exact below 2^31 entries per call
-        # (the static size decides; an unknown one keeps int64)
-        n = flat.shape[0]
-        narrow = n is not None and n < 2 ** 31
-        ones = tf.ones_like(flat, dtype=tf.int32 if narrow else tf.int64)
-        return tf.cast(tf.math.unsorted_segment_sum(ones, flat, bins + 1), tf.int64)
+        return _packed_segment_counts(flat, bins + 1)
     return tf.raw_ops.DenseBincount(input=flat, size=tf.constant(bins + 1, tf.int32),
                                     weights=tf.constant([], tf.int64), binary_output=False)
+
+
+_PACKED_SLOTS = 1 << 15  # the joint histogram stays in the L1/L2 cache (128 KB of int32)
+
+
+def _packed_segment_counts(flat: tf.Tensor, slots: int) -> tf.Tensor:
+    """Exact int64 counts of ``flat`` (values in [0, slots)) for XLA, whose CPU scatter is a
+    serial loop costing a few ns per element: k indices are packed into one code
+    (i_1 S^(k-1) + ... + i_k with the alphabet S = slots + 1, the extra letter padding the tail to
+    a multiple of k), the codes are counted once (N / k scatter steps instead of N), and the
+    counts of each position's letter are the sums of that joint histogram over the other
+    positions. k is the largest (at most 4) with S^k <= 2^15."""
+    alphabet = slots + 1
+    k = max(j for j in (1, 2, 3, 4) if j == 1 or alphabet ** j <= _PACKED_SLOTS)
+    n = flat.shape[0]
+    # XLA writes the ones out in full: int32 halves that, and is exact below 2^31 entries per call
+    # (the static size decides; an unknown one keeps int64)
+    count_dtype = tf.int32 if n is not None and n < 2 ** 31 else tf.int64
+    if k == 1:
+        ones = tf.ones_like(flat, dtype=count_dtype)
+        return tf.cast(tf.math.unsorted_segment_sum(ones, flat, slots), tf.int64)
+    pad = tf.math.floormod(-tf.size(flat), k)
+    letters = tf.reshape(tf.pad(flat, [[0, pad]], constant_values=slots), [-1, k])
+    code = letters[:, 0]
+    for j in range(1, k):
+        code = code * alphabet + letters[:, j]
+    joint = tf.math.unsorted_segment_sum(tf.ones_like(code, dtype=count_dtype), code, alphabet ** k)
+    joint = tf.reshape(joint, [alphabet] * k)
+    counts = tf.add_n([tf.reduce_sum(joint, axis=[a for a in range(k) if a != j]) for j in range(k)])
+    return tf.cast(counts[:slots], tf.int64)
 
 
 def _accurate_sum(values: tf.Tensor) -> tf.Tensor:

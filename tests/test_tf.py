@@ -204,6 +204,22 @@ def test_mirrored_strategy_matches_one_device():
 
 # ---------------------------------------------------------------- scale
 
+@pytest.mark.parametrize("bins", [1, 2, 9, 10, 30, 31, 180, 181, 255])
+def test_xla_region_counts_are_exact_for_every_packing(bins):
+    # Under XLA the counts come from k indices packed per code (k = 4, 3, 2 or 1 with bins):
+    # every tail length (N mod k), empty input and a skewed histogram must give bincount's counts.
+    from impl_tf._harmonize import region_counts
+
+    count = tf.function(lambda ind: region_counts(ind, bins), jit_compile=True)
+    rng = np.random.default_rng(bins)
+    for n in (0, 1, 2, 3, 4, 5, 7, 1000, 4099):
+        ind = rng.integers(0, bins + 1, n).astype(np.int32)
+        ind[: n // 2] = bins // 2  # most entries in one region, as in a detector
+        got = count(tf.constant(ind)).numpy()
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.bincount(ind, minlength=bins + 1), err_msg=f"bins={bins}, n={n}")
+
+
 @pytest.mark.slow
 def test_xla_sum_of_two_to_the_24_terms_is_accurate():
     n = (1 << 24) + 3
