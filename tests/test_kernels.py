@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import reference
 from reference import equations as eq
 
+from backends import BACKENDS, NEEDS
 from tolerances import TOLERANCE
 
 
@@ -80,50 +81,48 @@ def _harmonize_inputs():
 
 
 # ---------------------------------------------------------------- calling a kernel piece
+# ``b`` is a tests/backends.py backend: ``b.tensor`` makes a fresh tensor (region_index consumes
+# its input in torch), ``b.impl`` is the package whose pieces are tested.
 
 def _to_np(a):
     return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a.numpy())
 
 
-def _t(backend, a):
-    return backend.as_tensor(a)
+def _harmonize_module(b):
+    return importlib.import_module(f"{b.impl.__name__}._harmonize")
 
 
 def _call_ce(fn, b, i):
-    x, t = _t(b, i["x"]), _t(b, i["t"])
-    return _to_np(fn(x, t) if b.name == "torch" else fn(x, t, b.sigmoid(x)))
-
-
-def _call_ce_grad(fn, b, i):
-    x, t = _t(b, i["x"]), _t(b, i["t"])
-    return _to_np(fn(x, t) if b.name == "torch" else fn(x, t, b.sigmoid(x)))
+    """cross_entropy and cross_entropy_grad: impl_tf's take p = sigmoid(x) too (shared with its caller)."""
+    x, t = b.tensor(i["x"]), b.tensor(i["t"])
+    return _to_np(fn(x, t) if b.name == "torch" else fn(x, t, b.tf.sigmoid(x)))
 
 
 def _call_asl1(fn, b, i):
-    return _to_np(fn(_t(b, i["d"]), i["mu"]))
+    return _to_np(fn(b.tensor(i["d"]), i["mu"]))
 
 
 def _call_region_index(fn, b, i):
-    g = _t(b, i["g"])
-    return _to_np(fn(b.clone(g), i["bins"]))
+    return _to_np(fn(b.tensor(i["g"]), i["bins"]))
 
 
 def _call_region_counts(fn, b, i):
-    return _to_np(fn(_t(b, i["ind"]), i["bins"]))[: i["bins"]]
+    return _to_np(fn(b.tensor(i["ind"]), i["bins"]))[: i["bins"]]
 
 
 def _call_ema(fn, b, i):
-    return _to_np(fn(_t(b, i["s"]), _t(b, i["r"]), i["alpha"]))
+    return _to_np(fn(b.tensor(i["s"]), b.tensor(i["r"]), i["alpha"]))
 
 
 def _call_harmonize(fn, b, i):
     """beta per entry (the kernel's per-region table gathered) and the new state, flattened."""
-    counts = b.region_counts(_t(b, i["ind"]), i["bins"])
-    state = None if i["momentum"] == 0.0 else _t(b, i["state"] if i["state"] is not None else
-                                                   np.zeros(i["bins"], np.float32))
-    initialized = None if i["momentum"] == 0.0 else b.as_bool(i["state"] is not None)
-    beta, new_state, _, _ = fn(counts, b.as_bool(True), bins=i["bins"], momentum=i["momentum"], dialect=i["dialect"],
-                               dtype=b.float64, state=state, initialized=initialized)
+    counts = _harmonize_module(b).region_counts(b.tensor(i["ind"]), i["bins"])
+    state = None if i["momentum"] == 0.0 else b.tensor(i["state"] if i["state"] is not None else
+                                                        np.zeros(i["bins"], np.float32))
+    initialized = None if i["momentum"] == 0.0 else b.tensor(i["state"] is not None)
+    beta, new_state, _, _ = fn(counts, b.tensor(True), bins=i["bins"], momentum=i["momentum"], dialect=i["dialect"],
+                               dtype=(b.torch if b.name == "torch" else b.tf).float64, state=state,
+                               initialized=initialized)
     per_entry = _to_np(beta)[i["ind"]]
     return per_entry if new_state is None else np.concatenate([per_entry, _to_np(new_state)])
 
@@ -138,7 +137,7 @@ def _ref_harmonize(ind, bins, momentum, dialect, state):
 TABLE = [
     Piece("cross_entropy", "Eq. (1)", _logits_and_targets, lambda x, t: eq.cross_entropy(x, t), "ghm_c", _call_ce),
     Piece("cross_entropy_grad", "Eq. (2)", _logits_and_targets, lambda x, t: eq.cross_entropy_grad(x, t), "ghm_c",
-          _call_ce_grad),
+          _call_ce),
     Piece("asl1", "Eq. (17)", _residuals, lambda d, mu: eq.asl1(d, mu), "ghm_r", _call_asl1),
     Piece("asl1_grad", "Eq. (18)", _residuals, lambda d, mu: eq.asl1_grad(d, mu), "ghm_r", _call_asl1),
     Piece("region_index", "Sec. 3.2, spec.md 2.3", _mid_region_g, lambda g, bins: eq.region_index(g, bins),
@@ -150,63 +149,12 @@ TABLE = [
 ]
 
 
-class _Torch:
-    name = "torch"
-
-    def __init__(self):
-        import torch
-
-        from impl_torch._harmonize import region_counts
-
-        self.torch, self.region_counts, self.float64 = torch, region_counts, torch.float64
-
-    def as_tensor(self, a):
-        return self.torch.as_tensor(np.asarray(a))
-
-    def as_bool(self, v):
-        return self.torch.tensor(bool(v))
-
-    def sigmoid(self, x):
-        return self.torch.sigmoid(x)
-
-    def clone(self, x):
-        return x.clone()
-
-
-class _TF:
-    name = "tf"
-
-    def __init__(self):
-        import tensorflow as tf
-
-        from impl_tf._harmonize import region_counts
-
-        self.tf, self.region_counts, self.float64 = tf, region_counts, tf.float64
-
-    def as_tensor(self, a):
-        return self.tf.constant(np.asarray(a))
-
-    def as_bool(self, v):
-        return self.tf.constant(bool(v))
-
-    def sigmoid(self, x):
-        return self.tf.sigmoid(x)
-
-    def clone(self, x):
-        return self.tf.identity(x)
-
-
-BACKENDS = {"torch": ("torch", _Torch), "tf": ("tensorflow", _TF)}
-
-
 @pytest.mark.parametrize("backend_name", list(BACKENDS))
 @pytest.mark.parametrize("piece", TABLE, ids=lambda p: p.name)
 def test_kernel_piece_equals_its_reference_function(piece, backend_name):
-    module, cls = BACKENDS[backend_name]
-    pytest.importorskip(module)
-    backend = cls()
-    package = "impl_torch" if backend_name == "torch" else "impl_tf"
-    kernel = getattr(importlib.import_module(f"{package}.{piece.module}"), piece.name)
+    pytest.importorskip(NEEDS[backend_name])
+    backend = BACKENDS[backend_name]("cpu")
+    kernel = getattr(importlib.import_module(f"{backend.impl.__name__}.{piece.module}"), piece.name)
 
     @given(inputs=piece.inputs())
     def check(inputs):
