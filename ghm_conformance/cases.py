@@ -381,18 +381,17 @@ def finite_difference_case(draw, loss_kind: str):
 
 def _same_g(pred: np.ndarray, target: np.ndarray, onehot: np.ndarray) -> np.ndarray:
     """The logits that give each entry whose target changed (a soft target made binary, a second
-    hot column dropped) the gradient norm it was drawn with, so that a g drawn clear of the
-    edges stays clear (a soft t = 0.55 made 1 would otherwise move p = 0.1 to g = 0.9 - or a
-    drawn g = 0.45 to within rounding of the edge 0.1). Logits of exact values (pred = 0,
-    saturated) are kept: their g stays exact."""
+    hot column dropped) the gradient norm it was drawn with: p = g against t = 0, 1 - g against
+    t = 1, as ``_entry_for_g`` draws them. Otherwise a g drawn clear of the edges moves anywhere
+    (p = 0.1 drawn with t = 0.35, g = 0.25, has g = 0.1 once t = 0: an edge, to rounding).
+    Logits of exact values (pred = 0, saturated) are kept: their g stays exact."""
     pred = pred.astype(np.float32)
-    out = pred.copy()
-    g = gradient_norm("c", pred, target, None)
     changed = (onehot != target) & (pred != 0) & (np.abs(pred) < 17)
-    for i in zip(*np.nonzero(changed)):
-        t = float(onehot[i])
-        out[i] = _entry_for_g("c", float(g[i]), t, 1.0 if t == 0.0 else -1.0, None)[0]
-    return out
+    g = gradient_norm("c", pred, target, None)
+    p = np.clip(np.where(onehot == 0, g, 1.0 - g), 1e-7, 1 - 1e-7)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        redrawn = np.log(p / (1.0 - p)).astype(np.float32)
+    return np.where(changed, redrawn, pred)
 
 
 def as_class_index_case(case: Case) -> Case:

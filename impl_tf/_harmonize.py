@@ -39,9 +39,9 @@ def _in_xla() -> bool:
 
 def region_counts(ind: tf.Tensor, bins: int) -> tf.Tensor:
     """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries).
-    Outside XLA, DenseBincount (10x faster there than a segment sum); under XLA, a segment sum,
-    whose ones XLA fuses into the scatter (DenseBincount's XLA lowering writes a ones array as
-    long as the input first)."""
+    Outside XLA, DenseBincount (10x faster there than a segment sum); under XLA, a segment sum of
+    packed indices (``_packed_segment_counts``: DenseBincount's XLA lowering is a scatter too, after
+    writing a ones array as long as the input)."""
     flat = tf.reshape(ind, [-1])
     if _in_xla():
         return _packed_segment_counts(flat, bins + 1)
