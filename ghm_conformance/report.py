@@ -117,7 +117,7 @@ def to_markdown(doc: dict) -> str:
         if missing or port["class_index"]:
             lines.append("")
             lines.append("The port " + "; ".join(
-                ([f"takes class indices (N,) with C = background"] if port["class_index"] else [])
+                (["takes class indices (N,) with C = background"] if port["class_index"] else [])
                 + ([f"has no {', '.join(missing)}: the properties needing it are not applicable"] if missing else []))
                 + ".")
         if t["ended_early"]:

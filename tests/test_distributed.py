@@ -14,6 +14,8 @@ import pytest
 
 import reference
 
+from tolerances import TOLERANCE
+
 TESTS = Path(__file__).parent
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]), OMP_NUM_THREADS="1")
 
@@ -58,12 +60,12 @@ def test_synced_density_matches_the_reference_on_the_global_batch(world, tmp_pat
                     key = f"{kind}-{dialect}-{reduction}-{step}"
                     losses = [float(r[key + "-loss"]) for r in ranks]
                     # DDP averages: the mean of the ranks' values is the global batch's loss ...
-                    np.testing.assert_allclose(np.mean(losses), ref.loss, rtol=2e-5, atol=1e-7, err_msg=key)
+                    np.testing.assert_allclose(np.mean(losses), ref.loss, **TOLERANCE["float32"], err_msg=key)
                     # ... and each rank's gradient / world size is the global gradient on its slice
                     grad = np.concatenate([r[key + "-grad"] for r in ranks]) / world
-                    np.testing.assert_allclose(grad, ref.grad, rtol=2e-5, atol=1e-8, err_msg=key)
+                    np.testing.assert_allclose(grad, ref.grad, **TOLERANCE["float32"], err_msg=key)
                     for r in ranks:  # one EMA state, the global batch's, on every rank
-                        np.testing.assert_allclose(r[key + "-ema"], ref.state, rtol=1e-6, err_msg=key)
+                        np.testing.assert_allclose(r[key + "-ema"], ref.state, **TOLERANCE["ema_state"], err_msg=key)
 
 
 def test_ddp_model_trains_exactly_as_one_process_on_the_whole_batch(tmp_path):
@@ -88,9 +90,9 @@ def test_ddp_model_trains_exactly_as_one_process_on_the_whole_batch(tmp_path):
         opt.step()
     for r in range(world):
         got = np.load(tmp_path / f"ddp{r}.npz")
-        np.testing.assert_allclose(got["weight"], model.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(got["bias"], model.bias.detach().numpy(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(got["ema"], crit.ema.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(got["weight"], model.weight.detach().numpy(), **TOLERANCE["trained_parameters"])
+        np.testing.assert_allclose(got["bias"], model.bias.detach().numpy(), **TOLERANCE["trained_parameters"])
+        np.testing.assert_allclose(got["ema"], crit.ema.numpy(), **TOLERANCE["ema_state"])
 
 
 def test_synced_loss_compiles_with_fullgraph(tmp_path):
@@ -99,7 +101,7 @@ def test_synced_loss_compiles_with_fullgraph(tmp_path):
     for r in range(2):
         got = np.load(tmp_path / f"compiled{r}.npz")
         for step in range(2):
-            np.testing.assert_allclose(got[f"compiled-{step}"], got[f"eager-{step}"], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(got[f"compiled-{step}"], got[f"eager-{step}"], **TOLERANCE["compiled_vs_eager"])
 
 
 def test_sync_density_without_a_process_group_is_a_clear_error():
@@ -117,4 +119,4 @@ def test_tf_mirrored_strategy_synced_density_matches_the_reference(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     for key, (got, want) in out["compare"].items():
-        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), **TOLERANCE["float32"], err_msg=key)
