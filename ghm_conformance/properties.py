@@ -40,6 +40,11 @@ class Run:
     raised: str | None = None  # what call len(outputs) raised; the calls after it were never made
 
 
+def raised_text(e: BaseException) -> str:
+    """What a port raised, as the report and the repro print it."""
+    return f"sys.exit({e.code!r})" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+
+
 # The runs a check has started, so that a port that raises is still reported with every call it
 # received up to and including the one that raised (``recorded_runs``).
 _STARTED: contextvars.ContextVar[list[Run] | None] = contextvars.ContextVar("ghm_started_runs", default=None)
@@ -99,7 +104,7 @@ def run_port(case: Case, port: Port, label: str, calls: list[Call] | None = None
             run.outputs.append(call_step(step, c.pred, c.target, c.label_weight,
                                          with_label_weight=port.label_weight, clock=port.clock))
     except (Exception, SystemExit) as e:  # recorded for the report, then raised on
-        run.raised = f"{type(e).__name__}: {e}" if isinstance(e, Exception) else f"sys.exit({e.code!r})"
+        run.raised = raised_text(e)
         raise
     return run
 

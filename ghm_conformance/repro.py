@@ -99,7 +99,7 @@ def _short(a) -> str:
 def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", out=print, timeout=None):
     """Run the property's check on ``case`` exactly as the kit did, print every run and the
     comparison that fails ("MISMATCH"), and return the Outcome."""
-    from .properties import BY_ID, recorded_runs
+    from .properties import BY_ID, raised_text, recorded_runs
     from .protocol import Clock
     from .runner import _adapt, probe
 
@@ -134,9 +134,8 @@ def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", o
                 f"  [{'MISMATCH' if bad else 'agree'}: relative error loss {_err(e_loss)}, gradient {_err(e_grad)}; "
                 f"tolerance {prop.tolerance:g}]")
     if raised is not None:  # a crash is the disagreement
-        what = f"sys.exit({raised.code!r})" if isinstance(raised, SystemExit) else f"{type(raised).__name__}: {raised}"
-        out(f"MISMATCH: the port raised {what}")
-        out(f"FAILED: the port raised {what}")
+        out(f"MISMATCH: the port raised {raised_text(raised)}")
+        out(f"FAILED: the port raised {raised_text(raised)}")
         return None
     out(("FAILED: " + outcome.message) if not outcome.passed else "passed")
     return outcome

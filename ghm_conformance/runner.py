@@ -18,7 +18,7 @@ from ghm_args import DIALECTS
 
 from .cases import Case, as_class_index_case
 from .measure import Measurement, bundled_measurement, measure
-from .properties import CATALOGUE, LARGE, NotApplicable, Outcome, Property, Run, recorded_runs
+from .properties import CATALOGUE, LARGE, NotApplicable, Outcome, Property, Run, raised_text, recorded_runs
 from .protocol import Clock, Port, PortFactory, PortTimeout, call_step, takes_label_weight
 from .verdict import ERROR, FAILED, NOT_APPLICABLE, PASSED, Row, Verdict, counted, decide
 
@@ -90,6 +90,14 @@ def _matches(loss: float, loss_kind: str, mu: float = 0.02) -> bool:
     return any(abs(loss - fn(*PROBE, bins=2, dialect=d, **hyper).loss) <= 1e-3 * abs(loss) + 1e-7 for d in DIALECTS)
 
 
+def _raise_if_mu_mismatch(e: TypeError, loss_kind: str) -> None:
+    """A factory that requires mu (checked as GHM-C) or rejects it (as GHM-R) is the other loss."""
+    if "mu" in str(e):
+        other = "r" if loss_kind == "c" else "c"
+        raise UsageError(f"the factory {'requires' if loss_kind == 'c' else 'rejects'} mu ({e}): is it a "
+                         f"GHM-{other.upper()} port? Check it with --loss {other}") from None
+
+
 def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) -> Port:
     """What the port supports (momentum, gradient, label weight, class indices), and a usage
     error when it is plainly the other GHM loss."""
@@ -102,9 +110,7 @@ def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) ->
     except NotImplementedError as e:
         port.supports_momentum, port.momentum_note = False, f"the port does not support momentum: {e}"
     except TypeError as e:
-        if "mu" in str(e):
-            raise UsageError(f"the factory {'requires' if loss_kind == 'c' else 'rejects'} mu ({e}): is it a "
-                             f"GHM-{other.upper()} port? Check it with --loss {other}") from None
+        _raise_if_mu_mismatch(e, loss_kind)
     except (Exception, SystemExit):  # noqa: BLE001 - a crashing factory fails the properties, with its error
         pass
     try:
@@ -119,9 +125,7 @@ def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) ->
         else:
             out = call_step(step, pred, target, weights, with_label_weight=port.label_weight, clock=Clock())
     except TypeError as e:
-        if "mu" in str(e):
-            raise UsageError(f"the factory {'requires' if loss_kind == 'c' else 'rejects'} mu ({e}): is it a "
-                             f"GHM-{other.upper()} port? Check it with --loss {other}") from None
+        _raise_if_mu_mismatch(e, loss_kind)
         return port
     except (Exception, SystemExit):  # noqa: BLE001 - likewise: the properties will show the error
         return port
@@ -180,10 +184,8 @@ def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, ma
             return
         if isinstance(raised, HypothesisException):
             raise raised
-        if isinstance(raised, SystemExit):  # a port that exits must fail, never end the run as a success
-            out = Outcome(False, math.inf, f"the port called sys.exit({raised.code!r})", runs)
-        elif raised is not None:  # a crashing port is a failing port; its runs show where it crashed
-            out = Outcome(False, math.inf, f"the port raised {type(raised).__name__}: {raised}", runs)
+        if raised is not None:  # a crashing (or exiting) port is a failing port; its runs show where
+            out = Outcome(False, math.inf, f"the port raised {raised_text(raised)}", runs)
         if out.edge:
             count[1] += 1
             if len(edges) < 3:
