@@ -269,16 +269,18 @@ def from_torch_function(fn: Callable, *, device: str = "cpu", label_weight: bool
     return make_port
 
 
-def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = False,
-                    label_weight: bool = True) -> PortFactory:
+def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = False, label_weight: bool = True,
+                    device: str | None = None) -> PortFactory:
     """A Keras-style loss factory, called as ``loss_factory(bins=, momentum=, **hyper)``; the loss
     is called as ``loss(y_true, y_pred, sample_weight)``; gradient by ``tf.GradientTape``.
-    With ``jit_compile=True`` each step runs inside ``tf.function(jit_compile=True)``."""
+    With ``jit_compile=True`` each step runs inside ``tf.function(jit_compile=True)``; with
+    ``device`` (e.g. "/GPU:0") everything runs under ``tf.device(device)``."""
 
     def make_port(*, bins, momentum, **hyper):
         import tensorflow as tf
 
-        loss_obj = loss_factory(bins=bins, momentum=momentum, **hyper)
+        with tf.device(device):
+            loss_obj = loss_factory(bins=bins, momentum=momentum, **hyper)
 
         def raw_step(pred, target, lw):
             with tf.GradientTape() as tape:
@@ -290,7 +292,8 @@ def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = Fal
         compiled = tf.function(raw_step, jit_compile=True, reduce_retracing=True) if jit_compile else raw_step
 
         def step(pred, target, lw=None):
-            loss, grad = compiled(tf.constant(pred), tf.constant(target), None if lw is None else tf.constant(lw))
+            with tf.device(device):
+                loss, grad = compiled(tf.constant(pred), tf.constant(target), None if lw is None else tf.constant(lw))
             return loss.numpy(), grad.numpy()
 
         return step

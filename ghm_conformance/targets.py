@@ -21,17 +21,18 @@ class Target:
     expected_dialect: str | None = None  # the bundled ports know theirs
 
 
-def bundled_port(backend: str, loss_kind: str, dialect: str) -> PortFactory:
-    """A port over this project's own loss: backend "torch" or "tf", loss_kind "c" or "r"."""
+def bundled_port(backend: str, loss_kind: str, dialect: str, device: str = "cpu") -> PortFactory:
+    """A port over this project's own loss: backend "torch" or "tf", loss_kind "c" or "r", run on
+    ``device`` ("cpu", or "cuda" for the GPU)."""
     if backend == "torch":
         import impl_torch
 
         cls = impl_torch.GHMCLoss if loss_kind == "c" else impl_torch.GHMRLoss
-        return from_torch_module(lambda **kw: cls(dialect=dialect, **kw))
+        return from_torch_module(lambda **kw: cls(dialect=dialect, **kw), device=device)
     import impl_tf
 
     cls = impl_tf.GHMCLoss if loss_kind == "c" else impl_tf.GHMRLoss
-    return from_keras_loss(lambda **kw: cls(dialect=dialect, **kw))
+    return from_keras_loss(lambda **kw: cls(dialect=dialect, **kw), device="/GPU:0" if device == "cuda" else "/CPU:0")
 
 
 def bundled_targets(dialect: str | None = None, loss_kind: str | None = None) -> tuple[list[Target], list[str]]:

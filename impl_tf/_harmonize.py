@@ -39,14 +39,39 @@ def _in_xla() -> bool:
 
 def region_counts(ind: tf.Tensor, bins: int) -> tf.Tensor:
     """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries).
-    Outside XLA, DenseBincount (10x faster there than a segment sum); under XLA, a segment sum of
-    packed indices (``_packed_segment_counts``: DenseBincount's XLA lowering is a scatter too, after
+    Outside XLA, DenseBincount with int32 counts (10x faster there than a segment sum; int32 is
+    the integer type it has a GPU kernel for, so it stays on the device), widened to int64 and
+    summed over chunks of 2^30 entries, so exact at any size; under XLA, a segment sum of packed
+    indices (``_packed_segment_counts``: DenseBincount's XLA lowering is a scatter too, after
     writing a ones array as long as the input)."""
     flat = tf.reshape(ind, [-1])
     if _in_xla():
         return _packed_segment_counts(flat, bins + 1)
-    return tf.raw_ops.DenseBincount(input=flat, size=tf.constant(bins + 1, tf.int32),
-                                    weights=tf.constant([], tf.int64), binary_output=False)
+    n = flat.shape[0]
+    if n is not None and n <= _BINCOUNT_CHUNK:
+        return tf.cast(_bincount_int32(flat, bins + 1), tf.int64)
+    return _chunked_counts(flat, bins + 1)
+
+
+_BINCOUNT_CHUNK = 1 << 30  # entries per int32 histogram: exact, with room to spare below 2^31
+
+
+def _bincount_int32(flat: tf.Tensor, slots: int) -> tf.Tensor:
+    return tf.raw_ops.DenseBincount(input=flat, size=tf.constant(slots, tf.int32), weights=tf.constant([], tf.int32),
+                                    binary_output=False)
+
+
+def _chunked_counts(flat: tf.Tensor, slots: int) -> tf.Tensor:
+    """int64 counts of an input of any (or unknown) size: int32 histograms of 2^30-entry slices."""
+    size = tf.size(flat, out_type=tf.int64)
+    chunks = (size + _BINCOUNT_CHUNK - 1) // _BINCOUNT_CHUNK
+
+    def body(k, total):
+        part = flat[k * _BINCOUNT_CHUNK:(k + 1) * _BINCOUNT_CHUNK]
+        return k + 1, total + tf.cast(_bincount_int32(part, slots), tf.int64)
+
+    _, total = tf.while_loop(lambda k, _: k < chunks, body, (tf.constant(0, tf.int64), tf.zeros([slots], tf.int64)))
+    return total
 
 
 _PACKED_SLOTS = 1 << 15  # the joint histogram stays in the L1/L2 cache (128 KB of int32)
@@ -129,18 +154,49 @@ def harmonize(counts: tf.Tensor, ok: tf.Tensor, *, bins: int, momentum: float, d
     return beta, tf.where(update, tf.cast(s, state.dtype), state), tf.logical_or(initialized, update), n_valid
 
 
-def _with_gradient(pred: tf.Tensor, loss: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:
-    """``loss`` as a function of ``pred`` whose gradient is ``grad`` (computed with it): backward
-    is one multiply (beta is a constant for backprop, spec.md section 5)."""
+SECOND_ORDER_ERROR = ("the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
+                      "constant for backprop, spec.md 5), so it cannot be differentiated again (a gradient penalty "
+                      "or a Hessian-vector product through the loss)")
+
+
+def _differentiable_once(x: tf.Tensor, value: tf.Tensor) -> tf.Tensor:
+    """``value`` (a gradient with respect to ``x``), as a function of ``x`` whose derivative raises:
+    an outer tape would otherwise see no dependence and return a silent None."""
 
     @tf.custom_gradient
-    def attach(p):
+    def guard(unused):
         def backward(upstream):
-            return tf.cast(upstream, grad.dtype) * grad
+            raise NotImplementedError(SECOND_ORDER_ERROR)
 
-        return tf.identity(loss), backward
+        return tf.identity(value), backward
 
-    return attach(pred)
+    return guard(x)
+
+
+def _with_gradient(pred: tf.Tensor, loss: tf.Tensor, grad: tf.Tensor, target_terms=None) -> tf.Tensor:
+    """``loss`` as a function of ``pred`` whose gradient is ``grad`` (computed with it): backward
+    is one multiply (beta is a constant for backprop, spec.md section 5). ``target_terms``
+    (target, its weighted gradient) attach a float target too. The upstream gradient (a loss
+    scale included) multiplies in the gradients' compute dtype (float32), and only the product is
+    cast to the input's dtype: rounding first would flush float16 gradients of 1e-7 to 0, and
+    casting the upstream first would overflow a scale of 2^16 (spec.md 8)."""
+
+    def times(upstream, x, g):
+        return _differentiable_once(x, tf.cast(tf.cast(upstream, g.dtype) * g, x.dtype))
+
+    if target_terms is None:
+        @tf.custom_gradient
+        def attach(p):
+            return tf.identity(loss), lambda upstream: times(upstream, p, grad)
+
+        return attach(pred)
+    target, target_grad = target_terms
+
+    @tf.custom_gradient
+    def attach_both(p, t):
+        return tf.identity(loss), lambda upstream: (times(upstream, p, grad), times(upstream, t, target_grad))
+
+    return attach_both(pred, target)
 
 
 def sum_counts(counts: tf.Tensor, ok: tf.Tensor, bins: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -155,13 +211,14 @@ def sum_counts(counts: tf.Tensor, ok: tf.Tensor, bins: int) -> tuple[tf.Tensor, 
     return summed, tf.equal(summed[bins], 0)
 
 
-def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, *, bins, momentum, dialect,
-                    reduction, loss_weight, state=None, initialized=None, sync_density: bool = False):
+def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, target_terms=None, *, bins, momentum,
+                    dialect, reduction, loss_weight, state=None, initialized=None, sync_density: bool = False):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
     ``per_entry_loss`` / ``per_entry_grad`` are L_i and dL_i/dpred_i (computed without gradient
     tracking); ``ind`` puts the masked entries in the spare region (weight 0), and their
-    products are set to 0 where ``valid`` is False, whatever they hold (NaN, Inf). With
+    products are set to 0 where ``valid`` is False, whatever they hold (NaN, Inf).
+    ``target_terms``: (target, dL_i/dtarget_i) for a float target, weighted likewise. With
     ``sync_density`` the counts (and N) are the global batch's over the replicas in sync, so
     that the replicas' losses and gradients sum (as Keras and tf.distribute sum them) to the
     global batch's (spec.md section 11). Returns (loss, new_state, new_initialized)."""
@@ -175,13 +232,12 @@ def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, *
     if reduction == "mean":
         scale = scale / tf.cast(tf.maximum(n_valid, 1), dtype)
     w = tf.gather(beta * scale, ind)  # beta_i * scale, per entry
-    grad, weighted = w * per_entry_grad, w * per_entry_loss
-    if valid is not None:
-        zero = tf.zeros([], dtype)
-        grad, weighted = tf.where(valid, grad, zero), tf.where(valid, weighted, zero)
-    grad = tf.cast(grad, pred.dtype)
-    if reduction == "none":
-        loss = weighted
+    if valid is not None:  # masked products are 0, whatever NaN or Inf the entry holds
+        w_of = lambda terms: tf.where(valid, w * terms, tf.zeros([], dtype))  # noqa: E731
     else:
-        loss = _accurate_sum(weighted)
-    return _with_gradient(pred, loss, grad), new_state, new_initialized
+        w_of = lambda terms: w * terms  # noqa: E731
+    grad, weighted = w_of(per_entry_grad), w_of(per_entry_loss)
+    if target_terms is not None:
+        target_terms = (target_terms[0], w_of(target_terms[1]))
+    loss = weighted if reduction == "none" else _accurate_sum(weighted)
+    return _with_gradient(pred, loss, grad, target_terms), new_state, new_initialized

@@ -11,28 +11,29 @@ from ._harmonize import harmonized_loss, region_index
 from ._loss import GHMLossBase
 
 
-def cross_entropy(x: tf.Tensor, t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
-    """Eq. (1) for logits and soft targets, from p = sigmoid(x): since log1p(exp(-|x|)) =
-    -log(max(p, 1 - p)), L = relu(x) - x t - log(max(p, 1 - p)): no overflow for any finite x,
-    one log (XLA fuses it with Eq. 2), and the same number to 1e-7 absolute."""
-    return tf.nn.relu(x) - x * t - tf.math.log(tf.maximum(p, 1.0 - p))
+def cross_entropy(x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+    """Eq. (1) for logits and soft targets, max(x, 0) - x t + log(1 + e^-|x|), written as
+    x (H(x) - t) + softplus(-|x|) with H(x) = [x > 0]: both terms are >= 0, so nothing cancels
+    (spec.md 8: the form from log(max(p, 1 - p)) loses digits for a confident positive), and
+    nothing overflows for any finite x. H(x) - t is exact (Sterbenz for t >= 1/2)."""
+    return x * (tf.cast(x > 0.0, x.dtype) - t) + tf.nn.softplus(-tf.abs(x))
 
 
-def cross_entropy_grad(x: tf.Tensor, t: tf.Tensor, p: tf.Tensor) -> tf.Tensor:
-    """Eq. (2): dL_CE/dx = p - t."""
-    return p - t
+def cross_entropy_grad(x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+    """Eq. (2): dL_CE/dx = p - t, p = sigmoid(x)."""
+    return tf.sigmoid(x) - t
 
 
-def _all_finite_and_in_range(x: tf.Tensor, t: tf.Tensor | None, valid: tf.Tensor | None) -> tf.Tensor:
-    """Every valid x finite and, when t is given, every valid t in [0, 1]: one reduction, no host
-    round trip. x * 0 is 0 for a finite x and NaN otherwise; min(t (1 - t), 0) is 0 exactly for
-    t in [0, 1], negative outside, and t * 0 makes a NaN t count (whatever min does with NaN)."""
-    terms = x * 0.0
+def _all_valid_finite_and_in_range(x: tf.Tensor, t: tf.Tensor | None, valid: tf.Tensor | None) -> tf.Tensor:
+    """Every valid x finite and, when t is given, every valid t in [0, 1] (which NaN fails): one
+    boolean reduction, no host round trip. Written with is_finite and comparisons, which no graph
+    optimiser may fold (x * 0 could be folded to 0, hiding a NaN)."""
+    ok = tf.math.is_finite(x)
     if t is not None:
-        terms = terms + t * 0.0 + tf.minimum(t * (1.0 - t), 0.0)
+        ok = ok & (t >= 0.0) & (t <= 1.0)
     if valid is not None:
-        terms = tf.where(valid, terms, tf.zeros_like(terms))
-    return tf.reduce_sum(terms) == 0.0
+        ok = ok | tf.logical_not(valid)
+    return tf.reduce_all(ok)
 
 
 def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
@@ -60,11 +61,12 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
     t = same_shape("y_true", t, x)
     if valid is not None:
         valid = same_shape("label_weight", valid, x)
-    ok = ok & _all_finite_and_in_range(x, t if not classes and target.dtype != tf.bool else None, valid)
-    p = tf.sigmoid(x)
-    per_entry_grad, per_entry_loss = cross_entropy_grad(x, t, p), cross_entropy(x, t, p)
+    ok = ok & _all_valid_finite_and_in_range(x, t if not classes and target.dtype != tf.bool else None, valid)
+    per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
     ind = region_index(tf.abs(per_entry_grad), bins, valid)  # Eq. (3)
-    return per_entry_loss, per_entry_grad, ind, ok, valid
+    # dL/dt = -x (spec.md 5), for a float target shaped like pred that the tape may watch
+    target_terms = (target, -x) if not classes and target.dtype.is_floating else None
+    return per_entry_loss, per_entry_grad, ind, ok, valid, target_terms
 
 
 @keras.saving.register_keras_serializable(package="ghm")

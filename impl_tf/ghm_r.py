@@ -41,14 +41,15 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: 
     dtype = compute_dtype(pred)
     x, t = tf.stop_gradient(tf.cast(pred, dtype)), tf.cast(target, dtype)
     d = x - same_shape("y_true", t, x)
-    terms = d * 0.0  # 0 for finite residuals, NaN as soon as one is not
+    finite = tf.math.is_finite(d)  # not d * 0 == 0, which a graph optimiser may fold
     if valid is not None:
         valid = same_shape("label_weight", valid, x)
-        terms = tf.where(valid, terms, tf.zeros_like(terms))
-    ok = tf.reduce_sum(terms) == 0.0
+        finite = finite | tf.logical_not(valid)
+    ok = tf.reduce_all(finite)
     per_entry_loss, per_entry_grad = _asl1_terms(d, mu)
     ind = region_index(tf.abs(per_entry_grad), bins, valid)
-    return per_entry_loss, per_entry_grad, ind, ok, valid
+    # d ASL1(x - t) / dt = -d ASL1 / dd (spec.md 5), for a target the tape may watch
+    return per_entry_loss, per_entry_grad, ind, ok, valid, (target, -per_entry_grad)
 
 
 @keras.saving.register_keras_serializable(package="ghm")

@@ -37,9 +37,22 @@ def check_tensor(name: str, x, *, allowed: tuple[str, ...]) -> None:
         raise TypeError(f"{name} must have a {' or '.join(allowed)} dtype, got {x.dtype}")
 
 
+def same_shape(shape, like) -> bool:
+    """Dimension by dimension: under torch.compile's automatic dynamic shapes a dimension may be
+    symbolic, and a comparison of whole shapes (or ``in``) is not traced reliably."""
+    return len(shape) == len(like) and all(a == b for a, b in zip(shape, like))
+
+
+def fmt(shape) -> str:
+    """A shape as "(2, 3)", written so that Dynamo traces it (``str(tuple)`` and ``str(int)`` it
+    cannot): the message of an error raised under torch.compile must survive (spec.md 7)."""
+    dims = [f"{d}" for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
 def check_shape(name: str, x: torch.Tensor, *shapes: torch.Size) -> None:
-    if x.shape not in shapes:
-        raise ValueError(f"{name} must have shape {' or '.join(str(tuple(s)) for s in shapes)}, got {tuple(x.shape)}")
+    if not any(same_shape(x.shape, s) for s in shapes):
+        raise ValueError(f"{name} must have shape {' or '.join(fmt(s) for s in shapes)}, got {fmt(x.shape)}")
 
 
 def compute_dtype(pred: torch.Tensor) -> torch.dtype:
@@ -55,23 +68,23 @@ def valid_mask(label_weight: torch.Tensor | None, pred: torch.Tensor) -> torch.T
     check_tensor("label_weight", label_weight, allowed=(FLOATING, BOOL, INTEGER))
     check_shape("label_weight", label_weight, pred.shape, pred.shape[:-1])
     valid = label_weight if label_weight.dtype == torch.bool else label_weight > 0
-    return valid if valid.shape == pred.shape else valid.unsqueeze(-1).expand(pred.shape)
+    return valid if valid.dim() == pred.dim() else valid.unsqueeze(-1).expand(pred.shape)
 
 
 def is_class_index_target(target: torch.Tensor, pred: torch.Tensor) -> bool:
     """spec.md section 6: a target is read by its shape. Shaped like pred: a target per entry (an
     integer one holds 0/1 labels). Integer and shaped like pred.shape[:-1]: class indices, which
     need C >= 2 (with C = 1 they could as well be binary labels: a ValueError, never a guess)."""
-    if target.shape == pred.shape:
+    if same_shape(target.shape, pred.shape):
         return False
     if _kind(target) != INTEGER:
-        raise ValueError(f"target must have the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
-    if pred.dim() == 0 or target.shape != pred.shape[:-1]:
-        raise ValueError(f"an integer target must have the shape of pred {tuple(pred.shape)} (0/1 labels) or "
-                         f"pred.shape[:-1] = {tuple(pred.shape[:-1])} (class indices), got {tuple(target.shape)}")
+        raise ValueError(f"target must have the shape of pred {fmt(pred.shape)}, got {fmt(target.shape)}")
+    if pred.dim() == 0 or not same_shape(target.shape, pred.shape[:-1]):
+        raise ValueError(f"an integer target must have the shape of pred {fmt(pred.shape)} (0/1 labels) or "
+                         f"pred.shape[:-1] = {fmt(pred.shape[:-1])} (class indices), got {fmt(target.shape)}")
     if pred.shape[-1] == 1:
-        raise ValueError(f"an integer target of shape {tuple(target.shape)} with a single logit per anchor "
+        raise ValueError(f"an integer target of shape {fmt(target.shape)} with a single logit per anchor "
                          f"(C = 1) is ambiguous: class indices (label 1 = background) or binary labels? Pass "
-                         f"the labels shaped like pred {tuple(pred.shape)}, e.g. target.unsqueeze(-1), for "
+                         f"the labels shaped like pred {fmt(pred.shape)}, e.g. target.unsqueeze(-1), for "
                          f"binary labels")
     return True

@@ -15,7 +15,12 @@ def world_size(process_group=None) -> int:
     if not (dist.is_available() and dist.is_initialized()):
         raise ValueError("sync_density=True needs torch.distributed initialised (init_process_group) before the "
                          "loss is called; without it, use sync_density=False (each process harmonizes its own batch)")
-    return dist.get_world_size(process_group)
+    size = dist.get_world_size(process_group)
+    if size < 1:  # -1: this process is not in the group; its all_reduce would do nothing
+        raise ValueError(f"sync_density=True: this process (global rank {dist.get_rank()}) is not a member of "
+                         f"process_group, so there is no global batch to sum over; call the loss with the group "
+                         f"this process trains in (or sync_density=False)")
+    return size
 
 
 def sum_counts(counts: torch.Tensor, ok: torch.Tensor, bins: int, process_group=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -206,30 +206,51 @@ def _harmonize_compiled(counts, ok, *, bins, momentum, dialect, dtype, state, in
     return beta, new_state, new_initialized, n_valid
 
 
+SECOND_ORDER_ERROR = ("the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
+                      "constant for backprop, spec.md 5) and has no graph of its own, so it cannot be taken with "
+                      "create_graph=True (a gradient penalty, a Hessian-vector product, second-order "
+                      "meta-learning through the loss); take it without create_graph")
+
+
 class _WithGradient(torch.autograd.Function):
-    """A loss whose gradient was computed with it: backward is one multiply, and nothing but that
-    gradient is kept alive for it (beta is a constant for backprop, spec.md section 5)."""
+    """A loss whose gradients were computed with it: backward is one multiply per input, and
+    nothing but those gradients is kept alive for it (beta is a constant for backprop, spec.md
+    section 5). They are kept in the compute dtype and multiplied by the upstream gradient there:
+    under a loss scale (GradScaler) the per-entry gradients, 1e-7 and below at detector sizes,
+    are lifted into float16's range before the single cast to the input's dtype (spec.md 8).
+    Differentiable once: nothing records how the gradients depend on the inputs, so a backward
+    that would build a graph of them (``create_graph=True``) raises instead of returning
+    gradients whose own derivative would silently be 0."""
 
     @staticmethod
-    def forward(ctx, pred, loss, grad):
-        ctx.save_for_backward(grad)
+    def forward(ctx, pred, target, loss, grad, target_grad):
+        ctx.save_for_backward(grad, target_grad)
+        ctx.dtypes = (pred.dtype, None if target is None else target.dtype)
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        (grad,) = ctx.saved_tensors
-        return (grad * grad_out).to(grad.dtype), None, None
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative is on its way
+            raise RuntimeError(SECOND_ORDER_ERROR)
+        grad, target_grad = ctx.saved_tensors
+        pred_dtype, target_dtype = ctx.dtypes
+        d_pred = None if grad is None else (grad * grad_out).to(pred_dtype)
+        d_target = None if target_grad is None else (target_grad * grad_out).to(target_dtype)
+        return d_pred, d_target, None, None, None
 
 
 def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_grad: torch.Tensor,
                     ind: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float, dialect: str,
                     reduction: str, loss_weight, state=None, initialized=None, scratch: torch.Tensor | None = None,
-                    sync_density: bool = False, process_group=None):
+                    sync_density: bool = False, process_group=None, target: torch.Tensor | None = None,
+                    per_entry_target_grad: torch.Tensor | None = None):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
     ``per_entry_loss`` / ``per_entry_grad`` (L_i and dL_i/dpred_i, computed without autograd)
     must be finite on masked entries; ``ind`` puts those in the spare region (weight 0). Both
     are consumed (overwritten), and so is ``scratch`` (a float buffer shaped like them, or None).
+    ``per_entry_target_grad`` (dL_i/dtarget_i, or None) is weighted likewise and attached to
+    ``target``, for a target that requires grad.
     With ``sync_density`` the counts (and N) are those of the global batch over
     ``process_group``, and the loss is scaled by the world size W: "mean" is
     W / N_global * sum_local, "sum" is W * sum_local, so that the average over workers (DDP's)
@@ -265,9 +286,12 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
         else:
             w = torch.index_select(table, 0, ind.reshape(-1), out=scratch.view(-1)).view(ind.shape)
         # The gradient overwrites per_entry_grad (the callers' scratch): one buffer less to fault in.
-        grad = per_entry_grad.mul_(w).to(pred.dtype) if pred.requires_grad else None
+        # It stays in the compute dtype until the upstream gradient has multiplied it (backward).
+        grad = per_entry_grad.mul_(w) if pred.requires_grad else None
+        target_grad = per_entry_target_grad.mul_(w) if per_entry_target_grad is not None else None
         # A pairwise sum (torch.sum), not torch.dot: BLAS accumulates sequentially, 5e-5 off at 2^24 entries.
         loss = w.mul_(per_entry_loss) if reduction == "none" else w.mul_(per_entry_loss).sum()
-    if grad is None:
+    if grad is None and target_grad is None:
         return loss, new_state, new_initialized
-    return _WithGradient.apply(pred, loss, grad), new_state, new_initialized
+    attached = target if target_grad is not None else None
+    return _WithGradient.apply(pred, attached, loss, grad, target_grad), new_state, new_initialized

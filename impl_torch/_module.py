@@ -43,12 +43,12 @@ class GHMLossBase(nn.Module):
         return reduction_override
 
     def _harmonized(self, pred, per_entry_loss, per_entry_grad, ind, ok, scratch=None, *,
-                    reduction: str | None = None) -> torch.Tensor:
+                    reduction: str | None = None, target=None, per_entry_target_grad=None) -> torch.Tensor:
         loss, new_state, new_initialized = harmonized_loss(
             pred, per_entry_loss, per_entry_grad, ind, ok, bins=self.bins, momentum=self.momentum,
             dialect=self.dialect, reduction=reduction or self.reduction, loss_weight=self.loss_weight,
             state=self.ema, initialized=self.ema_initialized, scratch=scratch, sync_density=self.sync_density,
-            process_group=self.process_group)
+            process_group=self.process_group, target=target, per_entry_target_grad=per_entry_target_grad)
         if self.momentum > 0.0 and self.training:
             with torch.no_grad():
                 self.ema.copy_(new_state)

@@ -12,15 +12,12 @@ from ._module import GHMLossBase
 
 
 def cross_entropy(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Eq. (1) for logits and soft targets: softplus(x) - x t (no overflow for any finite x)."""
-    return F.softplus(x).addcmul_(x, t, value=-1.0)
-
-
-def cross_entropy_from_p(x: torch.Tensor, t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Eq. (1) again, from p = sigmoid(x) when the compiler fuses it with Eq. (2): since
-    log1p(exp(-|x|)) = -log(max(p, 1 - p)), softplus(x) = relu(x) - log(max(p, 1 - p)): one log
-    instead of an exp and a log1p, and the same number to 1e-7 absolute (max(p, 1 - p) >= 1/2)."""
-    return torch.relu(x) - x * t - torch.log(torch.maximum(p, 1.0 - p))
+    """Eq. (1) for logits and soft targets, max(x, 0) - x t + log(1 + e^-|x|), written as
+    x (H(x) - t) + softplus(-|x|) with H(x) = [x > 0]: both terms are >= 0, so nothing cancels
+    (softplus(x) - x t loses four digits at x = 7, t = 1 and gives 0 from x = 17; spec.md 8),
+    and nothing overflows for any finite x. H(x) - t is exact (Sterbenz for t >= 1/2)."""
+    step_minus_t = (x > 0).to(x.dtype).sub_(t)
+    return F.softplus(x.abs().neg_()).addcmul_(x, step_minus_t)
 
 
 def cross_entropy_grad(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -85,15 +82,14 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
                 ok = ok & _in_unit_interval(t)
         if ok is None:
             ok = torch.ones((), dtype=torch.bool, device=x.device)
-        if torch.compiler.is_compiling():
-            p = torch.sigmoid(x)
-            per_entry_grad, per_entry_loss = p - t, cross_entropy_from_p(x, t, p)
-        else:
-            per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
+        per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
+        # dL/dt = -x (spec.md 5), only for a target that is itself trained (a soft teacher)
+        per_entry_target_grad = -x if target.requires_grad else None
         # From here on x is only scratch memory (a fresh 4 N-byte buffer costs page faults).
-        g = torch.abs(per_entry_grad, out=x) if owned else per_entry_grad.abs()  # Eq. (3)
+        # (eager only: compiled, the buffers are the compiler's, and out= needs a contiguous one)
+        g = torch.abs(per_entry_grad, out=x) if owned and not torch.compiler.is_compiling() else per_entry_grad.abs()
         ind = region_index(g, bins, valid, bad)
-    return per_entry_loss, per_entry_grad, ind, ok, t if owned_t else None
+    return per_entry_loss, per_entry_grad, ind, ok, t if owned_t else None, per_entry_target_grad
 
 
 class GHMCLoss(GHMLossBase):
@@ -110,8 +106,12 @@ class GHMCLoss(GHMLossBase):
       non-empty regions; with momentum the accumulator A starts at zero and is updated only
       for non-empty regions.
 
-    beta is a constant for backprop: ``d loss / d pred_i = loss_weight * beta_i * (p_i - t_i) / N``
-    (no gradient flows to ``target`` or ``label_weight``). Entries with ``label_weight <= 0`` (or
+    beta is a constant for backprop: ``d loss / d pred_i = loss_weight * beta_i * (p_i - t_i) / N``;
+    a float ``target`` that requires grad (a soft teacher trained jointly) gets
+    ``-loss_weight * beta_i * pred_i / N``; ``label_weight`` gets none. The loss is differentiable
+    once: a backward with ``create_graph=True`` raises ``RuntimeError``.
+    With float16/bfloat16 ``pred`` (autocast, ``GradScaler``) the gradient is multiplied by the
+    upstream gradient (the loss scale) in float32 and rounded to ``pred``'s dtype once. Entries with ``label_weight <= 0`` (or
     NaN) are masked: not counted in N nor in the histogram, gradient 0, their values never read;
     positive weights act only as a mask. A NaN/Inf in a valid entry, a valid target outside
     [0, 1] or a valid class index outside [0, C] gives a NaN loss and leaves the EMA buffer
@@ -157,7 +157,9 @@ class GHMCLoss(GHMLossBase):
         """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
         accepted and ignored (GHM normalises by its own N, as the official GHMC does);
         ``reduction_override`` replaces ``reduction`` for this call."""
-        return self._harmonized(pred, *_prepare(pred, target, label_weight, self.bins), reduction=self._reduction(reduction_override))
+        per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, self.bins)
+        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, scratch, reduction=self._reduction(
+            reduction_override), target=target, per_entry_target_grad=target_grad)
 
 
 def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *, bins: int = 30,
@@ -165,8 +167,9 @@ def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
                process_group=None) -> torch.Tensor:
     """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    per_entry_loss, per_entry_grad, ind, ok, scratch = _prepare(pred, target, label_weight, bins)
+    per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, bins)
     loss, _, _ = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
                                  dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch,
-                                 sync_density=sync_density, process_group=process_group)
+                                 sync_density=sync_density, process_group=process_group, target=target,
+                                 per_entry_target_grad=target_grad)
     return loss

@@ -60,7 +60,9 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
             ok = torch.isfinite(lo) & torch.isfinite(hi)
         per_entry_loss, per_entry_grad = _asl1_terms(d, mu)
         ind = region_index(per_entry_grad.abs(), bins, valid, bad)
-    return per_entry_loss, per_entry_grad, ind, ok
+        # d ASL1(x - t) / dt = -d ASL1 / dd (spec.md 5), only for a target that is itself trained
+        per_entry_target_grad = -per_entry_grad if target.requires_grad else None
+    return per_entry_loss, per_entry_grad, ind, ok, per_entry_target_grad
 
 
 class GHMRLoss(GHMLossBase):
@@ -69,7 +71,8 @@ class GHMRLoss(GHMLossBase):
     density of ``gr = |d| / sqrt(d^2 + mu^2)``.
 
     ``loss = loss_weight * (1/N) * sum_{i valid} beta_i * ASL1(d_i)`` (reduction "mean"), with
-    ``d loss / d pred_i = loss_weight * beta_i * d_i / sqrt(d_i^2 + mu^2) / N``. ASL1 and gr are
+    ``d loss / d pred_i = loss_weight * beta_i * d_i / sqrt(d_i^2 + mu^2) / N`` (and its negative for
+    a ``target`` that requires grad; differentiable once, as :class:`GHMCLoss`). ASL1 and gr are
     evaluated without overflow for every finite residual. Dialects, masking, NaN handling, dtypes
     and the EMA buffers (float32, updated in training mode only) are as in :class:`GHMCLoss`
     (spec.md sections 4-8).
@@ -105,7 +108,9 @@ class GHMRLoss(GHMLossBase):
         """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
         accepted and ignored (GHM normalises by its own N, as the official GHMC does);
         ``reduction_override`` replaces ``reduction`` for this call."""
-        return self._harmonized(pred, *_prepare(pred, target, label_weight, self.mu, self.bins), reduction=self._reduction(reduction_override))
+        per_entry_loss, per_entry_grad, ind, ok, target_grad = _prepare(pred, target, label_weight, self.mu, self.bins)
+        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, reduction=self._reduction(
+            reduction_override), target=target, per_entry_target_grad=target_grad)
 
     def extra_repr(self) -> str:
         return f"mu={self.mu}, " + super().extra_repr()
@@ -117,7 +122,9 @@ def ghm_r_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
     """Stateless GHM-R (no momentum); same semantics and arguments as :class:`GHMRLoss`."""
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    loss, _, _ = harmonized_loss(pred, *_prepare(pred, target, label_weight, mu, bins), bins=bins, momentum=0.0,
+    per_entry_loss, per_entry_grad, ind, ok, target_grad = _prepare(pred, target, label_weight, mu, bins)
+    loss, _, _ = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
                                  dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                                 sync_density=sync_density, process_group=process_group)
+                                 sync_density=sync_density, process_group=process_group, target=target,
+                                 per_entry_target_grad=target_grad)
     return loss

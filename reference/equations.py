@@ -35,6 +35,12 @@ def cross_entropy_grad(x: np.ndarray, p_star: np.ndarray) -> np.ndarray:
     return sigmoid(x) - np.asarray(p_star, dtype=np.float64)
 
 
+def cross_entropy_target_grad(x: np.ndarray, p_star: np.ndarray) -> np.ndarray:
+    """dL_CE/dp* = -x: Eq. (1) (its soft-target form) differentiated with respect to the target
+    (not in the paper; spec.md section 5, for targets that are themselves trained)."""
+    return -np.broadcast_to(np.asarray(x, dtype=np.float64), np.shape(p_star)).copy()
+
+
 def gradient_norm(x: np.ndarray, p_star: np.ndarray) -> np.ndarray:
     """Eq. (3): g = |p - p*|, in [0, 1]."""
     return np.abs(cross_entropy_grad(x, p_star))

@@ -27,12 +27,15 @@ class GHMResult:
     weights: beta_i per entry, 0 where masked.
     state: the EMA region state after the call (float64, length ``bins``); None when
         ``momentum == 0``, and in the "paper" dialect while no valid entry has been seen.
+    target_grad: d loss / d target, shaped like ``pred``, beta held constant (spec.md 5); None
+        for class-index targets, which have no gradient.
     """
 
     loss: float | np.ndarray
     grad: np.ndarray
     weights: np.ndarray
     state: np.ndarray | None
+    target_grad: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------- argument checks
@@ -164,23 +167,24 @@ def _unchanged_state(state: np.ndarray | None, *, bins: int, momentum: float, di
     return state
 
 
-def _reduce(per_entry_loss, per_entry_grad, beta, valid, *, reduction, loss_weight):
-    """spec.md section 5. Masked entries contribute exactly 0, whatever their values."""
+def _reduce(per_entry_loss, per_entry_grads, beta, valid, *, reduction, loss_weight):
+    """spec.md section 5. Masked entries contribute exactly 0, whatever their values.
+    ``per_entry_grads``: dL_i/dx_i and dL_i/dt_i (or None); returns (loss, [their gradients])."""
     n_examples = int(np.count_nonzero(valid))
     weighted = np.where(valid, beta * per_entry_loss, 0.0) * loss_weight
-    grad = np.where(valid, beta * per_entry_grad, 0.0) * loss_weight
+    grads = [None if d is None else np.where(valid, beta * d, 0.0) * loss_weight for d in per_entry_grads]
     if reduction == "none":
-        return weighted, grad
+        return weighted, grads
     total = float(np.sum(weighted))
     if reduction == "sum":
-        return total, grad
+        return total, grads
     scale = 1.0 / max(n_examples, 1)
-    return total * scale, grad * scale
+    return total * scale, [None if g is None else g * scale for g in grads]
 
 
-def _ghm(per_entry_loss, per_entry_grad, gnorm, valid, finite, *, bins, momentum, state, dialect,
-         reduction, loss_weight) -> GHMResult:
-    """Everything after the per-entry loss, gradient and gradient norm: shared by C and R."""
+def _ghm(per_entry_loss, per_entry_grad, per_entry_target_grad, gnorm, valid, finite, *, bins, momentum, state,
+         dialect, reduction, loss_weight) -> GHMResult:
+    """Everything after the per-entry loss, gradients and gradient norm: shared by C and R."""
     beta = np.zeros(valid.shape)
     if not np.all(finite[valid]):
         # spec.md section 7: a non-finite valid entry makes the histogram, hence every beta, undefined.
@@ -191,8 +195,9 @@ def _ghm(per_entry_loss, per_entry_grad, gnorm, valid, finite, *, bins, momentum
     else:
         ind = eq.region_index(gnorm[valid], bins)
         beta[valid], new_state = harmonize(ind, bins=bins, momentum=momentum, state=state, dialect=dialect)
-    loss, grad = _reduce(per_entry_loss, per_entry_grad, beta, valid, reduction=reduction, loss_weight=loss_weight)
-    return GHMResult(loss=loss, grad=grad, weights=beta, state=new_state)
+    loss, (grad, target_grad) = _reduce(per_entry_loss, (per_entry_grad, per_entry_target_grad), beta, valid,
+                                        reduction=reduction, loss_weight=loss_weight)
+    return GHMResult(loss=loss, grad=grad, weights=beta, state=new_state, target_grad=target_grad)
 
 
 def _common_args(bins, momentum, state, dialect, reduction, loss_weight):
@@ -250,9 +255,11 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
         x_safe, t_safe = np.where(finite, x, 0.0), np.where(finite, t, 0.0)
         per_entry_loss = np.where(finite, eq.cross_entropy(x_safe, t_safe), np.nan)
         per_entry_grad = np.where(finite, eq.cross_entropy_grad(x_safe, t_safe), np.nan)
+        per_entry_target_grad = None if classes else np.where(finite, eq.cross_entropy_target_grad(x_safe, t_safe),
+                                                              np.nan)
         g = eq.gradient_norm(x_safe, t_safe)
-    return _ghm(per_entry_loss, per_entry_grad, g, valid, finite, bins=bins, momentum=momentum,
-                state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+    return _ghm(per_entry_loss, per_entry_grad, per_entry_target_grad, g, valid, finite, bins=bins,
+                momentum=momentum, state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
 
 
 def ghm_r(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
@@ -277,5 +284,6 @@ def ghm_r(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, 
         per_entry_loss = np.where(finite, eq.asl1(d_safe, mu), np.nan)
         per_entry_grad = np.where(finite, eq.asl1_grad(d_safe, mu), np.nan)
         gr = eq.asl1_gradient_norm(d_safe, mu)
-    return _ghm(per_entry_loss, per_entry_grad, gr, valid, finite, bins=bins, momentum=momentum,
+    # d ASL1(x - t) / dt = -d ASL1 / dd
+    return _ghm(per_entry_loss, per_entry_grad, -per_entry_grad, gr, valid, finite, bins=bins, momentum=momentum,
                 state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight)

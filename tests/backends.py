@@ -5,6 +5,8 @@ there is one).
     backend.loss("c", bins=10)            a stateful loss object (nn.Module / keras Loss)
     backend.function("r")                 ghm_c_loss / ghm_r_loss
     backend.call(f, pred, target, lw)     -> Result(loss, grad): float64 NumPy, grad of the sum
+    backend.call_with_target(f, ...)      -> (Result, d sum / d target) for a target that is trained
+    backend.second_derivative(f, ...)     raises backend.SECOND_ORDER[0] (differentiable once)
     backend.state(obj)                    -> (ema as float64 NumPy, initialized as bool)
 """
 
@@ -59,6 +61,24 @@ class TorchBackend:
         out.sum().backward()
         return Result(out.detach().cpu().double().numpy(), x.grad.cpu().double().numpy())
 
+    def call_with_target(self, f, pred, target, label_weight=None, **kw) -> tuple[Result, np.ndarray]:
+        """Like ``call``, with a float target that requires grad: (result, d sum(loss) / d target)."""
+        x, t = self.tensor(pred).requires_grad_(True), self.tensor(target).requires_grad_(True)
+        lw = None if label_weight is None else self.tensor(label_weight)
+        out = f(x, t, lw, **kw)
+        out.sum().backward()
+        return Result(out.detach().cpu().double().numpy(), x.grad.cpu().double().numpy()), t.grad.cpu().double().numpy()
+
+    # a second derivative through the loss raises this (spec.md 5)
+    SECOND_ORDER = (RuntimeError, "differentiable once")
+
+    def second_derivative(self, f, pred, target, **kw):
+        """d/dpred of sum(d loss / d pred), as a gradient penalty would take it."""
+        x = self.tensor(pred).requires_grad_(True)
+        (g,) = self.torch.autograd.grad(f(x, self.tensor(target), **kw).sum(), x, create_graph=True)
+        (hessian_diagonal,) = self.torch.autograd.grad(g.sum(), x)
+        return hessian_diagonal
+
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.detach().cpu().double().numpy(), bool(obj.ema_initialized)
 
@@ -107,6 +127,34 @@ class TFBackend:
             grad = tape.gradient(total, x)
         return Result(np.asarray(tf.cast(out, tf.float64)), np.asarray(tf.cast(grad, tf.float64)))
 
+    def call_with_target(self, f, pred, target, label_weight=None, **kw) -> tuple[Result, np.ndarray]:
+        """Like ``call``, with a float target the tape watches: (result, d sum(loss) / d target)."""
+        tf = self.tf
+        with tf.device(self.device):
+            x, t = self.tensor(pred), self.tensor(target)
+            lw = None if label_weight is None else self.tensor(label_weight)
+            with tf.GradientTape() as tape:
+                tape.watch([x, t])
+                out = f(t, x, lw, **kw)
+                total = tf.reduce_sum(out)
+            grad, target_grad = tape.gradient(total, [x, t])
+        f64 = lambda a: np.asarray(tf.cast(a, tf.float64))  # noqa: E731
+        return Result(f64(out), f64(grad)), f64(target_grad)
+
+    SECOND_ORDER = (NotImplementedError, "differentiable once")
+
+    def second_derivative(self, f, pred, target, **kw):
+        tf = self.tf
+        with tf.device(self.device):
+            x, t = self.tensor(pred), self.tensor(target)
+            with tf.GradientTape() as outer:
+                outer.watch(x)
+                with tf.GradientTape() as inner:
+                    inner.watch(x)
+                    total = tf.reduce_sum(f(t, x, **kw))
+                g = inner.gradient(total, x)
+            return outer.gradient(g, x)
+
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.numpy().astype(np.float64), bool(obj.ema_initialized.numpy())
 
@@ -137,14 +185,15 @@ ACCELERATOR = {"torch": _cuda, "tf": _tf_gpu}
 
 
 def backend_params():
-    """pytest params: every backend x device; absent ones are skipped with the reason."""
+    """pytest params: every backend on the CPU, and on the GPU where it has one (a machine without
+    a GPU gets no GPU parameters at all, rather than hundreds of skips); an uninstalled backend is
+    skipped with the reason."""
     params = []
     for name, cls in BACKENDS.items():
+        installed = _has(NEEDS[name])
         for device in ("cpu", "cuda"):
-            marks = []
-            if not _has(NEEDS[name]):
-                marks.append(pytest.mark.skip(reason=f"{NEEDS[name]} is not installed"))
-            elif device == "cuda" and not ACCELERATOR[name]():
-                marks.append(pytest.mark.skip(reason=f"no GPU for {name} on this machine"))
+            if device == "cuda" and not (installed and ACCELERATOR[name]()):
+                continue
+            marks = [] if installed else [pytest.mark.skip(reason=f"{NEEDS[name]} is not installed")]
             params.append(pytest.param((cls, device), id=f"{name}-{device}", marks=marks))
     return params

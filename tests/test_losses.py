@@ -43,9 +43,7 @@ def close(got, want, tolerance: str = "float32", what: str = ""):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_loss_object_passes_the_catalogue(backend, kind, dialect):
-    if backend.name == "torch" and backend.device != "cpu":
-        pytest.skip("the kit's torch adapter runs on the CPU")
-    port = bundled_port(backend.name, kind, dialect)
+    port = bundled_port(backend.name, kind, dialect, device=backend.device)
     assert_catalogue_passes(run_catalogue(port, kind, dialect=dialect, max_examples=examples()), dialect)
 
 
@@ -318,7 +316,52 @@ def test_half_inputs_use_float32_statistics(backend, dtype, kind):
     xq = backend.tensor(x, dtype)  # the dequantised inputs are what the loss sees
     xq = np.asarray(xq.cpu().float().numpy() if backend.name == "torch" else backend.tf.cast(xq, "float32"))
     assert not cs.near_edge(cs.gradient_norm(kind, xq, t, 0.02), 10).any()
-    close(got.loss, REF[kind](xq, t, bins=10).loss, "half_inputs")
+    ref = REF[kind](xq, t, bins=10)
+    close(got.loss, ref.loss, "half_inputs")
+    # the float32 gradient, rounded once to the input's dtype (spec.md 8)
+    close(got.grad, ref.grad, f"{dtype}_gradient", what="gradient")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_a_target_that_requires_grad_gets_the_reference_gradient(backend, kind, dialect, reduction):
+    # spec.md 5: a soft teacher trained jointly gets lambda beta_i dL_i/dt_i / N, not a silent None
+    case = _soft_case(kind)
+    got, target_grad = backend.call_with_target(backend.function(kind), *case, bins=5, dialect=dialect,
+                                                reduction=reduction, loss_weight=1.5)
+    ref = REF[kind](*case, bins=5, dialect=dialect, reduction=reduction, loss_weight=1.5)
+    close(got.loss, ref.loss, what="loss")
+    close(got.grad, ref.grad, what="d loss / d pred")
+    close(target_grad, ref.target_grad, what="d loss / d target")
+    assert not target_grad[case[2] == 0].any(), "masked entries get no target gradient"
+
+
+def _soft_case(kind: str):
+    """Soft targets (GHM-C) or residuals (GHM-R), some entries masked, every g mid-region of 5."""
+    rng = np.random.default_rng(11)
+    g = (rng.integers(0, 5, size=(6, 4)) + rng.uniform(0.3, 0.7, size=(6, 4))) / 5
+    if kind == "c":
+        t = rng.integers(0, 5, size=(6, 4)) / 4 * 0.2 + 0.4  # soft: 0.4 .. 0.6
+        x = np.log((t + g * (1 - t)) / (1 - t - g * (1 - t)))  # p = t + g (1 - t)
+        g_actual = cs.gradient_norm("c", x, t, None)
+    else:
+        t = rng.normal(size=(6, 4))
+        x = t + 0.02 * g / np.sqrt(1 - g * g) * rng.choice([-1.0, 1.0], size=(6, 4))
+        g_actual = cs.gradient_norm("r", x, t, 0.02)
+    assert not cs.near_edge(g_actual, 5).any()
+    lw = (rng.random((6, 4)) < 0.8).astype(np.float32)
+    return x.astype(np.float32), t.astype(np.float32), lw
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_second_derivative_through_the_loss_is_an_error_not_a_silent_zero(backend, kind):
+    # spec.md 5: the gradient is formed with the loss; a gradient penalty through it must not get
+    # None or 0 (the loss's curvature is not 0) but a clear error
+    x, t, _ = _soft_case(kind)
+    error, match = backend.SECOND_ORDER
+    with pytest.raises(error, match=match):
+        backend.second_derivative(backend.function(kind), x, t, bins=5)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -58,6 +58,43 @@ def test_ema_variable_matches_reference_state(mode, dialect):
     assert not loss.ema.trainable and loss.ema_initialized.numpy()
 
 
+POISONS = {  # a valid entry that poisons the batch (spec.md 7): (loss, which input, value)
+    "c: NaN logit": ("c", "pred", math.nan), "c: -Inf logit": ("c", "pred", -math.inf),
+    "c: NaN target": ("c", "target", math.nan), "c: target 1.5": ("c", "target", 1.5),
+    "r: NaN residual": ("r", "pred", math.nan), "r: Inf target": ("r", "target", math.inf),
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+@pytest.mark.parametrize("case", list(POISONS))
+def test_poisoned_batch_is_nan_and_leaves_the_ema_bit_identical_in_every_mode(mode, case):
+    # The validity check must survive graph optimisation and XLA (is_finite and comparisons, not
+    # x * 0 == 0, which an optimiser may fold): a poisoned batch is loud and moves no state.
+    kind, which, value = POISONS[case]
+    loss = CLASSES[kind](bins=5, momentum=0.75)
+
+    def step(t, x, w):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = loss(t, x, sample_weight=w)
+        return out, tape.gradient(out, x)
+
+    run = {"eager": step, "function": tf.function(step), "xla": tf.function(step, jit_compile=True)}[mode]
+    (x1, t1), (x2, t2) = _batches(2)
+    w = np.ones_like(x1)
+    w[0] = 0.0
+    x2[0], t2[0] = math.nan, math.inf  # junk in masked entries never counts
+    run(tf.constant(t1), tf.constant(x1), tf.constant(w))
+    before = (loss.ema.numpy().copy(), bool(loss.ema_initialized.numpy()))
+    (x2 if which == "pred" else t2)[5, 1] = value
+    out, grad = run(tf.constant(t2), tf.constant(x2), tf.constant(w))
+    assert math.isnan(float(out)), f"{case} under {mode}: loss {float(out)}"
+    grad = grad.numpy()
+    assert np.isnan(grad[1:]).all() and not grad[0].any(), f"{case} under {mode}: NaN on valid entries, 0 on masked"
+    assert np.array_equal(loss.ema.numpy(), before[0]) and bool(loss.ema_initialized.numpy()) == before[1], \
+        f"{case} under {mode}: a poisoned batch moved the EMA state"
+
+
 # ---------------------------------------------------------------- shapes unknown at trace time
 
 UNKNOWN_2D = tf.TensorSpec([None, None])
@@ -202,6 +239,60 @@ def test_mirrored_strategy_matches_one_device():
     assert out["replica_states_equal"], "the EMA variable must hold one value on every replica"
 
 
+# ---------------------------------------------------------------- GPU readiness, asked of the op registry
+
+def _has_gpu_kernel(op) -> bool:
+    """Is a GPU (or device-default) kernel registered for ``op`` with its dtype attributes? An op
+    without one is placed on the host: a device-to-host copy on every call."""
+    from tensorflow.python.framework import kernels
+
+    for k in kernels.get_registered_kernels_for_op(op.type).kernel:
+        if k.device_type not in ("GPU", "DEFAULT"):
+            continue
+        attrs = {}
+        for c in k.constraint:
+            try:
+                value = op.get_attr(c.name)
+            except ValueError:
+                continue
+            attrs[c.name] = (getattr(value, "as_datatype_enum", value), list(c.allowed_values.list.type))
+        if all(not allowed or value in allowed for value, allowed in attrs.values()):
+            return True
+    return False
+
+
+def _ops(graph):
+    """The ops of a graph and of every function it calls (while-loop bodies, gradients)."""
+    ops = list(graph.get_operations())
+    for fn in getattr(graph, "_functions", {}).values():
+        if hasattr(fn, "graph"):
+            ops += _ops(fn.graph)
+    return ops
+
+
+@pytest.mark.parametrize("loss", ["c", "r"])
+@pytest.mark.parametrize("shape", [[64, 8], [None, 8]], ids=["static", "unknown batch"])
+def test_every_op_of_loss_and_gradient_has_a_gpu_kernel(loss, shape):
+    # Found by reading the registry: DenseBincount with int64 counts has no GPU kernel (float32 and
+    # int32 only), so on a GPU the histogram would run on the host with a copy every call. Checked
+    # here without a GPU, on the graph tf.function builds (outside XLA, which compiles its own).
+    obj = CLASSES[loss](momentum=0.75)
+
+    @tf.function
+    def step(t, x, w):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = obj(t, x, sample_weight=w)
+        return out, tape.gradient(out, x)
+
+    spec = tf.TensorSpec(shape)
+    graph = step.get_concrete_function(spec, spec, spec).graph
+    messages = {op.name for op in _ops(graph) if op.type == "Const" and op.get_attr("dtype") == tf.string}
+    host_only = sorted({f"{op.type} ({op.name})" for op in _ops(graph) if op.name not in messages
+                        and not _has_gpu_kernel(op)})  # an assertion's message strings live on the host
+    assert not host_only, f"ops without a GPU kernel for their dtypes: {host_only}"
+
+
 # ---------------------------------------------------------------- scale
 
 @pytest.mark.parametrize("bins", [1, 2, 9, 10, 30, 31, 180, 181, 255])
@@ -218,6 +309,25 @@ def test_xla_region_counts_are_exact_for_every_packing(bins):
         got = count(tf.constant(ind)).numpy()
         assert got.dtype == np.int64
         np.testing.assert_array_equal(got, np.bincount(ind, minlength=bins + 1), err_msg=f"bins={bins}, n={n}")
+
+
+def test_region_counts_are_exact_in_chunks_of_any_size(monkeypatch):
+    # Outside XLA the counts are int32 histograms (DenseBincount's GPU kernel type) of 2^30-entry
+    # slices summed in int64; a shape unknown at trace time takes the chunked loop. Both must give
+    # bincount's exact counts for every tail length, here with 1000-entry chunks.
+    from impl_tf import _harmonize
+
+    monkeypatch.setattr(_harmonize, "_BINCOUNT_CHUNK", 1000)
+    for bins in (1, 10, 30):
+        count = tf.function(lambda ind: _harmonize.region_counts(ind, bins),
+                            input_signature=[tf.TensorSpec([None], tf.int32)])
+        rng = np.random.default_rng(bins)
+        for n in (0, 1, 999, 1000, 1001, 4099):
+            ind = rng.integers(0, bins + 1, n).astype(np.int32)
+            for got in (count(tf.constant(ind)), _harmonize.region_counts(tf.constant(ind), bins)):
+                assert got.dtype == tf.int64
+                np.testing.assert_array_equal(got.numpy(), np.bincount(ind, minlength=bins + 1),
+                                              err_msg=f"bins={bins}, n={n}")
 
 
 @pytest.mark.slow
