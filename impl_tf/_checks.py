@@ -99,13 +99,31 @@ def expand_per_anchor(mask: tf.Tensor, pred: tf.Tensor, name: str) -> tf.Tensor:
 
 def to_mask(name: str, weight, pred: tf.Tensor) -> tf.Tensor:
     """valid = weight > 0 (NaN and negative weights are masked), shaped like pred or like
-    pred.shape[:-1] (per anchor, broadcast)."""
+    pred.shape[:-1] (per anchor, broadcast). Which of the two is decided by the ranks: when one
+    is unknown at trace time, when the graph runs."""
     w = as_tensor(name, weight, allowed=(FLOATING, BOOL, INTEGER))
     check_shape(name, w, pred.shape, pred.shape[:-1] if pred.shape.rank else tf.TensorShape(None))
     valid = w if w.dtype == tf.bool else w > tf.zeros([], w.dtype)
+    if w.shape.rank is None or pred.shape.rank is None:
+        if in_xla():  # XLA compiles both branches of a cond, and one of them has mismatched shapes
+            raise ValueError(f"{name} and y_pred must have known ranks when traced for XLA (jit_compile): with a "
+                             f"rank unknown, whether {name} is per entry or per anchor is only known at run time; "
+                             f"give the tf.function an input_signature with ranks, e.g. TensorSpec([None, None])")
+        return tf.cond(tf.equal(tf.rank(valid), tf.rank(pred)), lambda: same_shape(name, valid, pred),
+                       lambda: expand_per_anchor(valid, pred, name))
     if w.shape.rank == pred.shape.rank:
         return same_shape(name, valid, pred)
     return expand_per_anchor(valid, pred, name)
+
+
+def in_xla() -> bool:
+    """Is the op being built for XLA (tf.function(jit_compile=True))? TF's own ops ask the same."""
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    except (ImportError, AttributeError):
+        return False
 
 
 def compute_dtype(pred: tf.Tensor) -> tf.DType:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from ._checks import in_xla
+
 
 def region_index(g: tf.Tensor, bins: int, valid: tf.Tensor | None = None) -> tf.Tensor:
     """ind(g) = min(floor(g * M), M - 1), with g = 1 in the last region (spec.md 2.3). ``g`` is a
@@ -27,16 +29,6 @@ def region_index(g: tf.Tensor, bins: int, valid: tf.Tensor | None = None) -> tf.
     return ind
 
 
-def _in_xla() -> bool:
-    """Is the op being built for XLA (tf.function(jit_compile=True))? TF's own ops ask the same."""
-    try:
-        from tensorflow.python.ops import control_flow_util
-
-        return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-    except (ImportError, AttributeError):
-        return False
-
-
 def region_counts(ind: tf.Tensor, bins: int) -> tf.Tensor:
     """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries).
     Outside XLA, DenseBincount with int32 counts (10x faster there than a segment sum; int32 is
@@ -45,7 +37,7 @@ def region_counts(ind: tf.Tensor, bins: int) -> tf.Tensor:
     indices (``_packed_segment_counts``: DenseBincount's XLA lowering is a scatter too, after
     writing a ones array as long as the input)."""
     flat = tf.reshape(ind, [-1])
-    if _in_xla():
+    if in_xla():
         return _packed_segment_counts(flat, bins + 1)
     n = flat.shape[0]
     if n is not None and n <= _BINCOUNT_CHUNK:

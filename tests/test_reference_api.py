@@ -61,6 +61,28 @@ def test_gradient_is_beta_times_dl_over_n(xs, bins):
     np.testing.assert_allclose(r.grad, 2.5 * r.weights * (eq.sigmoid(x) - t) / x.size, rtol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["c", "r"])
+@pytest.mark.parametrize("bins", [1, 5])
+def test_target_grad_is_the_derivative_with_beta_constant(kind, bins):
+    # spec.md 5: d loss / d t_i = lambda beta_i dL_i/dt_i / N; beta is piecewise constant in t, so
+    # central differences with a step that keeps every g inside its region give the same
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4, 3)) * 2
+    t = rng.uniform(0.2, 0.8, size=(4, 3)) if kind == "c" else x + rng.normal(size=(4, 3)) * 0.03
+    lw = (rng.random((4, 3)) < 0.75).astype(float)
+    fn = ghm_c if kind == "c" else ghm_r
+    r = fn(x, t, lw, bins=bins, loss_weight=1.5)
+    h = 1e-7
+    fd = np.zeros_like(t)
+    for k in np.ndindex(t.shape):
+        plus, minus = t.copy(), t.copy()
+        plus[k] += h
+        minus[k] -= h
+        fd[k] = (fn(x, plus, lw, bins=bins, loss_weight=1.5).loss - fn(x, minus, lw, bins=bins, loss_weight=1.5).loss) / (2 * h)
+    np.testing.assert_allclose(r.target_grad, fd, rtol=1e-6, atol=1e-9)
+    assert ghm_c(x, np.zeros(4, np.int64), bins=bins).target_grad is None, "class indices have no gradient"
+
+
 def test_one_region_is_mean_bce_and_mean_asl1():
     x = np.array([[0.3, -2.0], [4.0, 1.0]])
     t = np.array([[1.0, 0.0], [0.0, 1.0]])

@@ -116,6 +116,31 @@ def test_unknown_dimensions_are_checked_at_run_time_not_broadcast(jit, loss):
         g(tf.zeros([16, 4]), tf.constant(x), tf.ones([16, 1]))
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("known", ["pred", "weight", "neither"])
+def test_unknown_rank_decides_full_or_per_anchor_weights_at_run_time(jit, known):
+    # Found by fuzzing (issue 19): with a rank unknown when traced, a valid per-anchor weight was
+    # reshaped as a full one (or the reverse) and rejected.
+    unknown, rank2 = tf.TensorSpec(None), tf.TensorSpec([None, None])
+    signature = [unknown, rank2 if known == "pred" else unknown, tf.TensorSpec([None]) if known == "weight" else unknown]
+    f = tf.function(lambda t, x, w: ghm_c_loss(t, x, w, bins=5), input_signature=signature, jit_compile=jit)
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    t = (x > 0.3).astype(np.float32)
+    w_anchor = np.array([1, 0, 1, 1, 0, 1], np.float32)
+    if jit and (signature[1].shape.rank is None or signature[2].shape.rank is None):
+        # XLA compiles both branches of the run-time decision, one of them with mismatched shapes:
+        # a clear error when traced, never a misread weight (spec.md 7)
+        with pytest.raises(ValueError, match="known ranks"):
+            f(t, x, w_anchor)
+        return
+    weights = [w_anchor] if known == "weight" else [w_anchor, np.repeat(w_anchor[:, None], 4, axis=1)]
+    want = reference.ghm_c(x, t, w_anchor, bins=5).loss
+    for w in weights:
+        np.testing.assert_allclose(float(f(t, x, w)), want, **TOLERANCE["float32"], err_msg=f"weight of shape {w.shape}")
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        f(t, x, np.ones(5, np.float32))  # neither (6, 4) nor (6,)
+
+
 def test_reduce_retracing_checks_shapes_too():
     f = tf.function(lambda t, x: ghm_c_loss(t, x), reduce_retracing=True)
     for n in (4, 5, 6):  # the third call is traced with a None dimension
