@@ -87,5 +87,19 @@ class GHMLossBase(keras.losses.Loss):
         store["ema_initialized"] = np.asarray(self.ema_initialized.numpy())
 
     def load_own_variables(self, store) -> None:
-        self.ema.assign(np.asarray(store["ema"]))
-        self.ema_initialized.assign(bool(np.asarray(store["ema_initialized"])))
+        """Restore the EMA state, or say why it cannot be: Keras retries a failed object with other
+        (empty) stores and reports the last error, so the first reason is kept and raised again."""
+        try:
+            ema, initialized = np.asarray(store["ema"]), np.asarray(store["ema_initialized"])
+        except KeyError:
+            raise ValueError(getattr(self, "_load_failure", None) or
+                             f"{type(self).__name__}: the file holds no EMA state for this loss (saved with "
+                             f"another loss?); compile the model with the loss it was saved with") from None
+        if ema.shape != (self.bins,):
+            self._load_failure = (
+                f"{type(self).__name__}(bins={self.bins}) cannot take an EMA state of {ema.size} regions (saved by a "
+                f"loss with bins={ema.size}): the regions do not correspond. Build the loss with bins={ema.size} to "
+                f"continue that EMA, or load with skip_mismatch=True to start this one afresh")
+            raise ValueError(self._load_failure)
+        self.ema.assign(ema)
+        self.ema_initialized.assign(bool(initialized))

@@ -12,6 +12,7 @@ there is one).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -78,6 +79,16 @@ class TorchBackend:
         (g,) = self.torch.autograd.grad(f(x, self.tensor(target), **kw).sum(), x, create_graph=True)
         (hessian_diagonal,) = self.torch.autograd.grad(g.sum(), x)
         return hessian_diagonal
+
+    @contextlib.contextmanager
+    def threads(self, n: int | None):
+        """Run on n intra-op threads (None: as configured)."""
+        before = self.torch.get_num_threads()
+        self.torch.set_num_threads(n or before)
+        try:
+            yield
+        finally:
+            self.torch.set_num_threads(before)
 
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.detach().cpu().double().numpy(), bool(obj.ema_initialized)
@@ -154,6 +165,11 @@ class TFBackend:
                     total = tf.reduce_sum(f(t, x, **kw))
                 g = inner.gradient(total, x)
             return outer.gradient(g, x)
+
+    @contextlib.contextmanager
+    def threads(self, n: int | None):
+        """tf fixes its thread pools when it starts: the configured pool, whatever n is."""
+        yield
 
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.numpy().astype(np.float64), bool(obj.ema_initialized.numpy())

@@ -110,10 +110,27 @@ def compiled(rank: int, world: int, out_dir: str) -> None:
     np.savez(f"{out_dir}/compiled{rank}.npz", **saved)
 
 
+def non_member(rank: int, world: int, out_dir: str) -> None:
+    """A process group that holds only rank 0: rank 1 is not a member (its world size there is -1,
+    the all_reduce a no-op, and the scaled loss would come back negated); rank 0 is."""
+    from impl_torch import GHMCLoss
+
+    group = dist.new_group([0])  # every rank takes part in creating it
+    x, t = torch.randn(4, 3, requires_grad=True), (torch.rand(4, 3) < 0.3).float()
+    try:
+        loss = GHMCLoss(bins=5, momentum=0.75, sync_density=True, process_group=group)(x, t)
+        outcome = f"loss {loss.item()!r}"
+    except ValueError as e:
+        outcome = f"ValueError: {e}"
+    with open(f"{out_dir}/non_member{rank}.txt", "w") as f:
+        f.write(outcome)
+
+
 def main() -> None:
     rank, world, port, out_dir, scenario = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    {"values": loss_values, "ddp": ddp_training, "compiled": compiled}[scenario](rank, world, out_dir)
+    {"values": loss_values, "ddp": ddp_training, "compiled": compiled, "non_member": non_member}[scenario](
+        rank, world, out_dir)
     dist.barrier()  # every rank has saved its results and left its collectives
     dist.destroy_process_group()
     # This torch build's gloo threads can abort the process in C++ static destructors at

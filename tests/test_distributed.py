@@ -112,6 +112,16 @@ def test_sync_density_without_a_process_group_is_a_clear_error():
         GHMCLoss(sync_density=True)(torch.zeros(2, 3), torch.zeros(2, 3))
 
 
+def test_sync_density_on_a_process_outside_the_group_is_a_clear_error(tmp_path):
+    # Found by fuzzing (issue 19): get_world_size returns -1 there, the all_reduce does nothing, and
+    # the loss and gradient came back negated (training ascends) while the EMA moved.
+    pytest.importorskip("torch")
+    _launch(2, "non_member", tmp_path)
+    member, outsider = ((tmp_path / f"non_member{r}.txt").read_text() for r in range(2))
+    assert member.startswith("loss "), member
+    assert outsider.startswith("ValueError") and "not a member of process_group" in outsider, outsider
+
+
 def test_tf_mirrored_strategy_synced_density_matches_the_reference(tmp_path):
     pytest.importorskip("tensorflow")
     proc = subprocess.run([sys.executable, str(TESTS / "tf_distributed_check.py"), "sync"], capture_output=True,

@@ -406,18 +406,22 @@ def test_gradient_matches_central_differences_in_float64(backend, kind, dialect)
 
 # ---------------------------------------------------------------- determinism and scale
 
-def test_results_are_bit_identical_across_runs(backend):
-    # Guards the parts that could make a run depend on scheduling: the threaded CPU histogram
-    # (used past 2^20 entries), atomics on an accelerator, and the parallel float reductions.
+def test_results_are_bit_identical_across_runs_and_thread_counts(backend):
+    # What could make a result depend on scheduling: a race in the threaded CPU histogram (used
+    # past 2^20 entries: a lost or doubled count moves beta), float atomics on an accelerator,
+    # and a float reduction whose grouping follows the threads. torch runs once on 1 thread and
+    # once on all of them, which the last of these would make differ; tf fixes its thread pools
+    # at start-up, so it runs twice on the same pool (a race would still show).
     rng = np.random.default_rng(5)
     x = rng.normal(size=(1 << 20 | 5, 1)).astype(np.float32) * 3
     t = (rng.random(x.shape) < 0.1).astype(np.float32)
     runs = []
-    for _ in range(2):
-        obj = backend.loss("c", momentum=0.75)
-        for _ in range(2):
-            r = backend.call(obj, x, t)
-        runs.append((r, backend.state(obj)[0]))
+    for threads in (1, None):
+        with backend.threads(threads):
+            obj = backend.loss("c", momentum=0.75)
+            for _ in range(2):
+                r = backend.call(obj, x, t)
+            runs.append((r, backend.state(obj)[0]))
     (a, sa), (b, sb) = runs
     assert np.array_equal(a.loss, b.loss) and np.array_equal(a.grad, b.grad) and np.array_equal(sa, sb)
 
