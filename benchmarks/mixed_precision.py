@@ -16,7 +16,7 @@ Setups, as training runs them:
 
 For each: the L1 error of the unscaled gradient relative to the reference's L1 norm, the share
 of the entries whose nonzero reference gradient came back as 0 (flushed), and the number of
-non-finite gradient entries. Prints a Markdown table.
+non-finite gradient entries. Prints a Markdown table, one row per setup.
 """
 
 from __future__ import annotations
@@ -44,9 +44,6 @@ class GradientError:
     l1: float  # sum |got - want| / sum |want|
     flushed: float  # share of the entries with a nonzero reference gradient that came back 0
     nonfinite: int
-
-    def row(self) -> str:
-        return f"| {self.setup} | {self.loss} | {self.l1:.2e} | {self.flushed:.2%} | {self.nonfinite} |"
 
 
 def compare(setup: str, loss: str, got: np.ndarray, want: np.ndarray) -> GradientError:
@@ -259,13 +256,26 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     entries = {"c": args.entries, "r": max(args.entries // 5, 4)}
     results = [run() for run in setups(tuple(args.frameworks), entries)]
-    results.sort(key=lambda r: (r.loss in ("GHM-R", "ASL1"), r.setup, r.loss not in ("GHM-C", "GHM-R")))
     print(f"Gradient reaching half-precision logits vs the float64 reference ({entries['c']:,} GHM-C entries, "
-          f"{entries['r']:,} GHM-R entries, {DIALECT} dialect, bins {BINS['c']} / {BINS['r']}):\n")
-    print("| setup | loss | L1 error (relative) | flushed to 0 | non-finite |")
-    print("| --- | --- | --- | --- | --- |")
+          f"{entries['r']:,} GHM-R entries, {DIALECT} dialect, bins {BINS['c']} / {BINS['r']}): L1 error relative "
+          f"to the reference's L1 norm; in brackets, the share of nonzero gradients flushed to 0 and the "
+          f"non-finite ones.\n")
+    print(table(results))
+
+
+def table(results: list[GradientError]) -> str:
+    """One row per setup, the four losses side by side."""
+    losses = ("GHM-C", "BCE", "GHM-R", "ASL1")
+    by_setup: dict[str, dict[str, GradientError]] = {}
     for r in results:
-        print(r.row())
+        by_setup.setdefault(r.setup, {})[r.loss] = r
+
+    def cell(r: GradientError | None) -> str:
+        return "-" if r is None else f"{r.l1:.2e} ({r.flushed:.2%}, {r.nonfinite})"
+
+    lines = ["| setup | " + " | ".join(losses) + " |", "| --- |" + " --- |" * len(losses)]
+    lines += [f"| {setup} | " + " | ".join(cell(row.get(k)) for k in losses) + " |" for setup, row in by_setup.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
