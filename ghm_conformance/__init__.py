@@ -3,16 +3,21 @@ disagreement to a minimal counterexample that replays.
 
     from ghm_conformance import run_catalogue, from_torch_module
     report = run_catalogue(from_torch_module(MyGHMC), "c")
-    print(report.verdict.summary)          # e.g. "dialect: mmdet; fails: all_masked"
+    print(report.verdict.summary)          # e.g. "conforms: mmdet; notes: reads masked values (...)"
+
+In a port's own test suite: ``assert_conforms(make_port, loss="c")`` (``assertion.py``).
 """
 
-from .properties import CATALOGUE, LARGE, NotApplicable, Property
+from .assertion import assert_conforms
+from .outcome import NotApplicable
+from .properties import CATALOGUE, LARGE, Property
 from .protocol import (from_keras_loss, from_numpy_function, from_torch_function, from_torch_module, from_weights,
                        reference_port, with_class_index_targets)
 from .repro import replay
 from .runner import Report, UsageError, run_catalogue, run_property
-from .verdict import ERROR, FAILED, NOT_APPLICABLE, PASSED
+from .verdict import CONFORMANCE, ERROR, FAILED, NOT_APPLICABLE, PASSED, ROBUSTNESS
 
-__all__ = ["CATALOGUE", "ERROR", "FAILED", "LARGE", "NOT_APPLICABLE", "PASSED", "NotApplicable", "Property", "Report",
-           "UsageError", "from_keras_loss", "from_numpy_function", "from_torch_function", "from_torch_module",
-           "from_weights", "reference_port", "replay", "run_catalogue", "run_property", "with_class_index_targets"]
+__all__ = ["CATALOGUE", "CONFORMANCE", "ERROR", "FAILED", "LARGE", "NOT_APPLICABLE", "PASSED", "ROBUSTNESS",
+           "NotApplicable", "Property", "Report", "UsageError", "assert_conforms", "from_keras_loss",
+           "from_numpy_function", "from_torch_function", "from_torch_module", "from_weights", "reference_port",
+           "replay", "run_catalogue", "run_property", "with_class_index_targets"]

@@ -332,21 +332,42 @@ def permutation_case(draw, loss_kind: str):
     return case
 
 
+# Values a masked entry may hold. In the domain (``masked``): any finite logit a network gives
+# and a target in [0, 1] (GHM-C), any moderate residual (GHM-R): a port that computes the loss
+# over every entry and multiplies by a zero weight (the official code) is right on them. Outside
+# it (``masked_unread``, a robustness note): NaN, Inf, values whose loss overflows float32, and
+# GHM-C targets out of [0, 1].
+MASKED_FINITE = {"c": ((-20.0, 20.0), (0.0, 1.0)), "r": ((-10.0, 10.0), (-10.0, 10.0))}
+MASKED_JUNK = {"c": ([np.nan, np.inf, -np.inf, 1e30, -1e30], [np.nan, np.inf, -np.inf, 3.0, -7.5]),
+               "r": ([np.nan, np.inf, -np.inf, 1e30, -1e30], [np.nan, np.inf, -np.inf, 1e30, -3e38])}
+
+
+def _masked_values(draw, loss_kind: str, n: int, finite: bool) -> tuple[np.ndarray, np.ndarray]:
+    if finite:
+        (plo, phi), (tlo, thi) = MASKED_FINITE[loss_kind]
+        preds = st.floats(plo, phi, width=32)
+        targets = st.sampled_from([0.0, 1.0, 0.5, 0.25, 0.9]) if loss_kind == "c" else st.floats(tlo, thi, width=32)
+    else:
+        preds, targets = (st.sampled_from(v) for v in MASKED_JUNK[loss_kind])
+    return (np.array(draw(st.lists(preds, min_size=n, max_size=n), label="masked preds"), np.float32),
+            np.array(draw(st.lists(targets, min_size=n, max_size=n), label="masked targets"), np.float32))
+
+
 @st.composite
-def masked_case(draw, loss_kind: str):
-    """A call with valid and masked entries, and the values the masked entries are replaced with
-    (NaN and Inf included: a masked entry's value must never be read)."""
+def masked_case(draw, loss_kind: str, *, finite: bool = True):
+    """A call with valid and masked entries (at least one of each), and other values for the
+    masked entries: finite ones in the domain, or (``finite=False``) NaN, Inf and out-of-range."""
     case = draw(single_call_case(loss_kind, masked=True, min_size=2, entries="clear"), label="case")
     w = case.calls[0].label_weight.reshape(-1)
     w[0] = 1.0  # at least one valid entry ...
     w[draw(st.integers(1, w.size - 1), label="a masked entry")] = 0.0  # ... and at least one masked
-    n_masked = int((w == 0).sum())
-    junk = st.sampled_from([np.nan, np.inf, -np.inf, 3.0, -7.5, 1e30, 2.0])
-    case.draws["masked_pred"] = np.array(draw(st.lists(junk, min_size=n_masked, max_size=n_masked),
-                                              label="masked preds"), np.float32)
-    case.draws["masked_target"] = np.array(draw(st.lists(junk, min_size=n_masked, max_size=n_masked),
-                                                label="masked targets"), np.float32)
+    case.draws["masked_pred"], case.draws["masked_target"] = _masked_values(draw, loss_kind, int((w == 0).sum()),
+                                                                            finite)
     return case
+
+
+def masked_unread_case(loss_kind: str):
+    return masked_case(loss_kind, finite=False)
 
 
 @st.composite

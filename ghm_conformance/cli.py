@@ -1,8 +1,8 @@
 """``ghm-conformance``: check GHM ports against the reference and name their dialect.
 
-Exit status: 0 when every target matches a dialect and passes every applicable property;
-1 when one fails, errs, or a call exceeds the time budget; 2 for usage errors (and an
-interrupted run: no verdict).
+Exit status: 0 when every target conforms (matches a dialect and fails no conformance property;
+robustness notes are reported, and count only with ``--strict``); 1 when one fails, errs, or a
+call exceeds the time budget; 2 for usage errors (and an interrupted run: no verdict).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="PATH", help="also write the Markdown report here")
     p.add_argument("--json", metavar="PATH", help="also write the JSON report here ('-': to stdout, instead of the "
                                                   "Markdown)")
+    p.add_argument("--strict", action="store_true",
+                   help="robustness notes (behaviour outside spec.md's domain, e.g. NaN in masked entries) fail too")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -88,72 +90,53 @@ def _check_writable(path: str | None) -> None:
             pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse has printed its message
-        return USAGE_ERROR if e.code else 0
-
-    def usage(message: str) -> int:
-        print(f"ghm-conformance: error: {message}", file=sys.stderr)
-        return USAGE_ERROR
-
+def _check_args(args) -> str:
+    """A usage error's message, or "" when the arguments are usable."""
     if args.max_examples < 1:
-        return usage("--max-examples must be >= 1")
+        return "--max-examples must be >= 1"
     if not args.timeout > 0:
-        return usage("--timeout must be > 0")
+        return "--timeout must be > 0"
     if args.report == "-":
-        return usage("--report needs a file path ('-' is for --json)")
+        return "--report needs a file path ('-' is for --json)"
     try:
         _check_writable(args.report)
         _check_writable(args.json)
     except OSError as e:
-        return usage(f"cannot write the report: {e}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    skipped: list[str] = []
-    try:
-        if args.target is None:
-            targets, skipped = bundled_targets(args.dialect, args.loss)
-            if not targets:
-                raise TargetError("neither impl_torch nor impl_tf is importable: " + "; ".join(skipped))
-        else:
-            targets = [load_target(args.target, args.loss or "c", class_index=args.targets == "class-index",
-                                   label_weight=not args.no_label_weight)]
-    except TargetError as e:
-        return usage(str(e))
-    except KeyboardInterrupt:
-        return usage("interrupted")
+        return f"cannot write the report: {e}"
+    return ""
 
-    reports = []
-    try:
-        for t in targets:
-            with _captured_output() as (real_err, captured):
-                progress = None if args.quiet else (lambda line: print(line, file=real_err, flush=True))
-                try:
-                    rep = run_catalogue(t.make_port, t.loss_kind, target=t.name, dialect=args.dialect,
-                                        max_examples=args.max_examples, seed=args.seed, large=args.large,
-                                        timeout=args.timeout, first_timeout=max(FIRST_CALL_TIMEOUT, args.timeout),
-                                        progress=progress)
-                except UsageError as e:
-                    print(f"ghm-conformance: error: {t.name}: {e}", file=real_err)
-                    return USAGE_ERROR
-                rep.output = captured()
-            if t.expected_dialect is not None and rep.verdict.dialect != t.expected_dialect:
-                rep.verdict.reason += f"; expected the {t.expected_dialect!r} dialect"
-                rep.verdict.passed = False  # a bundled loss in the wrong dialect fails
-            reports.append(rep)
-    except KeyboardInterrupt:
-        print("ghm-conformance: interrupted: no verdict", file=sys.stderr)
-        return USAGE_ERROR
 
-    status = 0 if all(r.passed for r in reports) else 1
-    doc = to_json(reports, {t.name: t.import_line for t in targets}, status, skipped)
-    text = to_markdown(doc)
-    if args.json == "-":
-        print(dumps(doc))
-    else:
-        print(text)
+def _targets(args):
+    """(targets, skipped backends); raises TargetError."""
+    if args.target is None:
+        targets, skipped = bundled_targets(args.dialect, args.loss)
+        if not targets:
+            raise TargetError("neither impl_torch nor impl_tf is importable: " + "; ".join(skipped))
+        return targets, skipped
+    return [load_target(args.target, args.loss or "c", class_index=args.targets == "class-index",
+                        label_weight=not args.no_label_weight)], []
+
+
+def _check_target(t, args):
+    """One target's report, the port's output captured; raises UsageError."""
+    with _captured_output() as (real_err, captured):
+        progress = None if args.quiet else (lambda line: print(line, file=real_err, flush=True))
+        try:
+            rep = run_catalogue(t.make_port, t.loss_kind, target=t.name, dialect=args.dialect,
+                                max_examples=args.max_examples, seed=args.seed, large=args.large,
+                                timeout=args.timeout, first_timeout=max(FIRST_CALL_TIMEOUT, args.timeout),
+                                progress=progress)
+        except UsageError as e:
+            raise UsageError(f"{t.name}: {e}") from None
+        rep.output = captured()
+    if t.expected_dialect is not None and rep.verdict.dialect != t.expected_dialect:
+        rep.verdict.reason += f"; expected the {t.expected_dialect!r} dialect"
+        rep.verdict.passed = False  # a bundled loss in the wrong dialect fails
+    return rep
+
+
+def _write(args, doc: dict, text: str, status: int) -> int:
+    print(dumps(doc) if args.json == "-" else text)
     try:
         if args.report:
             with open(args.report, "w") as f:
@@ -165,6 +148,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ghm-conformance: error: cannot write the report: {e}", file=sys.stderr)
         return max(status, 1)
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse has printed its message
+        return USAGE_ERROR if e.code else 0
+
+    def usage(message: str) -> int:
+        print(f"ghm-conformance: error: {message}", file=sys.stderr)
+        return USAGE_ERROR
+
+    problem = _check_args(args)
+    if problem:
+        return usage(problem)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        targets, skipped = _targets(args)
+        reports = [_check_target(t, args) for t in targets]
+    except (TargetError, UsageError) as e:
+        return usage(str(e))
+    except KeyboardInterrupt:
+        return usage("interrupted: no verdict")
+    status = 0 if all(r.conforms(args.strict) for r in reports) else 1
+    doc = to_json(reports, {t.name: t.import_line for t in targets}, status, skipped, strict=args.strict)
+    return _write(args, doc, to_markdown(doc), status)
 
 
 if __name__ == "__main__":

@@ -71,12 +71,23 @@ def ema_empty_corpus(loss_kind: str) -> list[Case]:
     return out
 
 
-def masked_corpus(loss_kind: str) -> list[Case]:
+def _masked_call(loss_kind: str) -> Call:
     if loss_kind == "c":
-        call = _call([[0.0, 2.0, -1.0]], [[1.0, 0.0, 0.0]], [[1.0, 0.0, 1.0]])
-    else:
-        call = _call([[0.3, 2.0, -1.0]], [[0.0, 0.0, 0.5]], [[1.0, 0.0, 1.0]])
-    case = _one(loss_kind, 4, [call])
+        return _call([[0.0, 2.0, -1.0]], [[1.0, 0.0, 0.0]], [[1.0, 0.0, 1.0]])
+    return _call([[0.3, 2.0, -1.0]], [[0.0, 0.0, 0.5]], [[1.0, 0.0, 1.0]])
+
+
+def masked_corpus(loss_kind: str) -> list[Case]:
+    """A masked entry in another region than the valid ones (a port that counts it moves beta),
+    then holding a value of yet another region."""
+    case = _one(loss_kind, 4, [_masked_call(loss_kind)])
+    values = ([-20.0], [0.5]) if loss_kind == "c" else ([9.5], [-3.0])
+    case.draws = {"masked_pred": np.array(values[0], F32), "masked_target": np.array(values[1], F32)}
+    return [case]
+
+
+def masked_unread_corpus(loss_kind: str) -> list[Case]:
+    case = _one(loss_kind, 4, [_masked_call(loss_kind)])
     case.draws = {"masked_pred": np.array([np.nan], F32), "masked_target": np.array([np.inf], F32)}
     return [case]
 

@@ -44,10 +44,11 @@ class Measurement:
     name: str
     seconds: float
     peak_bytes: int | None  # None where RSS cannot be read
+    entries: int = 0  # of the call measured
 
     def as_dict(self) -> dict:
         mb = None if self.peak_bytes is None else round(self.peak_bytes / 2 ** 20, 1)
-        return {"name": self.name, "seconds": round(self.seconds, 4), "peak_mb": mb}
+        return {"name": self.name, "seconds": round(self.seconds, 4), "peak_mb": mb, "entries": self.entries}
 
 
 def measure(name: str, port: Port, case: Case) -> Measurement:
@@ -74,7 +75,7 @@ def measure(name: str, port: Port, case: Case) -> Measurement:
     finally:
         done.set()
         sampler.join()
-    return Measurement(name, out.seconds, None if base is None else max(peak[0] - base, 0))
+    return Measurement(name, out.seconds, None if base is None else max(peak[0] - base, 0), call.size)
 
 
 def bundled_measurement(case: Case, dialect: str) -> Measurement | None:

@@ -3,16 +3,19 @@ written once against the port protocol so it checks the reference, the bundled l
 third-party port alike.
 
 A check takes a ``Case`` (every random choice already drawn into it), runs the port on fresh
-instances and returns an ``Outcome``: the runs exactly as the port received them (after the
-property's transformation), what each call should have returned, and the verdict. Replaying a
-check on the same case (``ghm_conformance.repro``) repeats the same runs.
+instances and returns an ``Outcome`` (``outcome.py``): the runs exactly as the port received
+them and the property's own comparison of each judged call. Replaying a check on the same case
+(``ghm_conformance.repro``) repeats the same runs and the same comparisons.
+
+Each property is of one kind (spec.md section 9): *conformance*, the math on the domain spec.md
+defines for a port (a failure is a fault), or *robustness*, behaviour outside that domain that
+this project's losses promise but a port may legitimately lack (a failure is a note).
 """
 
 from __future__ import annotations
 
-import contextvars
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -22,56 +25,11 @@ from . import cases as cs
 from . import corpus
 from .cases import Call, Case
 from .expected import Expected, edge_explains, plain_mean, reference_values, zero
-from .protocol import Port, StepOutput, call_step
-from .tolerances import EPS32, FD_RTOL, RTOL, grad_errors, loss_error
-
-
-class NotApplicable(Exception):
-    """The port does not support what a property needs (momentum, gradients, label weights)."""
-
-
-@dataclass
-class Run:
-    """One fresh port instance and the calls it received, in order, with what it returned."""
-
-    label: str
-    calls: list[Call]
-    outputs: list[StepOutput] = field(default_factory=list)
-    raised: str | None = None  # what call len(outputs) raised; the calls after it were never made
-
-
-def raised_text(e: BaseException) -> str:
-    """What a port raised, as the report and the repro print it."""
-    return f"sys.exit({e.code!r})" if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
-
-
-# The runs a check has started, so that a port that raises is still reported with every call it
-# received up to and including the one that raised (``recorded_runs``).
-_STARTED: contextvars.ContextVar[list[Run] | None] = contextvars.ContextVar("ghm_started_runs", default=None)
-
-
-def recorded_runs(check: Callable[[], "Outcome"]) -> tuple["Outcome | None", list[Run], BaseException | None]:
-    """Call ``check``; return (its outcome or None, the runs it started, what it raised or None).
-    Only Exception and SystemExit are caught; anything else (KeyboardInterrupt, Hypothesis's
-    control flow) propagates."""
-    runs: list[Run] = []
-    token = _STARTED.set(runs)
-    try:
-        return check(), runs, None
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - the caller decides what a crash means
-        return None, runs, e
-    finally:
-        _STARTED.reset(token)
-
-
-@dataclass
-class Outcome:
-    passed: bool
-    error: float  # largest relative error seen in this case (0 when exact)
-    message: str = ""
-    runs: list[Run] = field(default_factory=list)
-    expected: dict = field(default_factory=dict)  # (run, call) -> Expected, for the report
-    edge: bool = False  # the disagreement is explained by g within rounding of an edge
+from .outcome import (Comparison, NotApplicable, Outcome, Run, judge, outcome_of, raised_text,  # noqa: F401
+                      recorded_runs, run_port)
+from .protocol import Port, StepOutput
+from .tolerances import EPS32, FD_RTOL, RTOL
+from .verdict import CONFORMANCE, ROBUSTNESS
 
 
 @dataclass(frozen=True)
@@ -88,49 +46,11 @@ class Property:
     class_index_ok: bool = True  # its cases keep their meaning with one-hot rows (class-index ports)
     corpus_only: bool = False  # no random search: the corpus is the whole input
     tolerance: float = RTOL
+    kind: str = CONFORMANCE
+    describe: Callable[[Outcome | None], str] | None = None  # robustness: the note, in a user's words
 
 
-# ---------------------------------------------------------------- running the port and judging
-
-def run_port(case: Case, port: Port, label: str, calls: list[Call] | None = None) -> Run:
-    """``calls`` (default: the case's) on one fresh port instance, in order."""
-    run = Run(label, list(case.calls if calls is None else calls))
-    started = _STARTED.get()
-    if started is not None:
-        started.append(run)
-    try:
-        step = port.instance(bins=case.bins, momentum=case.momentum, **case.hyper)
-        for c in run.calls:
-            run.outputs.append(call_step(step, c.pred, c.target, c.label_weight,
-                                         with_label_weight=port.label_weight, clock=port.clock))
-    except (Exception, SystemExit) as e:  # recorded for the report, then raised on
-        run.raised = raised_text(e)
-        raise
-    return run
-
-
-def judge(runs: list[Run], expected: dict, tol: float = RTOL) -> Outcome:
-    """Compare each (run, call) in ``expected`` with what the port returned: the loss, and the
-    gradient when the port returns one. The message names the first call that fails."""
-    worst, message = 0.0, ""
-    for (r, i), want in expected.items():
-        got = runs[r].outputs[i]
-        e_loss = loss_error(got.loss, want.loss, want.loss_scale)
-        per_entry = None if got.grad is None or want.grad is None or want.grad.size == 0 else \
-            grad_errors(got.grad, want.grad, want.grad_scale)
-        e_grad = 0.0 if per_entry is None else float(np.max(per_entry))
-        worst = max(worst, e_loss, e_grad)
-        if message:
-            continue
-        where = f"run '{runs[r].label}', call {i + 1}" if len(runs) > 1 else f"call {i + 1}"
-        if e_loss > tol:
-            message = f"{where}: loss {got.loss!r} but {want.source} gives {want.loss!r}"
-        elif e_grad > tol:
-            k = int(np.argmax(per_entry))
-            message = (f"{where}: d loss / d pred at flat index {k} is {got.grad.ravel()[k]!r} "
-                       f"but {want.source} gives {want.grad.ravel()[k]!r}")
-    return Outcome(worst <= tol, worst, message, runs, expected)
-
+# ---------------------------------------------------------------- helpers for the checks
 
 def _derived(out: StepOutput, source: str, grad=None, like: Expected | None = None) -> Expected:
     """An expectation taken from another run's output (a metamorphic relation), with the
@@ -196,29 +116,67 @@ def check_duplication(case: Case, port: Port, dialect: str) -> Outcome:
     return judge([base, other], {(1, 0): want})
 
 
-def check_masked_inert(case: Case, port: Port, dialect: str) -> Outcome:
-    """Masked entries are not counted in N nor in the histogram, their values are never read,
-    and their gradient is 0: the batch gives what its valid entries alone give."""
-    c = case.calls[0]
+def _with_masked_values(c: Call, preds: np.ndarray, targets: np.ndarray) -> Call:
+    """The call with the values of its masked entries replaced (cycled through the draws)."""
     masked = c.label_weight == 0
-    valid = ~masked
-    scrambled = Call(c.pred.copy(), c.target.copy(), c.label_weight)
-    scrambled.pred[masked] = np.resize(case.draws["masked_pred"], int(masked.sum()))
-    scrambled.target[masked] = np.resize(case.draws["masked_target"], int(masked.sum()))
-    if c.pred.ndim == 2 and np.all(c.label_weight == c.label_weight[:, :1]):  # whole rows masked: keep rows
+    out = Call(c.pred.copy(), c.target.copy(), c.label_weight)
+    out.pred[masked] = np.resize(preds, int(masked.sum()))
+    out.target[masked] = np.resize(targets, int(masked.sum()))
+    return out
+
+
+def _valid_alone(c: Call) -> Call:
+    """The valid entries of a call without the masked ones: whole rows when rows are masked whole
+    (a class-index port needs its rows), else one column."""
+    if c.pred.ndim == 2 and np.all(c.label_weight == c.label_weight[:, :1]):
         rows = c.label_weight[:, 0] > 0
-        alone = Call(*(a[rows] for a in (c.pred, c.target, c.label_weight)))
-    else:
-        alone = Call(*(a[valid].reshape(-1, 1) for a in (c.pred, c.target, c.label_weight)))
-    runs = [run_port(case, port, "valid entries alone", [alone]), run_port(case, port, "batch with masked entries"),
-            run_port(case, port, "masked entries holding NaN/Inf/junk", [scrambled])]
+        return Call(*(a[rows] for a in (c.pred, c.target, c.label_weight)))
+    valid = c.label_weight > 0
+    return Call(*(a[valid].reshape(-1, 1) for a in (c.pred, c.target, c.label_weight)))
+
+
+def check_masked_inert(case: Case, port: Port, dialect: str) -> Outcome:
+    """Masked entries holding finite values in the domain change nothing: not counted in N nor
+    in the histogram, gradient 0. The batch, and the batch with other values in its masked
+    entries, give what its valid entries alone give."""
+    c = case.calls[0]
+    other = _with_masked_values(c, case.draws["masked_pred"], case.draws["masked_target"])
+    runs = [run_port(case, port, "valid entries alone", [_valid_alone(c)]),
+            run_port(case, port, "batch with masked entries"),
+            run_port(case, port, "other finite values in the masked entries", [other])]
     solo = runs[0].outputs[0]
     grad = None
     if solo.grad is not None:
         grad = np.zeros(c.pred.shape)
-        grad[valid] = solo.grad.ravel()
+        grad[c.label_weight > 0] = solo.grad.ravel()
     want = _derived(solo, "the same port on the valid entries alone (masked gradients 0)", grad, _allowance(case))
     return judge(runs, {(1, 0): want, (2, 0): want})
+
+
+def check_masked_unread(case: Case, port: Port, dialect: str) -> Outcome:
+    """Robustness: NaN, Inf and out-of-range values held by masked entries are never read (spec.md
+    1, 7): the batch gives what it gives with finite values there."""
+    c = case.calls[0]
+    junk = _with_masked_values(c, case.draws["masked_pred"], case.draws["masked_target"])
+    runs = [run_port(case, port, "finite values in the masked entries"),
+            run_port(case, port, "NaN/Inf/out-of-range values in the masked entries", [junk])]
+    want = _derived(runs[0].outputs[0], "the same port with finite values in the masked entries",
+                    like=_allowance(case))
+    return judge(runs, {(1, 0): want})
+
+
+def describe_masked_unread(outcome: Outcome | None) -> str:
+    """The note of a port that reads its masked entries, from what it did with them."""
+    runs = [] if outcome is None else outcome.runs
+    if runs and runs[0].raised:  # it fails with finite values there too: the conformance rows say why
+        return f"not judged: the port raised {runs[0].raised.split(':')[0]} with finite values in the masked entries"
+    junk = runs[1] if len(runs) > 1 else None
+    if junk is not None and junk.raised:
+        return f"reads masked values (raises {junk.raised.split(':')[0]} on NaN/Inf there)"
+    out = junk.outputs[0] if junk is not None and junk.outputs else None
+    if out is not None and (not math.isfinite(out.loss) or (out.grad is not None and not np.all(np.isfinite(out.grad)))):
+        return "reads masked values (NaN/Inf there propagates)"
+    return "reads masked values (non-finite or out-of-range values there change the result)"
 
 
 def check_weight_is_mask(case: Case, port: Port, dialect: str) -> Outcome:
@@ -236,43 +194,62 @@ def check_all_masked(case: Case, port: Port, dialect: str) -> Outcome:
     return judge([run], {(0, 0): zero(empty)})
 
 
+def _fd_steps(case: Case) -> np.ndarray:
+    """Per entry, a step that keeps its g inside its region (0 for a g exactly on an edge, where
+    no step does and the gradient jumps)."""
+    c = case.calls[0]
+    g = cs.gradient_norm(case.loss_kind, c.pred, c.target, case.mu).ravel()
+    dist = np.minimum(g * case.bins % 1.0, 1.0 - g * case.bins % 1.0) / case.bins
+    slope = 0.25 if case.loss_kind == "c" else 1.0 / case.mu  # bounds on |dg/dpred|
+    fraction = case.draws.get("step_fraction", 0.5)
+    return np.minimum(1e-2, fraction * dist / slope) if case.bins > 1 else np.full(g.size, 1e-2)
+
+
+def _fd_error(analytic: float, fd: float, lp: float, lm: float, step: float, largest: float, n: int) -> float:
+    """|analytic - fd| relative to |fd|, floored at 1e-3 of the largest gradient, plus the float32
+    noise of lp - lm. Any non-finite value (a NaN gradient or loss) is an infinite error."""
+    if not all(math.isfinite(v) for v in (analytic, fd, lp, lm, largest)):
+        return math.inf
+    noise = 4 * EPS32 / 2 * (abs(lp) + abs(lm)) * math.sqrt(n) / step
+    scale = abs(fd) + (1e-3 * largest + noise) / FD_RTOL
+    return abs(analytic - fd) / scale if scale > 0 else (0.0 if analytic == fd else math.inf)
+
+
 def check_finite_differences(case: Case, port: Port, dialect: str) -> Outcome:
+    """The port's gradient against central differences of its own loss, entry by entry."""
     c = case.calls[0]
     base = run_port(case, port, "batch")
     if base.outputs[0].grad is None:
         raise NotApplicable("the port returns no gradient")
     analytic = base.outputs[0].grad.ravel()
-    g = cs.gradient_norm(case.loss_kind, c.pred, c.target, case.mu).ravel()
-    dist = np.minimum(g * case.bins % 1.0, 1.0 - g * case.bins % 1.0) / case.bins
-    slope = 0.25 if case.loss_kind == "c" else 1.0 / case.mu  # bounds on |dg/dpred|
-    fraction = case.draws.get("step_fraction", 0.5)
-    worst, runs, fd = 0.0, [base], np.zeros(c.pred.size)
-    for k in range(c.pred.size):
-        h = min(1e-2, fraction * dist[k] / slope) if case.bins > 1 else 1e-2
+    largest = float(np.max(np.abs(analytic))) if analytic.size else 0.0
+    steps, fd, errors, runs, where = _fd_steps(case), np.zeros(c.pred.size), np.zeros(c.pred.size), [base], ""
+    for k in np.flatnonzero(steps):
         plus, minus = c.pred.copy().ravel(), c.pred.copy().ravel()
-        plus[k] += np.float32(h)
-        minus[k] -= np.float32(h)
+        plus[k] += np.float32(steps[k])
+        minus[k] -= np.float32(steps[k])
         step = float(plus[k]) - float(minus[k])
-        if step == 0.0:  # g exactly on an edge: no step stays inside a region, the gradient jumps there
+        if step == 0.0:
             continue
         rp = run_port(case, port, f"pred[{k}] + h", [Call(plus.reshape(c.pred.shape), c.target, c.label_weight)])
         rm = run_port(case, port, f"pred[{k}] - h", [Call(minus.reshape(c.pred.shape), c.target, c.label_weight)])
         lp, lm = rp.outputs[0].loss, rm.outputs[0].loss
         fd[k] = (lp - lm) / step
-        # relative to |fd|, floored at 1e-3 of the largest gradient, plus the float32 noise of lp - lm
-        noise = 4 * EPS32 / 2 * (abs(lp) + abs(lm)) * math.sqrt(c.pred.size) / step
-        scale = abs(fd[k]) + (1e-3 * np.max(np.abs(analytic)) + noise) / FD_RTOL
-        err = abs(analytic[k] - fd[k]) / scale if scale > 0 else 0.0
-        if not math.isfinite(err):
-            err = math.inf
-        worst = max(worst, err)
-        if err > FD_RTOL and len(runs) == 1:
+        errors[k] = _fd_error(float(analytic[k]), fd[k], lp, lm, step, largest, c.pred.size)
+        if errors[k] > FD_RTOL and not where:
             runs += [rp, rm]
-            message = (f"flat index {k}: the port's gradient {analytic[k]!r}, the central difference {fd[k]!r} "
-                       f"(step {step:.3g})")
-    passed = worst <= FD_RTOL
+            where = (f"d loss / d pred at flat index {k} is {analytic[k]!r}, the central difference of the port's own "
+                     f"loss {fd[k]!r} (step {step:.3g})")
+    worst = float(np.max(errors)) if errors.size else 0.0
+    nonfinite = np.flatnonzero(~np.isfinite(analytic))
+    if not math.isfinite(base.outputs[0].loss) or nonfinite.size:  # where the reference is finite, always
+        worst = math.inf
+        where = where or (f"the port's loss is {base.outputs[0].loss!r}" if not nonfinite.size else
+                          f"d loss / d pred at flat index {nonfinite[0]} is {analytic[nonfinite[0]]!r}")
     want = Expected(base.outputs[0].loss, fd.reshape(c.pred.shape), "central differences of the port's own loss")
-    return Outcome(passed, worst, "" if passed else message, runs, {(0, 0): want})
+    comparison = Comparison(want, 0.0 if math.isfinite(base.outputs[0].loss) else math.inf, worst,
+                            worst <= FD_RTOL, where)
+    return outcome_of(runs, {(0, 0): comparison})
 
 
 # ---------------------------------------------------------------- strategies for the checks
@@ -314,14 +291,18 @@ CATALOGUE: tuple[Property, ...] = (
              check_permutation),
     Property("duplication", "duplicating the batch keeps the loss and halves each gradient", _clear,
              check_duplication),
-    Property("masked", "masked entries change nothing (not in N, not in the histogram, values never read) and get "
-             "0 gradient", cs.masked_case, check_masked_inert, corpus=corpus.masked_corpus, needs_label_weight=True),
+    Property("masked", "masked entries (holding any finite values in the domain) change nothing: not in N, not in "
+             "the histogram, gradient 0", cs.masked_case, check_masked_inert, corpus=corpus.masked_corpus,
+             needs_label_weight=True),
     Property("weight_mask", "label weights act as a mask: positive values other than 1 change nothing",
              cs.weight_case, check_weight_is_mask, needs_label_weight=True),
     Property("all_masked", "an input with every entry masked gives loss 0 and gradient 0 (no NaN)",
              cs.all_masked_case, check_all_masked, corpus=corpus.all_masked_corpus, needs_label_weight=True),
     Property("finite_diff", "the gradient matches central finite differences away from region edges",
              cs.finite_difference_case, check_finite_differences, needs_grad=True, tolerance=FD_RTOL),
+    Property("masked_unread", "NaN, Inf and out-of-range values held by masked entries are never read",
+             cs.masked_unread_case, check_masked_unread, corpus=corpus.masked_unread_corpus, needs_label_weight=True,
+             kind=ROBUSTNESS, describe=describe_masked_unread),
 )
 
 LARGE = Property("large", f"one call of {corpus.LARGE_N:,} entries (a region past 2^24: exact counts) equals the "

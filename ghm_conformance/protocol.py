@@ -87,6 +87,7 @@ class Port:
     supports_momentum: bool = True
     momentum_note: str = ""
     returns_grad: bool = True
+    hint: str = ""  # what the probe suspects (e.g. the port computes the other GHM loss)
     clock: Clock = field(default_factory=Clock)
 
     def instance(self, *, bins: int, momentum: float, **hyper):

@@ -16,19 +16,30 @@ import zlib
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from .cases import Call, Case
-from .tolerances import grad_errors, loss_error
+from .outcome import Outcome, Run, raised_text
 
 INLINE_ENTRIES = 64  # larger arrays go into a compressed blob
 
 
 def _num(v) -> str:
+    """A float32 as the shortest literal that round-trips, in scientific notation when it is tiny
+    or huge (not 0.0000000000000000000000000043782554)."""
     v = np.float32(v)
     if np.isnan(v):
         return "nan"
     if np.isinf(v):
         return "inf" if v > 0 else "-inf"
+    if v != 0 and not 1e-4 <= abs(v) < 1e7:
+        return np.format_float_scientific(v, unique=True, trim="-")
     return np.format_float_positional(v, unique=True, trim="-")
+
+
+def fmt_float(v: float) -> str:
+    """A float64 result (a loss, a time) for a person: 6 significant digits."""
+    return "nan" if v != v else f"{v:.6g}"
 
 
 def array_literal(a: np.ndarray) -> str:
@@ -82,7 +93,7 @@ def snippet(property_id: str, dialect: str, case: Case, import_line: str) -> str
             f"nan, inf = float('nan'), float('inf')\n"
             f"f32 = lambda a: np.array(a, dtype=np.float32)\n"
             f"case = {case_code(case)}\n"
-            f"replay({property_id!r}, make_port, case, dialect={dialect!r})\n")
+            f"raise SystemExit(replay({property_id!r}, make_port, case, dialect={dialect!r}).exit_status)\n")
 
 
 def make_case(*, loss_kind, bins, momentum, mu, calls, draws=None) -> Case:
@@ -96,49 +107,65 @@ def _short(a) -> str:
     return f"<{a.dtype} array of shape {a.shape}>"
 
 
-def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", out=print, timeout=None):
-    """Run the property's check on ``case`` exactly as the kit did, print every run and the
-    comparison that fails ("MISMATCH"), and return the Outcome."""
-    from .properties import BY_ID, raised_text, recorded_runs
+@dataclass
+class Replayed:
+    """What a replay found: the check's outcome (None when the port raised), and the exit status
+    a script should return (1 when the check fails, so that a repro can be scripted)."""
+
+    outcome: Outcome | None
+    raised: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.raised is None and self.outcome is not None and self.outcome.passed
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if self.passed else 1
+
+
+def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", out=print, timeout=None) -> Replayed:
+    """Run the property's check on ``case`` exactly as the kit did, print every run with the
+    property's own comparison of each judged call ("MISMATCH" where it fails), and return it."""
+    from .outcome import recorded_runs
+    from .properties import BY_ID
     from .protocol import Clock
-    from .runner import _adapt, probe
+    from .runner import adapt, probe
 
     prop = BY_ID[property_id]
     port = probe(make_port, case.loss_kind, Clock(timeout))
-    case = _adapt(case, port)
+    case = adapt(case, port)
     out(f"property {property_id}" + (f" [{dialect}]" if prop.dialect_dependent else "") + f": {prop.title}")
     out(f"case: {case.describe()}")
     outcome, started, raised = recorded_runs(lambda: prop.check(case, port, dialect))
     for r, run in enumerate(outcome.runs if outcome is not None else started):
-        out(f"run {r + 1} '{run.label}' (a fresh port instance):")
-        for i, c in enumerate(run.calls[:len(run.outputs) + (run.raised is not None)]):
-            out(f"  call {i + 1}: pred={_short(c.pred)}, target={_short(c.target)}, "
-                f"label_weight={_short(c.label_weight)}")
-            if i == len(run.outputs):
-                out(f"    port raised {run.raised}  [MISMATCH]")
-                continue
-            o = run.outputs[i]
-            out(f"    port returned loss={o.loss!r}" + ("" if o.grad is None else f", grad={_short(o.grad)}"))
-            if outcome is None:
-                continue
-            want = outcome.expected.get((r, i))
-            if want is None:
-                continue
-            e_loss = loss_error(o.loss, want.loss, want.loss_scale)
-            e_grad = 0.0
-            if o.grad is not None and want.grad is not None and want.grad.size:
-                e_grad = float(np.max(grad_errors(o.grad, want.grad, want.grad_scale)))
-            bad = max(e_loss, e_grad) > prop.tolerance
-            out(f"    expected ({want.source}): loss={want.loss!r}" +
-                ("" if want.grad is None else f", grad={_short(want.grad)}") +
-                f"  [{'MISMATCH' if bad else 'agree'}: relative error loss {_err(e_loss)}, gradient {_err(e_grad)}; "
-                f"tolerance {prop.tolerance:g}]")
+        _print_run(r, run, {} if outcome is None else outcome.comparisons, prop.tolerance, out)
     if raised is not None:  # a crash is the disagreement
-        out(f"MISMATCH: the port raised {raised_text(raised)}")
-        out(f"FAILED: the port raised {raised_text(raised)}")
-        return None
+        text = raised_text(raised)
+        out(f"MISMATCH: the port raised {text}")
+        out(f"FAILED: the port raised {text}")
+        return Replayed(None, text)
     out(("FAILED: " + outcome.message) if not outcome.passed else "passed")
-    return outcome
+    return Replayed(outcome)
+
+
+def _print_run(r: int, run: Run, comparisons: dict, tolerance: float, out) -> None:
+    out(f"run {r + 1} '{run.label}' (a fresh port instance):")
+    for i, c in enumerate(run.calls[:len(run.outputs) + (run.raised is not None)]):
+        out(f"  call {i + 1}: pred={_short(c.pred)}, target={_short(c.target)}, label_weight={_short(c.label_weight)}")
+        if i == len(run.outputs):
+            out(f"    port raised {run.raised}  [MISMATCH]")
+            continue
+        o = run.outputs[i]
+        out(f"    port returned loss={fmt_float(o.loss)}" + ("" if o.grad is None else f", grad={_short(o.grad)}"))
+        cmp = comparisons.get((r, i))
+        if cmp is None:
+            continue
+        want = cmp.expected
+        out(f"    expected ({want.source}): loss={fmt_float(want.loss)}"
+            + ("" if want.grad is None else f", grad={_short(want.grad)}")
+            + f"  [{'agree' if cmp.passed else 'MISMATCH'}: relative error loss {_err(cmp.loss_error)}, "
+              f"gradient {_err(cmp.grad_error)}; tolerance {tolerance:g}]")
 
 
 def _err(v: float) -> str:

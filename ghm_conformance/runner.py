@@ -18,13 +18,14 @@ from ghm_args import DIALECTS
 
 from .cases import Case, as_class_index_case
 from .measure import Measurement, bundled_measurement, measure
-from .properties import CATALOGUE, LARGE, NotApplicable, Outcome, Property, Run, raised_text, recorded_runs
+from .outcome import NotApplicable, Outcome, Run, raised_text, recorded_runs
+from .properties import CATALOGUE, LARGE, Property
 from .protocol import Clock, Port, PortFactory, PortTimeout, call_step, takes_label_weight
-from .verdict import ERROR, FAILED, NOT_APPLICABLE, PASSED, Row, Verdict, counted, decide
+from .verdict import ERROR, FAILED, NOT_APPLICABLE, PASSED, ROBUSTNESS, Row, Verdict, counted, decide
 
 
 class UsageError(Exception):
-    """The port cannot be checked as asked (e.g. a GHM-R port checked as GHM-C)."""
+    """The port cannot be checked as asked (e.g. a factory that rejects mu, checked as GHM-R)."""
 
 
 @dataclass
@@ -52,6 +53,12 @@ class PropertyResult:
     def name(self) -> str:
         return self.property.id + (f"[{self.dialect}]" if self.dialect else "")
 
+    def row(self) -> Row:
+        note = ""
+        if self.status == FAILED and self.property.kind == ROBUSTNESS and self.property.describe:
+            note = self.property.describe(self.counterexample.outcome if self.counterexample else None)
+        return Row(self.property.id, self.dialect, self.status, self.property.kind, note)
+
 
 @dataclass
 class Report:
@@ -65,16 +72,16 @@ class Report:
     output: str = ""  # what the port printed, captured
 
     def counted_rows(self) -> list[PropertyResult]:
-        """Rows that count towards the exit status (the other dialect's rows only inform)."""
+        """Rows that count towards the verdict (the other dialect's rows only inform)."""
         return [r for r in self.results if r.dialect in (None, self.verdict.judged_in)]
+
+    def conforms(self, strict: bool = False) -> bool:
+        """The exit status's question: no fault (with ``strict``, no note either), a whole run."""
+        return self.verdict.conforms(strict) and not self.ended_early
 
     @property
     def passed(self) -> bool:
-        return self.verdict.passed and not self.ended_early
-
-
-class _Fail(Exception):
-    pass
+        return self.conforms()
 
 
 # ---------------------------------------------------------------- probing the port
@@ -91,39 +98,41 @@ def _matches(loss: float, loss_kind: str, mu: float = 0.02) -> bool:
 
 
 def _raise_if_mu_mismatch(e: TypeError, loss_kind: str) -> None:
-    """A factory that requires mu (checked as GHM-C) or rejects it (as GHM-R) is the other loss."""
+    """A factory that requires mu (checked as GHM-C) or rejects it (as GHM-R) is the other loss:
+    the kit cannot even call it as asked."""
     if "mu" in str(e):
         other = "r" if loss_kind == "c" else "c"
         raise UsageError(f"the factory {'requires' if loss_kind == 'c' else 'rejects'} mu ({e}): is it a "
                          f"GHM-{other.upper()} port? Check it with --loss {other}") from None
 
 
-def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) -> Port:
-    """What the port supports (momentum, gradient, label weight, class indices), and a usage
-    error when it is plainly the other GHM loss."""
-    other = "r" if loss_kind == "c" else "c"
-    hyper = {} if loss_kind == "c" else {"mu": 0.02}
-    port = Port(make_port, class_index=bool(getattr(make_port, "class_index", False)),
-                clock=clock or Clock())
+def _probe_momentum(port: Port, hyper: dict, loss_kind: str) -> None:
     try:
-        step = make_port(bins=2, momentum=0.75, **hyper)
+        port.make_port(bins=2, momentum=0.75, **hyper)
     except NotImplementedError as e:
         port.supports_momentum, port.momentum_note = False, f"the port does not support momentum: {e}"
     except TypeError as e:
         _raise_if_mu_mismatch(e, loss_kind)
     except (Exception, SystemExit):  # noqa: BLE001 - a crashing factory fails the properties, with its error
         pass
+
+
+def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) -> Port:
+    """What the port supports (momentum, gradient, label weight, class indices), and a hint when
+    its values look like the other GHM loss's. Raises UsageError only when the factory cannot be
+    called as asked; a port whose values are wrong is judged, never refused."""
+    other = "r" if loss_kind == "c" else "c"
+    hyper = {} if loss_kind == "c" else {"mu": 0.02}
+    port = Port(make_port, class_index=bool(getattr(make_port, "class_index", False)), clock=clock or Clock())
+    _probe_momentum(port, hyper, loss_kind)
     try:
         step = make_port(bins=2, momentum=0.0, **hyper)
         port.label_weight = bool(getattr(make_port, "label_weight", True)) and takes_label_weight(step)
         pred, target = PROBE
-        weights = np.ones_like(pred)
         if port.class_index:
             pred, target = np.concatenate([pred, -pred]), np.concatenate([target, 1 - target])
-            weights = np.ones_like(pred)
-            out = call_step(step, pred, target, weights, clock=Clock())
-        else:
-            out = call_step(step, pred, target, weights, with_label_weight=port.label_weight, clock=Clock())
+        out = call_step(step, pred, target, np.ones_like(pred), with_label_weight=port.label_weight or port.class_index,
+                        clock=Clock())
     except TypeError as e:
         _raise_if_mu_mismatch(e, loss_kind)
         return port
@@ -132,8 +141,8 @@ def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) ->
     port.returns_grad = out.grad is not None
     if not port.class_index and math.isfinite(out.loss) and _matches(out.loss, other) and \
             not _matches(out.loss, loss_kind):
-        raise UsageError(f"the port computes GHM-{other.upper()}, not GHM-{loss_kind.upper()}, on a probe "
-                         f"input: check it with --loss {other}")
+        port.hint = (f"on a probe input the port's values are closer to GHM-{other.upper()} than to "
+                     f"GHM-{loss_kind.upper()}: did you mean --loss {other}?")
     return port
 
 
@@ -151,8 +160,113 @@ def _not_applicable(prop: Property, port: Port) -> str:
     return ""
 
 
-def _adapt(case: Case, port: Port) -> Case:
+def adapt(case: Case, port: Port) -> Case:
+    """The case as the port takes it (class indices for a class-index port)."""
     return as_class_index_case(case) if port.class_index else case
+
+
+class _Stop(Exception):
+    """Ends a property's search: a failure was found (shrinking follows), or a call timed out."""
+
+
+@dataclass
+class _Search:
+    """The state of one property's search, filled in by ``attempt`` as Hypothesis calls it."""
+
+    prop: Property
+    port: Port
+    dialect: str
+    failures: list[Counterexample] = field(default_factory=list)
+    edges: list[Counterexample] = field(default_factory=list)
+    errors: list[float] = field(default_factory=lambda: [0.0])
+    tried: int = 0
+    at_edges: int = 0
+    not_applicable: str = ""
+    timed_out: str = ""
+
+    def attempt(self, case: Case | None) -> None:
+        if case is None:  # the placeholder of a corpus-only property
+            return
+        self.tried += 1
+        case = adapt(case, self.port)
+        try:
+            out, runs, raised = recorded_runs(lambda: self.prop.check(case, self.port, self.dialect))
+        except PortTimeout as e:
+            self.timed_out = str(e)
+            raise _Stop(str(e)) from None
+        if isinstance(raised, NotApplicable):
+            self.not_applicable = self.not_applicable or str(raised)
+            return
+        if isinstance(raised, HypothesisException):
+            raise raised
+        if raised is not None:  # a crashing (or exiting) port is a failing port; its runs show where
+            out = Outcome(False, math.inf, f"the port raised {raised_text(raised)}", runs)
+        if out.edge:
+            self.at_edges += 1
+            if len(self.edges) < 3:
+                self.edges.append(Counterexample(case, out))
+            return
+        self.errors.append(out.error)
+        if not out.passed:
+            self.failures.append(Counterexample(case, out))
+            raise _Stop(out.message)
+
+    def run(self, loss_kind: str, max_examples: int, seed: int | None) -> str:
+        """Hypothesis over the property's strategy, its corpus first; returns an error note or ""."""
+        prop = self.prop
+        search = given(prop.strategy(loss_kind))(self.attempt)
+        for special in reversed(prop.corpus(loss_kind)):
+            search = example(special)(search)
+        search = settings(max_examples=max_examples, database=None, deadline=None, derandomize=seed is None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.large_base_example],
+                          phases=[Phase.explicit] if prop.corpus_only else [Phase.explicit, Phase.generate,
+                                                                            Phase.shrink],
+                          report_multiple_bugs=False, print_blob=False)(search)
+        if seed is not None:
+            search = hyp_seed(seed)(search)
+        try:
+            search()
+        except _Stop:
+            pass
+        except HypothesisException as e:  # Unsatisfiable, FailedHealthCheck, Flaky...: no trustworthy result
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            return f"Hypothesis {type(e).__name__}: {first_line}"
+        return ""
+
+
+def _result(search: _Search, name_dialect: str | None, error_note: str, seconds: float,
+            calls: list[float]) -> PropertyResult:
+    prop = search.prop
+    if search.timed_out:
+        return PropertyResult(prop, name_dialect, ERROR, math.inf, search.tried, f"stopped: {search.timed_out}",
+                              seconds=seconds, call_seconds=calls, stopped=search.timed_out)
+    if search.not_applicable and not search.failures:
+        return PropertyResult(prop, name_dialect, NOT_APPLICABLE, note=search.not_applicable, seconds=seconds,
+                              call_seconds=calls)
+    status, note = (ERROR, error_note) if error_note else (PASSED, "")
+    if search.failures:
+        status = FAILED
+    elif status == PASSED and search.tried == 0:
+        status, note = ERROR, "no input could be tried"
+    max_error = max(search.errors + ([search.failures[-1].outcome.error] if search.failures else []))
+    if search.edges:
+        note = (note + "; " if note else "") + f"{search.at_edges} disagreement(s) only at region edges (not failures)"
+    return PropertyResult(prop, name_dialect, status, max_error, search.tried, note,
+                          search.failures[-1] if search.failures else None, search.edges, seconds, calls)
+
+
+def _measure_scale(result: PropertyResult, port: Port, loss_kind: str, dialect: str) -> None:
+    """Time and peak memory of one call at the corpus size, beside the bundled loss: information,
+    never a failure."""
+    case = adapt(result.property.corpus(loss_kind)[0], port)
+    try:
+        result.measurements.append(measure("the port", port, case))
+        bundled = bundled_measurement(case, dialect)
+        if bundled is not None:
+            result.measurements.append(bundled)
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        result.note = (result.note + "; " if result.note else "") + f"not measured: {type(e).__name__}: {e}"
 
 
 def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, max_examples: int = 30,
@@ -161,89 +275,47 @@ def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, ma
     why_not = _not_applicable(prop, port)
     if why_not:
         return PropertyResult(prop, name_dialect, NOT_APPLICABLE, note=why_not)
-    failures: list[Counterexample] = []
-    edges: list[Counterexample] = []
-    errors = [0.0]
-    count = [0, 0]  # inputs tried, of which only at edges
-    na: list[str] = []
-    timed_out: list[BaseException] = []
     first_call = len(port.clock.times)
-
-    def attempt(case: Case | None):
-        if case is None:  # the placeholder of a corpus-only property
-            return
-        count[0] += 1
-        case = _adapt(case, port)
-        try:
-            out, runs, raised = recorded_runs(lambda: prop.check(case, port, dialect))
-        except PortTimeout as e:
-            timed_out.append(e)
-            raise _Fail(str(e)) from None
-        if isinstance(raised, NotApplicable):
-            na.append(str(raised))
-            return
-        if isinstance(raised, HypothesisException):
-            raise raised
-        if raised is not None:  # a crashing (or exiting) port is a failing port; its runs show where
-            out = Outcome(False, math.inf, f"the port raised {raised_text(raised)}", runs)
-        if out.edge:
-            count[1] += 1
-            if len(edges) < 3:
-                edges.append(Counterexample(case, out))
-            return
-        errors.append(out.error)
-        if not out.passed:
-            failures.append(Counterexample(case, out))
-            raise _Fail(out.message)
-
-    phases = [Phase.explicit] if prop.corpus_only else [Phase.explicit, Phase.generate, Phase.shrink]
-    search = given(prop.strategy(loss_kind))(attempt)
-    for special in reversed(prop.corpus(loss_kind)):
-        search = example(special)(search)
-    search = settings(max_examples=max_examples, database=None, deadline=None, derandomize=seed is None,
-                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                             HealthCheck.large_base_example],
-                      phases=phases, report_multiple_bugs=False, print_blob=False)(search)
-    if seed is not None:
-        search = hyp_seed(seed)(search)
     start = time.perf_counter()
-    status, note = PASSED, ""
-    try:
-        search()
-    except _Fail:
-        pass
-    except HypothesisException as e:  # Unsatisfiable, FailedHealthCheck, Flaky, ...: no trustworthy result
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        status, note = ERROR, f"Hypothesis {type(e).__name__}: {first_line}"
-    seconds = time.perf_counter() - start
-    calls = port.clock.times[first_call:]
-    if timed_out:
-        return PropertyResult(prop, name_dialect, ERROR, math.inf, count[0], f"stopped: {timed_out[0]}",
-                              seconds=seconds, call_seconds=calls, stopped=str(timed_out[0]))
-    if na and not failures:
-        return PropertyResult(prop, name_dialect, NOT_APPLICABLE, note=na[0], seconds=seconds, call_seconds=calls)
-    if failures:
-        status = FAILED
-    elif status == PASSED and count[0] == 0:
-        status, note = ERROR, "no input could be tried"
-    max_error = max(errors + ([failures[-1].outcome.error] if failures else []))
-    if edges:
-        note = (note + "; " if note else "") + f"{count[1]} disagreement(s) only at region edges (not failures)"
-    result = PropertyResult(prop, name_dialect, status, max_error, count[0], note,
-                            failures[-1] if failures else None, edges, seconds, calls)
-    if prop.corpus_only and measure_scale and status != ERROR:
-        case = _adapt(prop.corpus(loss_kind)[0], port)
-        try:
-            result.measurements.append(measure("the port", port, case))
-            bundled = bundled_measurement(case, dialect)
-            if bundled is not None:
-                result.measurements.append(bundled)
-        except (Exception, SystemExit) as e:  # noqa: BLE001 - a measurement is information, never a failure
-            result.note = (result.note + "; " if result.note else "") + f"not measured: {type(e).__name__}: {e}"
+    search = _Search(prop, port, dialect)
+    error_note = search.run(loss_kind, max_examples, seed)
+    result = _result(search, name_dialect, error_note, time.perf_counter() - start, port.clock.times[first_call:])
+    if prop.corpus_only and measure_scale and result.status != ERROR:
+        _measure_scale(result, port, loss_kind, dialect)
     return result
 
 
 # ---------------------------------------------------------------- the whole catalogue
+
+def _jobs(large: bool, only: tuple[str, ...] | None, dialects: tuple[str, ...]) -> list[tuple[Property, str]]:
+    props = [p for p in CATALOGUE + ((LARGE,) if large else ()) if only is None or p.id in only]
+    return [(p, d) for p in props for d in (dialects if p.dialect_dependent else (dialects[0],))]
+
+
+def progress_line(result: PropertyResult, judged_in: str | None = None) -> str:
+    """A property's row as one line: its status, named for what it is (the other dialect's rows
+    inform the verdict; they do not fail)."""
+    times = result.call_seconds
+    per_call = f", {statistics.median(times) * 1e3:.3g} ms per call" if times else ""
+    return f"{status_text(result, judged_in)} ({result.examples} inputs, {result.seconds:.1f} s{per_call})"
+
+
+def status_text(result: PropertyResult, judged_in: str | None) -> str:
+    if result.dialect is not None and judged_in is not None and result.dialect != judged_in:
+        return {PASSED: "other dialect: agrees", FAILED: "other dialect: differs"}.get(
+            result.status, f"other dialect: {result.status}")
+    if result.status == FAILED and result.property.kind == ROBUSTNESS:
+        return "note"
+    return result.status
+
+
+def _judged_so_far(results: list[PropertyResult], forced: str | None) -> str | None:
+    """The dialect the rows are judged in, once 'value' has run in every dialect tried (None
+    before: no row is 'the other dialect' yet)."""
+    if forced is not None or sum(r.property.id == "value" for r in results) < len(DIALECTS):
+        return None
+    return decide([r.row() for r in results], forced).judged_in
+
 
 def run_catalogue(make_port: PortFactory, loss_kind: str, *, target: str = "port", dialect: str | None = None,
                   max_examples: int = 25, seed: int | None = None, only: tuple[str, ...] | None = None,
@@ -254,33 +326,30 @@ def run_catalogue(make_port: PortFactory, loss_kind: str, *, target: str = "port
     With ``dialect=None`` the dialect is detected: the dialect-dependent properties run in both
     dialects, and the port's dialect is the one whose reference it matches. ``timeout``: the
     longest a call may take, in seconds (``first_timeout`` for the run's first call, which may
-    compile); a call over it ends the run. Raises UsageError when the port is plainly the
-    other GHM loss."""
+    compile); a call over it ends the run. Raises UsageError only when the factory cannot be
+    called as asked (it rejects or requires mu)."""
     start = time.perf_counter()
     say = progress or (lambda _: None)
     port = probe(make_port, loss_kind, Clock(timeout, first_timeout))
-    props = [p for p in CATALOGUE + ((LARGE,) if large else ()) if only is None or p.id in only]
+    if port.hint:
+        say(f"[{target}] hint: {port.hint}")
     dialects = DIALECTS if dialect is None else (dialect,)
-    jobs = [(p, d) for p in props for d in (dialects if p.dialect_dependent else (dialects[0],))]
+    jobs = _jobs(large, only, dialects)
     results: list[PropertyResult] = []
     ended = ""
     for i, (prop, d) in enumerate(jobs, 1):
-        label = prop.id + (f"[{d}]" if prop.dialect_dependent else "")
         result = run_property(prop, port, loss_kind, d, max_examples=max_examples, seed=seed,
                               measure_scale=d == dialects[0])
         results.append(result)
         if result.stopped:
-            ended = f"the run stopped at '{label}': {result.stopped}"
-            say(f"[{target}] {i}/{len(jobs)} {label}: stopped ({result.stopped})")
+            ended = f"the run stopped at '{result.name}': {result.stopped}"
+            say(f"[{target}] {i}/{len(jobs)} {result.name}: stopped ({result.stopped})")
             break
-        times = result.call_seconds
-        per_call = f", {statistics.median(times) * 1e3:.3g} ms per call" if times else ""
-        say(f"[{target}] {i}/{len(jobs)} {label}: {result.status} ({result.examples} inputs, "
-            f"{result.seconds:.1f} s{per_call})")
-    rows = [Row(r.property.id, r.dialect, r.status) for r in results]
-    verdict = decide(rows, dialect)
+        say(f"[{target}] {i}/{len(jobs)} {result.name}: {progress_line(result, _judged_so_far(results, dialect))}")
+    verdict = decide([r.row() for r in results], dialect)
     return Report(target, loss_kind, verdict, results, port, time.perf_counter() - start, ended)
 
 
 __all__ = ["ERROR", "FAILED", "NOT_APPLICABLE", "PASSED", "Counterexample", "PropertyResult", "Report", "Run",
-           "UsageError", "counted", "probe", "run_catalogue", "run_property"]
+           "UsageError", "adapt", "counted", "probe", "progress_line", "run_catalogue", "run_property",
+           "status_text"]

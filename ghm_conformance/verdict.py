@@ -1,7 +1,14 @@
 """The verdict from the property rows: which dialect the port's values follow (its semantics) and,
-apart from that, which properties it fails (its faults). A pure function, tested by a table.
+apart from that, its conformance failures (faults) and robustness notes. A pure function, tested
+by a table.
 
+    conforms: mmdet; notes: reads masked values (NaN there propagates)
     dialect: mmdet; fails: all_masked
+
+A *conformance* property judges the math on the domain spec.md defines for a port; failing one
+is a fault (exit status 1). A *robustness* property judges behaviour outside that domain that
+this project's losses promise but a port may legitimately lack (reading NaN held by masked
+entries); failing one is a note (exit status 0, 1 with ``--strict``). spec.md section 9.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from dataclasses import dataclass, field
 from ghm_args import DIALECTS
 
 PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not applicable", "error"
+CONFORMANCE, ROBUSTNESS = "conformance", "robustness"
 # The rows that say which semantics a port follows (the others are properties of any port).
 SEMANTIC_MOMENTUM = ("ema", "ema_empty")
 
@@ -20,6 +28,8 @@ class Row:
     property: str
     dialect: str | None  # the dialect the row was judged in; None for dialect-free properties
     status: str
+    kind: str = CONFORMANCE
+    note: str = ""  # for a failed robustness row: what the port does, in a user's words
 
 
 @dataclass
@@ -28,17 +38,35 @@ class Verdict:
     label: str  # the dialect with its momentum qualifier, e.g. "mmdet (without momentum only)"
     reason: str
     judged_in: str  # the dialect whose rows count (the closest one when none matches)
-    faults: list[str] = field(default_factory=list)  # counted rows that failed or errored
-    passed: bool = False
+    faults: list[str] = field(default_factory=list)  # counted conformance rows that failed or errored
+    notes: list[str] = field(default_factory=list)  # counted robustness rows that failed, in words
+    passed: bool = False  # a dialect matches and no fault: the port conforms
+
+    def conforms(self, strict: bool = False) -> bool:
+        """What the exit status follows: no fault (and, with ``strict``, no note either)."""
+        return self.passed and not (strict and self.notes)
 
     @property
     def summary(self) -> str:
-        return f"dialect: {self.label}" + (f"; fails: {', '.join(self.faults)}" if self.faults else "")
+        head = f"conforms: {self.label}" if self.passed else f"dialect: {self.label}"
+        fails = f"; fails: {', '.join(self.faults)}" if self.faults else ""
+        notes = f"; notes: {'; '.join(self.notes)}" if self.notes else ""
+        return head + fails + notes
 
 
 def counted(rows: list[Row], judged_in: str) -> list[Row]:
     """The rows that count towards the verdict (the other dialect's rows only inform)."""
     return [r for r in rows if r.dialect in (None, judged_in)]
+
+
+def _label(status: dict, dialect: str) -> tuple[str, str]:
+    momentum = [status.get((p, dialect)) for p in SEMANTIC_MOMENTUM]
+    if FAILED in momentum or ERROR in momentum:
+        return f"{dialect} (without momentum only)", f"'value[{dialect}]' passes but an EMA property fails"
+    if status.get(("ema", dialect)) == NOT_APPLICABLE:
+        return f"{dialect} (momentum not supported by the port)", \
+            f"'value[{dialect}]' passes; the EMA properties are not applicable"
+    return dialect, f"'value[{dialect}]' and the EMA properties pass"
 
 
 def decide(rows: list[Row], forced: str | None = None) -> Verdict:
@@ -53,18 +81,13 @@ def decide(rows: list[Row], forced: str | None = None) -> Verdict:
     if len(matches) > 1:  # 'value' could not tell them apart: let the other reference rows decide
         matches.sort(key=passes, reverse=True)
     if matches:
-        judged_in, dialect = matches[0], matches[0]
-        momentum = [status.get((p, judged_in)) for p in SEMANTIC_MOMENTUM]
-        if FAILED in momentum or ERROR in momentum:
-            label, reason = f"{dialect} (without momentum only)", f"'value[{dialect}]' passes but an EMA property fails"
-        elif status.get(("ema", judged_in)) == NOT_APPLICABLE:
-            label, reason = f"{dialect} (momentum not supported by the port)", \
-                f"'value[{dialect}]' passes; the EMA properties are not applicable"
-        else:
-            label, reason = dialect, f"'value[{dialect}]' and the EMA properties pass"
+        judged_in = dialect = matches[0]
+        label, reason = _label(status, dialect)
     else:
         judged_in = max(candidates, key=passes)  # report its failures: the most useful comparison
         dialect = label = "neither"
         reason = f"'value' fails against the {' and the '.join(candidates)} reference; rows judged against {judged_in!r}"
-    faults = [r.property for r in counted(rows, judged_in) if r.status in (FAILED, ERROR)]
-    return Verdict(dialect, label, reason, judged_in, faults, passed=bool(matches) and not faults)
+    rows_in = counted(rows, judged_in)
+    faults = [r.property for r in rows_in if r.status == ERROR or (r.status == FAILED and r.kind == CONFORMANCE)]
+    notes = [r.note or r.property for r in rows_in if r.status == FAILED and r.kind == ROBUSTNESS]
+    return Verdict(dialect, label, reason, judged_in, faults, notes, passed=bool(matches) and not faults)

@@ -1,7 +1,8 @@
-"""Proving the conformance kit: it judges every port of the zoo right (correct ports of both
-dialects written in other ways and shapes pass with their dialect; each faulty port fails the
-property that judges its fault), its counterexamples replay the failure, edge-only
-disagreements stay apart, and its CLI reports, exits and survives misbehaving ports."""
+"""Proving the conformance kit: it judges every port of the zoo right (the official code and the
+correct ports written like it conform, with their dialect and the note they deserve; each faulty
+port fails the property that judges its fault), its counterexamples replay the failure and exit
+1 while it fails, edge-only disagreements stay apart, and its CLI and pytest entry point report,
+exit and survive misbehaving ports."""
 
 import json
 import os
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from ghm_conformance import FAILED, PASSED, run_catalogue, run_property
+from ghm_conformance import FAILED, PASSED, assert_conforms, run_catalogue, run_property
 from ghm_conformance import cases as cs
 from ghm_conformance.cases import Call, Case, as_class_index_case
 from ghm_conformance.cli import main
@@ -24,7 +25,7 @@ from ghm_conformance.repro import replay, snippet
 from reference import equations as eq
 
 from conftest import examples
-from zoo import BY_NAME, ZOO, make_zoo_port
+from zoo import BY_NAME, ZOO, LiteralASL1, MasksFirst, port
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -42,14 +43,16 @@ def _needs(module):
 def test_zoo_port_gets_the_right_verdict_and_failure(zoo_port):
     _needs(zoo_port.needs)
     report = run_catalogue(zoo_port.factory(), zoo_port.loss_kind, max_examples=examples())
-    faults = report.verdict.faults
+    v = report.verdict
     if zoo_port.verdict is not None:
-        assert report.verdict.label == zoo_port.verdict, f"{zoo_port.name}: {report.verdict.summary}"
+        assert v.label == zoo_port.verdict, f"{zoo_port.name}: {v.summary}"
     if zoo_port.fails is None:
-        assert report.passed and not faults, f"{zoo_port.name} is correct, yet: {report.verdict.summary}"
+        assert report.passed and not v.faults, f"{zoo_port.name} is correct, yet: {v.summary}"
+        assert v.notes == ([zoo_port.note] if zoo_port.note else []), f"{zoo_port.name}: {v.summary}"
+        assert report.conforms(strict=True) == (zoo_port.note is None), "--strict fails exactly the notes"
         return
     assert not report.passed
-    assert zoo_port.fails in faults, f"{zoo_port.name} should fail {zoo_port.fails!r}: {report.verdict.summary}"
+    assert zoo_port.fails in v.faults, f"{zoo_port.name} should fail {zoo_port.fails!r}: {v.summary}"
     (row,) = [r for r in report.counted_rows() if r.property.id == zoo_port.fails]
     assert row.counterexample.outcome.message
 
@@ -69,13 +72,28 @@ def test_a_nan_on_the_empty_call_is_all_masked_s_finding_not_a_dialect_change():
     report = run_catalogue(BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port, "c",
                            max_examples=examples())
     assert report.verdict.label == "mmdet" and report.verdict.faults == ["all_masked"]
-    assert report.verdict.summary == "dialect: mmdet; fails: all_masked"
+    assert report.verdict.summary.startswith("dialect: mmdet; fails: all_masked; notes: ")
+
+
+def test_every_masking_fault_is_caught_with_finite_values_in_the_masked_entries():
+    # The finite 'masked' property alone (no NaN anywhere) must name every masking bug; a port
+    # that only reads NaN from masked entries is a note of 'masked_unread', never a 'masked' fault.
+    for name in ("masked_weighted", "masked_in_histogram", "mask taken from each row's first column",
+                 "masked entries counted in the loss's N", "gradient leaks into masked entries"):
+        result = run_property(BY_ID["masked"], Port(BY_NAME[name].make_port), "c", "mmdet", max_examples=examples())
+        assert result.status == FAILED, name
+        for run in result.counterexample.outcome.runs:
+            for call in run.calls:
+                assert np.isfinite(call.pred).all() and np.isfinite(call.target).all(), f"{name}: NaN was needed"
+    result = run_property(BY_ID["masked"], Port(BY_NAME["official style in NumPy"].make_port), "c", "mmdet",
+                          max_examples=examples())
+    assert result.status == PASSED, result.counterexample.outcome.message if result.counterexample else result.note
 
 
 # ---------------------------------------------------------------- counterexamples that replay
 
 def _position_dependent(*, bins, momentum, **hyper):
-    step = make_zoo_port("c", "mmdet")(bins=bins, momentum=momentum, **hyper)
+    step = port(MasksFirst)(bins=bins, momentum=momentum, **hyper)
 
     def run(pred, target, lw):  # drops the last entry from the histogram: order matters
         w = lw.copy()
@@ -86,7 +104,7 @@ def _position_dependent(*, bins, momentum, **hyper):
 
 
 def _normalised_twice(*, bins, momentum, **hyper):
-    step = make_zoo_port("c", "mmdet")(bins=bins, momentum=momentum, **hyper)
+    step = port(MasksFirst)(bins=bins, momentum=momentum, **hyper)
 
     def run(pred, target, lw):
         loss, grad = step(pred, target, lw)
@@ -97,7 +115,7 @@ def _normalised_twice(*, bins, momentum, **hyper):
 
 
 def _off_by_one_counts(*, bins, momentum, **hyper):
-    step = make_zoo_port("c", "mmdet")(bins=bins, momentum=momentum, **hyper)
+    step = port(MasksFirst)(bins=bins, momentum=momentum, **hyper)
 
     def run(pred, target, lw):
         loss, grad = step(pred, target, lw)
@@ -107,7 +125,7 @@ def _off_by_one_counts(*, bins, momentum, **hyper):
 
 
 def _one_region_zero(*, bins, momentum, **hyper):
-    step = make_zoo_port("c", "mmdet")(bins=bins, momentum=momentum, **hyper)
+    step = port(MasksFirst)(bins=bins, momentum=momentum, **hyper)
     return lambda pred, target, lw: (0.0, np.zeros_like(pred)) if bins == 1 else step(pred, target, lw)
 
 
@@ -121,10 +139,11 @@ FAILING_FOR = {  # property -> a port that fails it
     "one_region": _one_region_zero,
     "permutation": _position_dependent,
     "duplication": _normalised_twice,
-    "masked": BY_NAME["masked NaN reaches the sum (0 * NaN)"].make_port,
+    "masked": BY_NAME["masked_in_histogram"].make_port,
     "weight_mask": BY_NAME["weight_multiplied"].make_port,
     "all_masked": BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port,
     "finite_diff": BY_NAME["grad_unweighted"].make_port,
+    "masked_unread": BY_NAME["official style in NumPy"].make_port,
 }
 
 
@@ -133,7 +152,7 @@ def test_every_property_has_a_failing_port_for_its_repro_test():
 
 
 @pytest.mark.parametrize("property_id", list(FAILING_FOR))
-def test_the_repro_replays_the_failure(property_id, tmp_path):
+def test_the_repro_replays_the_failure_and_exits_1(property_id, tmp_path):
     prop = BY_ID[property_id]
     dialect = "paper" if property_id == "ema_empty" else "mmdet"
     result = run_property(prop, Port(FAILING_FOR[property_id]), "c", dialect, max_examples=examples())
@@ -144,13 +163,19 @@ def test_the_repro_replays_the_failure(property_id, tmp_path):
     code = snippet(property_id, dialect, ce.case, "from failing_port import make_port")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env=dict(ENV, PYTHONPATH=os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])))
-    assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
+    assert proc.returncode == 1, f"a repro that prints FAILED must exit 1: {proc.returncode}\n{out[-2000:]}"
     assert "FAILED: " + ce.outcome.message.split(":")[0] in out, out[-3000:]
-    if ce.outcome.expected and "raised" not in ce.outcome.message:
-        assert "MISMATCH" in out or property_id == "finite_diff", out[-3000:]
+    assert "MISMATCH" in out, out[-3000:]
     # every call the port received is shown (the transformed input, not the drawn one)
     assert out.count("call ") >= sum(len(run.calls) for run in ce.outcome.runs)
+
+
+def test_the_repro_of_a_passing_case_exits_0(tmp_path):
+    case = Case("c", 2, 0.0, None, [Call(*(np.array([[v]], np.float32) for v in (1.0, 0.0, 1.0)))])
+    code = snippet("value", "mmdet", case, "from zoo import masks_first as make_port")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=ENV)
+    assert proc.returncode == 0 and "passed" in proc.stdout, proc.stdout + proc.stderr[-2000:]
 
 
 def test_the_report_shows_the_calls_as_the_port_received_them():
@@ -160,29 +185,31 @@ def test_the_report_shows_the_calls_as_the_port_received_them():
     assert not np.any(run.calls[0].label_weight), "the all-masked call is shown with its zero label weights"
 
 
-def test_a_port_that_raises_is_shown_with_every_call_up_to_the_one_that_raised():
-    port = make_zoo_port("c", "mmdet", "crashes_on_masked_nan")
-    report = run_catalogue(port, "c", dialect="mmdet", max_examples=examples(), only=("masked",))
-    ce = report.results[0].counterexample
+def test_a_port_that_raises_on_masked_nan_is_a_note_shown_up_to_the_call_that_raised():
+    make_port = BY_NAME["crashes on a masked NaN (gathers by its index)"].make_port
+    report = run_catalogue(make_port, "c", dialect="mmdet", max_examples=examples(), only=("masked", "masked_unread"))
+    assert not report.verdict.faults, report.verdict.summary
+    assert report.verdict.notes == ["reads masked values (raises IndexError on NaN/Inf there)"]
+    ce = report.results[1].counterexample
     assert "IndexError" in ce.outcome.message
-    assert ce.outcome.runs, "the runs the port took part in are kept when it raises"
     last = ce.outcome.runs[-1]
     assert last.raised and "IndexError" in last.raised and len(last.outputs) == len(last.calls) - 1
     assert np.isnan(last.calls[-1].pred[last.calls[-1].label_weight == 0]).any(), \
         "the call that raised is shown with the masked NaN it received"
-    text = to_markdown(to_json([report], {report.target: "from zoo import crashes"}, 1, []))
-    assert "port raised IndexError" in text and "nan" in text, text
+    text = to_markdown(to_json([report], {report.target: "from zoo import crashes"}, 0, []))
+    assert "port raised IndexError" in text and "### masked_unread note" in text, text
     out = []
-    replay("masked", port, ce.case, dialect="mmdet", out=out.append)
+    replayed = replay("masked_unread", make_port, ce.case, dialect="mmdet", out=out.append)
     shown = "\n".join(out)
     assert "port raised IndexError" in shown and "MISMATCH" in shown and "FAILED" in shown, shown
+    assert replayed.exit_status == 1
 
 
 def test_class_index_adaptation_keeps_the_g_each_entry_was_drawn_with():
     # Shrunk from a failing run: a soft target 0.35 at p = 0.1 (g = 0.25, clear of the edges) made
     # background (t = 0) gave g = 0.1 to within float32 rounding, an edge, in the EMA property
     # (which has no edge excuse): the class-index port "failed" ema for the kit's own rounding.
-    f32 = lambda v: np.array([[v]], np.float32)
+    f32 = lambda v: np.array([[v]], np.float32)  # noqa: E731
     calls = [Call(f32(-4.184591293334961), f32(0.0), f32(1.0)), Call(f32(np.log(0.1 / 0.9)), f32(0.35), f32(1.0))]
     case = Case("c", 10, 0.5, None, calls)
     adapted = as_class_index_case(case)
@@ -191,9 +218,43 @@ def test_class_index_adaptation_keeps_the_g_each_entry_was_drawn_with():
         g_after = cs.gradient_norm("c", after.pred, after.target, None)[:, 0]
         np.testing.assert_allclose(g_after, g_before, atol=1e-6, err_msg="the adapted entry has another g")
         assert not cs.near_edge(g_after, case.bins).any()
-    port = BY_NAME["class indices (N,) with C = background"].factory()
-    outcome = BY_ID["ema"].check(adapted, Port(port, class_index=True), "mmdet")
+    make_port = BY_NAME["class indices (N,) with C = background"].factory()
+    outcome = BY_ID["ema"].check(adapted, Port(make_port, class_index=True), "mmdet")
     assert outcome.passed, outcome.message
+
+
+# ---------------------------------------------------------------- checks that can fail
+
+def test_finite_differences_fail_a_nan_gradient():
+    # NaN > tolerance is False: a NaN gradient (or loss) once scored 0 error and passed
+    from kit_ports import nan_gradient
+
+    result = run_property(BY_ID["finite_diff"], Port(nan_gradient), "c", "mmdet", max_examples=examples())
+    assert result.status == FAILED and "nan" in result.counterexample.outcome.message.lower()
+
+
+def test_a_faulty_ghm_c_port_that_looks_like_ghm_r_is_judged_not_refused(tmp_path):
+    proc = _run_cli("kit_ports:ghm_c_that_looks_like_ghm_r", "--max-examples", "3", timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "did you mean --loss r?" in proc.stdout and "fails: value" in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_float32_counts_accumulated_one_by_one_fail_large_and_correct_counts_pass():
+    # spec.md 10: a float32 counter stalls at 2^24; --large's one call of 2^24 + 2^22 + 3 entries shows it
+    stalls = run_catalogue(BY_NAME["float32 counts accumulated one by one (wrong only past 2^24)"].make_port, "c",
+                           dialect="mmdet", max_examples=1, only=("large",), large=True, timeout=600)
+    assert stalls.verdict.faults == ["large"], stalls.verdict.summary
+    exact = run_catalogue(BY_NAME["masks before the loss (no note)"].make_port, "c", dialect="mmdet", max_examples=1,
+                          only=("large",), large=True, timeout=600)
+    assert not exact.verdict.faults and exact.results[0].status == PASSED, exact.verdict.summary
+
+
+@pytest.mark.slow
+def test_cli_large_checks_the_bundled_loss_past_two_to_the_24():
+    proc = _run_cli("--loss", "c", "--dialect", "mmdet", "--large", "--max-examples", "2", "--quiet", timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.stdout.count("| large: ") == 2 and "Cost at 20,971,523 entries (large)" in proc.stdout
 
 
 # ---------------------------------------------------------------- edges
@@ -250,7 +311,7 @@ def test_float32_rounding_of_the_official_literal_asl1_is_not_a_failure():
     d = np.float32(148e-5)
     pred = np.array([[d, -d]], np.float32)
     case = Case("r", 1, 0.0, 0.5, [Call(pred, np.zeros_like(pred), np.ones_like(pred))])
-    literal = make_zoo_port("r", "mmdet", "literal_asl1")
+    literal = port(LiteralASL1)
     assert check_reference_value(case, Port(literal), "mmdet").passed
     x = pred.astype(np.float64)
     exact = float(np.mean(np.sqrt(x * x + 0.25) - 0.5))
@@ -283,7 +344,7 @@ def test_float32_cancellation_of_p_minus_t_in_the_gradient_is_not_a_failure():
 
 def test_gradient_failure_names_the_entry_that_breaks_the_tolerance():
     from ghm_conformance.expected import Expected
-    from ghm_conformance.properties import Run, judge
+    from ghm_conformance.outcome import Run, judge
     from ghm_conformance.protocol import StepOutput
 
     # entry 0 has the larger absolute difference but is within 2e-4 relative; entry 1 is 1% off
@@ -297,7 +358,7 @@ def test_gradient_failure_names_the_entry_that_breaks_the_tolerance():
 def test_a_property_that_cannot_draw_an_input_is_an_error_not_a_pass():
     prop = Property("never", "draws nothing", lambda k: st.integers().filter(lambda v: False),
                     check_reference_value)
-    result = run_property(prop, Port(make_zoo_port("c", "mmdet")), "c", "mmdet", max_examples=5)
+    result = run_property(prop, Port(port(MasksFirst)), "c", "mmdet", max_examples=5)
     assert result.status == "error" and ("Unsatisfiable" in result.note or "FailedHealthCheck" in result.note)
 
 
@@ -307,6 +368,45 @@ def test_a_port_that_exits_fails_in_process():
     report = run_catalogue(exits, "c", dialect="mmdet", max_examples=3, only=("value",))
     assert not report.passed
     assert "sys.exit" in report.results[0].counterexample.outcome.message
+
+
+# ---------------------------------------------------------------- the pytest entry point (assert_conforms)
+
+def test_assert_conforms_passes_with_notes_and_fails_with_the_verdict_and_a_repro():
+    official = BY_NAME["official style in NumPy"].make_port
+    report = assert_conforms(official, loss="c", max_examples=3)
+    assert report.verdict.notes, "passes, with its note, where the CLI exits 0"
+    with pytest.raises(AssertionError, match="masked_unread failed"):
+        assert_conforms(official, loss="c", max_examples=3, strict=True)
+    with pytest.raises(AssertionError) as failure:
+        assert_conforms(BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port, loss="c", max_examples=3,
+                        import_line="from zoo import unguarded_n as make_port")
+    message = str(failure.value)
+    assert "does not conform: dialect: mmdet; fails: all_masked" in message
+    assert "raise SystemExit(replay('all_masked', make_port, case" in message and "from zoo import" in message
+
+
+def _readme_example() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("# test_ghm_conformance.py")
+    return readme[start:readme.index("```", start)]
+
+
+@pytest.mark.parametrize("which, passes", [("official style in NumPy", True), ("unguarded_n (NaN when every entry "
+                                                                               "is masked)", False)])
+def test_the_readme_pytest_example_runs_in_a_port_authors_repository(which, passes, tmp_path):
+    # The README's example, copied as a port author would, with their port in my_ghm.py
+    name = {True: "official_style", False: "unguarded_n"}[passes]
+    (tmp_path / "my_ghm.py").write_text(f"from zoo import {name} as GHMPort\n")
+    (tmp_path / "test_ghm_conformance.py").write_text(_readme_example())
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ghm_conformance.py"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env=dict(ENV, PYTHONPATH=os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])))
+    if passes:
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    else:
+        assert proc.returncode == 1, proc.stdout[-3000:]
+        assert "fails: all_masked" in proc.stdout and "replay('all_masked'" in proc.stdout, proc.stdout[-3000:]
 
 
 # ---------------------------------------------------------------- the CLI
@@ -320,7 +420,7 @@ def test_cli_passing_port_exits_0_and_writes_matching_reports(tmp_path):
     md, js = tmp_path / "r.md", tmp_path / "r.json"
     proc = _run_cli("zoo:paper_port", "--max-examples", "5", "--report", str(md), "--json", str(js))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Verdict: **dialect: paper**" in proc.stdout
+    assert "Verdict: **conforms: paper**" in proc.stdout
     assert md.read_text().strip() == proc.stdout.strip(), "--report holds what was printed"
     doc = json.loads(js.read_text())
     (t,) = doc["targets"]
@@ -333,6 +433,25 @@ def test_cli_passing_port_exits_0_and_writes_matching_reports(tmp_path):
         assert f"| {p['property']}: {p['title']} |" in proc.stdout
 
 
+def test_a_passing_report_reads_right():
+    # The other dialect's rows inform the verdict: they are never "failed", in the table or in the
+    # progress lines; numbers are formatted (no 0.0000000000000000000000000043782554, no None).
+    proc = _run_cli("zoo:paper_port", "--max-examples", "3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for text in (proc.stdout, proc.stderr):
+        assert "failed" not in text.lower() and "FAIL" not in text, text[-3000:]
+        assert "None" not in text and "0.00000000" not in text
+    assert "other dialect: differs" in proc.stdout and "other dialect: differs" in proc.stderr
+
+
+def test_cli_official_style_conforms_with_a_note_and_strict_makes_it_fail():
+    proc = _run_cli("zoo:official_style", "--max-examples", "3", "--quiet")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "conforms: mmdet; notes: reads masked values (NaN/Inf there propagates)" in proc.stdout
+    strict = _run_cli("zoo:official_style", "--max-examples", "3", "--quiet", "--strict")
+    assert strict.returncode == 1 and "--strict: notes count" in strict.stdout
+
+
 def test_cli_failing_port_exits_1_with_a_repro_that_replays_it(tmp_path):
     js = tmp_path / "r.json"
     proc = _run_cli("zoo:edge_closed", "--max-examples", "5", "--json", str(js))
@@ -343,7 +462,7 @@ def test_cli_failing_port_exits_1_with_a_repro_that_replays_it(tmp_path):
     (value,) = [p for p in doc["targets"][0]["properties"] if p["property"] == "value" and p["counts"]]
     repro = subprocess.run([sys.executable, "-c", value["counterexample"]["repro"]], capture_output=True, text=True,
                            cwd=ROOT, env=ENV, timeout=120)
-    assert repro.returncode == 0, repro.stderr
+    assert repro.returncode == 1, repro.stderr
     assert "MISMATCH" in repro.stdout and "FAILED:" in repro.stdout, repro.stdout
 
 
@@ -357,8 +476,6 @@ def test_cli_failing_port_exits_1_with_a_repro_that_replays_it(tmp_path):
     (["zoo:paper_port", "--report", "/nonexistent-dir/r.md"], "cannot write the report"),
     (["zoo:paper_port", "--json", "/nonexistent-dir/r.json"], "cannot write the report"),
     (["kit_ports.exits_at_import:make_port"], "sys.exit"),
-    (["kit_ports:ghm_r_port"], "--loss r"),
-    (["kit_ports:ghm_r_with_default_mu"], "--loss r"),
     (["kit_ports:ghm_c_rejecting_mu", "--loss", "r"], "--loss c"),
 ])
 def test_cli_usage_errors_exit_2_without_traceback_and_before_running(args, message):
@@ -366,6 +483,11 @@ def test_cli_usage_errors_exit_2_without_traceback_and_before_running(args, mess
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "] 1/" not in proc.stderr, "a usage error must be found before the properties run"
+
+
+def test_cli_a_ghm_r_port_checked_as_ghm_c_is_judged_with_a_hint():
+    proc = _run_cli("kit_ports:ghm_r_with_default_mu", "--max-examples", "3", timeout=300)
+    assert proc.returncode == 1 and "did you mean --loss r?" in proc.stdout, proc.stdout[-3000:]
 
 
 def test_cli_a_port_that_exits_is_a_failure_not_a_success():
@@ -393,7 +515,7 @@ def test_cli_json_to_stdout_and_port_output_kept_apart():
 
 
 def test_cli_imports_from_the_current_directory(tmp_path):
-    (tmp_path / "my_port.py").write_text("from zoo import make_zoo_port\nmake_port = make_zoo_port('c', 'paper')\n")
+    (tmp_path / "my_port.py").write_text("from zoo import MasksFirst, port\nmake_port = port(MasksFirst, dialect='paper')\n")
     proc = subprocess.run([sys.executable, "-m", "ghm_conformance", "my_port:make_port", "--max-examples", "3",
                            "--quiet"], capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -404,7 +526,8 @@ def test_cli_declared_port_shapes(tmp_path):
                  "--json", str(tmp_path / "a.json")]) == 0
     doc = json.loads((tmp_path / "a.json").read_text())
     rows = {p["property"]: p["status"] for p in doc["targets"][0]["properties"]}
-    assert rows["masked"] == rows["all_masked"] == "not applicable" and rows["value"] == PASSED
+    assert rows["masked"] == rows["all_masked"] == rows["masked_unread"] == "not applicable"
+    assert rows["value"] == PASSED
 
 
 def test_cli_in_process_ghm_r_port():
@@ -420,4 +543,5 @@ def test_cli_default_target_checks_the_bundled_losses(tmp_path):
     expected = {f"{m}.{c}(dialect={d!r})" for m in ("impl_torch", "impl_tf") for c in ("GHMCLoss", "GHMRLoss")
                 for d in ("paper", "mmdet")}
     assert names == expected and all(t["passed"] for t in doc["targets"])
+    assert all(not t["verdict"]["notes"] for t in doc["targets"]), "the bundled losses never read masked values"
     assert {t["verdict"]["dialect"] for t in doc["targets"]} == {"paper", "mmdet"}

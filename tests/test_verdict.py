@@ -2,7 +2,7 @@
 
 import pytest
 
-from ghm_conformance.verdict import ERROR, FAILED, NOT_APPLICABLE as NA, PASSED, Row, decide
+from ghm_conformance.verdict import ERROR, FAILED, NOT_APPLICABLE as NA, PASSED, ROBUSTNESS, Row, decide
 
 P, M = "paper", "mmdet"
 
@@ -38,6 +38,11 @@ TABLE = [  # (rows, forced dialect, label, faults, passed)
     ([Row("value", M, PASSED), Row("ema", M, PASSED), Row("ema_empty", M, PASSED), Row("scale", M, ERROR)],
      M, "mmdet", ["scale"], False),
     ([Row("value", P, FAILED), Row("ema", P, PASSED)], P, "neither", ["value"], False),
+    # a failed robustness row is a note, not a fault; an errored one is still a fault
+    (rows(value=(FAILED, PASSED), ema=(FAILED, PASSED), ema_empty=(FAILED, PASSED))
+     + [Row("masked_unread", None, FAILED, ROBUSTNESS, "reads masked values")], None, "mmdet", [], True),
+    (rows(value=(FAILED, PASSED), ema=(FAILED, PASSED), ema_empty=(FAILED, PASSED))
+     + [Row("masked_unread", None, ERROR, ROBUSTNESS)], None, "mmdet", ["masked_unread"], False),
 ]
 
 
@@ -50,3 +55,13 @@ def test_verdict_table(table_rows, forced, label, faults, passed):
 def test_summary_names_dialect_and_faults_apart():
     v = decide(rows(value=(FAILED, PASSED), ema=(FAILED, PASSED), ema_empty=(FAILED, PASSED), all_masked=FAILED))
     assert v.summary == "dialect: mmdet; fails: all_masked"
+
+
+def test_summary_of_a_conforming_port_with_a_note_and_strict():
+    note = Row("masked_unread", None, FAILED, ROBUSTNESS, "reads masked values (NaN/Inf there propagates)")
+    v = decide(rows(value=(FAILED, PASSED), ema=(FAILED, PASSED), ema_empty=(FAILED, PASSED)) + [note])
+    assert v.summary == "conforms: mmdet; notes: reads masked values (NaN/Inf there propagates)"
+    assert v.conforms() and not v.conforms(strict=True)
+    failing = decide(rows(value=(FAILED, PASSED), ema=(FAILED, PASSED), ema_empty=(FAILED, PASSED),
+                          all_masked=FAILED) + [note])
+    assert failing.summary == "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)"

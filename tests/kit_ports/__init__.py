@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 
-from zoo import make_zoo_port
+from zoo import BinaryTargets, MasksFirst, port
 
-_good = make_zoo_port("c", "mmdet")
+_good = port(MasksFirst)
 
 
 def exits(*, bins, momentum, **hyper):
@@ -51,7 +51,7 @@ def interrupts(*, bins, momentum, **hyper):
     return run
 
 
-ghm_r_port = make_zoo_port("r", "mmdet")
+ghm_r_port = port(MasksFirst, loss="r")
 
 
 def ghm_r_with_default_mu(*, bins, momentum, mu=0.02, **hyper):
@@ -62,5 +62,32 @@ def ghm_c_rejecting_mu(*, bins, momentum):
     return _good(bins=bins, momentum=momentum)
 
 
+def ghm_c_that_looks_like_ghm_r(*, bins, momentum, **hyper):
+    """A faulty GHM-C port (soft targets read as 0/1) whose probe value happens to lie nearer the
+    GHM-R reference: it must be judged (and fail), never refused as a usage error."""
+    step = port(BinaryTargets)(bins=bins, momentum=momentum, **hyper)
+    probe = np.array([[0.5, -1.0, 2.0, 0.1]], np.float32)
+
+    def run(pred, target, label_weight):
+        loss, grad = step(pred, target, label_weight)
+        if pred.shape == probe.shape and np.array_equal(pred, probe):
+            import reference
+            return reference.ghm_r(pred, target, bins=bins).loss, grad
+        return loss, grad
+
+    return run
+
+
+def nan_gradient(*, bins, momentum, **hyper):
+    """Right losses, a NaN gradient: finite_diff must fail it (NaN > tolerance is False)."""
+    step = _good(bins=bins, momentum=momentum, **hyper)
+
+    def run(pred, target, label_weight):
+        loss, grad = step(pred, target, label_weight)
+        return loss, np.full_like(grad, np.nan)
+
+    return run
+
+
 __all__ = ["exits", "slow", "chatty", "interrupts", "ghm_r_port", "ghm_r_with_default_mu", "ghm_c_rejecting_mu",
-           "np"]
+           "ghm_c_that_looks_like_ghm_r", "nan_gradient", "np"]
