@@ -109,36 +109,62 @@ def _entry_for_g(loss_kind: str, g: float, t: float, sign: float, mu: float | No
     return np.float32(t + sign * mu * g / np.sqrt(1.0 - g * g)), np.float32(t)
 
 
-def _target(draw, loss_kind: str, soft: bool) -> float:
+# Each family of entries is written once, against a source of choices: Hypothesis's draws (entry by
+# entry, shrinkable) or a NumPy generator (batches of thousands drawn from a seed).
+
+class HypothesisChoices:
+    def __init__(self, draw):
+        self.draw = draw
+
+    def integer(self, lo: int, hi: int, label: str) -> int:
+        return self.draw(st.integers(lo, hi), label=label)
+
+    def uniform(self, lo: float, hi: float, label: str) -> float:
+        return self.draw(st.floats(lo, hi), label=label)  # rounded to float32 by the entry it makes
+
+    def choice(self, options, label: str):
+        return self.draw(st.sampled_from(options), label=label)
+
+
+class SeededChoices:
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def integer(self, lo: int, hi: int, label: str) -> int:
+        return int(self.rng.integers(lo, hi + 1))
+
+    def uniform(self, lo: float, hi: float, label: str) -> float:
+        return float(self.rng.uniform(lo, hi))
+
+    def choice(self, options, label: str):
+        return options[int(self.rng.integers(len(options)))]
+
+
+def _target(src, loss_kind: str, soft: bool) -> float:
     if loss_kind == "r":
-        return draw(st.integers(-8, 8), label="target*4") / 4.0
+        return src.integer(-8, 8, "target*4") / 4.0
     if soft:
-        return draw(st.integers(0, 20), label="soft target*20") / 20.0
-    return float(draw(st.sampled_from([0.0, 1.0]), label="binary target"))
+        return src.integer(0, 20, "soft target*20") / 20.0
+    return float(src.choice([0.0, 1.0], "binary target"))
 
 
-@st.composite
-def clear_entry(draw, loss_kind: str, bins: int, mu: float | None, *, soft: bool = False, region=None):
-    """g at least 0.15 of a region from either edge (in region ``region`` if given)."""
-    j = draw(st.integers(0, bins - 1), label="region") if region is None else region
-    g = (j + draw(st.integers(15, 85), label="offset%") / 100.0) / bins
-    t = _target(draw, loss_kind, soft)
-    sign = draw(st.sampled_from([1.0, -1.0]), label="sign")
-    return _entry_for_g(loss_kind, g, t, sign, mu)
+def clear_pair(src, loss_kind: str, bins: int, mu: float | None, soft: bool, regions=None):
+    """g at least 0.15 of a region from either edge (in one of ``regions`` if given)."""
+    j = src.choice(list(regions), "region") if regions is not None else src.integer(0, bins - 1, "region")
+    g = (j + src.integer(15, 85, "offset%") / 100.0) / bins
+    t = _target(src, loss_kind, soft)
+    return _entry_for_g(loss_kind, g, t, src.choice([1.0, -1.0], "sign"), mu)
 
 
-@st.composite
-def near_edge_entry(draw, loss_kind: str, bins: int, mu: float | None, *, soft: bool = False):
+def near_edge_pair(src, loss_kind: str, bins: int, mu: float | None, soft: bool):
     """g within NEAR_EDGE of an interior edge, on either side (clear of float32 rounding)."""
     if bins < 2:
-        return draw(clear_entry(loss_kind, bins, mu, soft=soft))
-    k = draw(st.integers(1, bins - 1), label="edge")
-    exponent = draw(st.floats(np.log10(NEAR_EDGE[0]), np.log10(NEAR_EDGE[1])), label="log10 distance")
-    side = draw(st.sampled_from([1.0, -1.0]), label="side")
-    g = k / bins + side * 10.0 ** exponent
-    t = _target(draw, loss_kind, soft)
-    sign = draw(st.sampled_from([1.0, -1.0]), label="sign")
-    return _entry_for_g(loss_kind, g, t, sign, mu)
+        return clear_pair(src, loss_kind, bins, mu, soft)
+    k = src.integer(1, bins - 1, "edge")
+    distance = 10.0 ** src.uniform(float(np.log10(NEAR_EDGE[0])), float(np.log10(NEAR_EDGE[1])), "log10 distance")
+    g = k / bins + src.choice([1.0, -1.0], "side") * distance
+    t = _target(src, loss_kind, soft)
+    return _entry_for_g(loss_kind, g, t, src.choice([1.0, -1.0], "sign"), mu)
 
 
 def exact_entries(loss_kind: str, *, saturated: bool = False) -> list[tuple[float, float]]:
@@ -152,21 +178,36 @@ def exact_entries(loss_kind: str, *, saturated: bool = False) -> list[tuple[floa
     return exact + ([(1e4, 0.0), (-1e4, 0.0), (0.0, 200.0)] if saturated else [])
 
 
+def exact_pair(src, loss_kind: str, saturated: bool = False):
+    x, t = src.choice(exact_entries(loss_kind, saturated=saturated), "exact entry")
+    return np.float32(x), np.float32(t)
+
+
+def raw_pair(src, loss_kind: str, soft: bool):
+    """Any logit in [-12, 12] (GHM-C), any residual in [-3, 3] (GHM-R)."""
+    t = _target(src, loss_kind, soft)
+    x = src.uniform(-12.0, 12.0, "logit") if loss_kind == "c" else t + src.uniform(-3.0, 3.0, "residual")
+    return np.float32(x), np.float32(t)
+
+
+@st.composite
+def clear_entry(draw, loss_kind: str, bins: int, mu: float | None, *, soft: bool = False, region=None):
+    return clear_pair(HypothesisChoices(draw), loss_kind, bins, mu, soft, None if region is None else [region])
+
+
+@st.composite
+def near_edge_entry(draw, loss_kind: str, bins: int, mu: float | None, *, soft: bool = False):
+    return near_edge_pair(HypothesisChoices(draw), loss_kind, bins, mu, soft)
+
+
 @st.composite
 def exact_entry(draw, loss_kind: str, *, saturated: bool = False):
-    x, t = draw(st.sampled_from(exact_entries(loss_kind, saturated=saturated)), label="exact entry")
-    return np.float32(x), np.float32(t)
+    return exact_pair(HypothesisChoices(draw), loss_kind, saturated)
 
 
 @st.composite
 def raw_entry(draw, loss_kind: str, *, soft: bool = False):
-    if loss_kind == "c":
-        x = draw(st.floats(-12, 12, width=32, allow_subnormal=False), label="logit")
-        t = _target(draw, loss_kind, soft)
-    else:
-        x = draw(st.floats(-3, 3, width=32, allow_subnormal=False), label="pred")
-        t = draw(st.one_of(st.just(0.0), st.floats(-2, 2, width=32, allow_subnormal=False)), label="target")
-    return np.float32(x), np.float32(t)
+    return raw_pair(HypothesisChoices(draw), loss_kind, soft)
 
 
 def any_entry(loss_kind: str, bins: int, mu: float | None, *, soft: bool):
@@ -202,30 +243,16 @@ def _mask(draw, n: int, masked: bool) -> np.ndarray:
 
 def seeded_batch(loss_kind: str, bins: int, mu: float | None, n: int, seed: int, *, soft: bool,
                  masked: bool, exact_share: float = 0.05) -> Call:
-    """n entries of every family from a NumPy seed (large batches; Hypothesis shrinks n and seed)."""
+    """n entries of every family from a NumPy seed (large batches; Hypothesis shrinks n and seed),
+    the clear ones in some regions only (others stay empty, as in a detector's batch)."""
     rng = np.random.default_rng(seed)
+    src = SeededChoices(rng)
     family = rng.choice(4, size=n, p=[0.55, 0.25, exact_share, 0.2 - exact_share])
-    occupied = rng.permutation(bins)[: max(1, int(rng.integers(1, bins + 1)))]  # some regions stay empty
-    pairs = []
-    exact = exact_entries(loss_kind)
-    for f in family:
-        if loss_kind == "c":
-            t = float(rng.integers(0, 21) / 20.0) if soft else float(rng.integers(0, 2))
-        else:
-            t = float(rng.integers(-8, 9) / 4.0)
-        sign = float(rng.choice([1.0, -1.0]))
-        if f == 0 or (f == 1 and bins < 2):
-            g = (rng.choice(occupied) + rng.uniform(0.15, 0.85)) / bins
-            pairs.append(_entry_for_g(loss_kind, g, t, sign, mu))
-        elif f == 1:
-            g = rng.integers(1, bins) / bins + rng.choice([1.0, -1.0]) * 10 ** rng.uniform(*np.log10(NEAR_EDGE))
-            pairs.append(_entry_for_g(loss_kind, g, t, sign, mu))
-        elif f == 2:
-            x, tt = exact[rng.integers(len(exact))]
-            pairs.append((np.float32(x), np.float32(tt)))
-        else:
-            x = rng.uniform(-12, 12) if loss_kind == "c" else t + rng.uniform(-3, 3)
-            pairs.append((np.float32(x), np.float32(t)))
+    occupied = rng.permutation(bins)[: max(1, int(rng.integers(1, bins + 1)))]
+    draw_family = (lambda: clear_pair(src, loss_kind, bins, mu, soft, occupied),
+                   lambda: near_edge_pair(src, loss_kind, bins, mu, soft),
+                   lambda: exact_pair(src, loss_kind), lambda: raw_pair(src, loss_kind, soft))
+    pairs = [draw_family[f]() for f in family]
     weights = np.where(rng.random(n) < 0.25, 0.0, 1.0) if masked else np.ones(n)
     if masked and not weights.any():
         weights[0] = 1.0

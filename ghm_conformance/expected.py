@@ -27,12 +27,16 @@ class Expected:
     grad_scale: np.ndarray | None = None
 
 
-def per_entry(case: Case, pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def per_entry_terms(loss_kind: str, pred: np.ndarray, target: np.ndarray, mu) -> tuple[np.ndarray, np.ndarray]:
     """L_i and dL_i/dx_i in float64: CE, Eqs. (1)-(2), or ASL1, Eqs. (17)-(18)."""
     x, t = pred.astype(np.float64), target.astype(np.float64)
-    if case.loss_kind == "c":
+    if loss_kind == "c":
         return eq.cross_entropy(x, t), eq.cross_entropy_grad(x, t)
-    return eq.asl1(x - t, case.mu), eq.asl1_grad(x - t, case.mu)
+    return eq.asl1(x - t, mu), eq.asl1_grad(x - t, mu)
+
+
+def per_entry(case: Case, pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return per_entry_terms(case.loss_kind, pred, target, case.mu)
 
 
 DEDUPE_ABOVE = 200_000  # entries: past this, a call of few distinct entries is evaluated per distinct entry

@@ -25,8 +25,7 @@ from . import cases as cs
 from . import corpus
 from .cases import Call, Case
 from .expected import Expected, edge_explains, plain_mean, reference_values, zero
-from .outcome import (Comparison, NotApplicable, Outcome, Run, judge, outcome_of, raised_text,  # noqa: F401
-                      recorded_runs, run_port)
+from .outcome import Comparison, NotApplicable, Outcome, judge, outcome_of, run_port
 from .protocol import Port, StepOutput
 from .tolerances import EPS32, FD_RTOL, RTOL
 from .verdict import CONFORMANCE, ROBUSTNESS

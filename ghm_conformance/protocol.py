@@ -168,15 +168,6 @@ def with_class_index_targets(make_port: PortFactory) -> PortFactory:
     return factory
 
 
-def _loss_terms(loss_kind: str, pred: np.ndarray, target: np.ndarray, mu) -> tuple[np.ndarray, np.ndarray]:
-    from reference import equations as eq
-
-    x, t = pred.astype(np.float64), target.astype(np.float64)
-    if loss_kind == "c":
-        return eq.cross_entropy(x, t), eq.cross_entropy_grad(x, t)
-    return eq.asl1(x - t, mu), eq.asl1_grad(x - t, mu)
-
-
 def from_weights(make_weights: PortFactory, loss_kind: str) -> PortFactory:
     """A port that only computes the harmonizing weights: ``make_weights(*, bins, momentum,
     **hyper)`` returns ``weights(pred, target, label_weight)`` -> beta per entry (0 where masked).
@@ -189,7 +180,9 @@ def from_weights(make_weights: PortFactory, loss_kind: str) -> PortFactory:
             beta = to_numpy(weigh(pred, target, label_weight)).astype(np.float64)
             valid = label_weight > 0
             n = max(int(valid.sum()), 1)
-            per, dper = _loss_terms(loss_kind, pred, target, hyper.get("mu"))
+            from .expected import per_entry_terms
+
+            per, dper = per_entry_terms(loss_kind, pred, target, hyper.get("mu"))
             beta = np.where(valid, beta, 0.0)
             return float(np.sum(beta * np.where(valid, per, 0.0)) / n), beta * np.where(valid, dper, 0.0) / n
 

@@ -4,7 +4,8 @@ The snippet holds the case exactly (float32 literals, or a compressed blob for a
 than a few dozen entries, or the corpus recipe of a scale case) and replays the property's
 check on it: the same runs, on fresh port instances, with every call's inputs and outputs and
 the comparison that fails printed. Every random choice of the property is part of the case
-(``Case.draws``), so the replay is the failing check itself, not a look-alike.
+(``Case.draws``), so the replay is the failing check itself, not a look-alike; the comparisons
+it prints are the check's own (``outcome.py``), and the snippet exits 1 while the check fails.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import base64
 import io
 import math
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from .cases import Call, Case
 from .outcome import Outcome, Run, raised_text
