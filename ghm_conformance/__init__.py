@@ -12,7 +12,7 @@ from .assertion import assert_conforms
 from .outcome import NotApplicable
 from .properties import CATALOGUE, LARGE, Property
 from .protocol import (from_keras_loss, from_numpy_function, from_torch_function, from_torch_module, from_weights,
-                       reference_port, with_class_index_targets)
+                       reference_port, with_anchor_weights, with_class_index_targets)
 from .repro import replay
 from .runner import Report, UsageError, run_catalogue, run_property
 from .verdict import CONFORMANCE, ERROR, FAILED, NOT_APPLICABLE, PASSED, ROBUSTNESS
@@ -20,4 +20,4 @@ from .verdict import CONFORMANCE, ERROR, FAILED, NOT_APPLICABLE, PASSED, ROBUSTN
 __all__ = ["CATALOGUE", "CONFORMANCE", "ERROR", "FAILED", "LARGE", "NOT_APPLICABLE", "PASSED", "ROBUSTNESS",
            "NotApplicable", "Property", "Report", "UsageError", "assert_conforms", "from_keras_loss",
            "from_numpy_function", "from_torch_function", "from_torch_module", "from_weights", "reference_port",
-           "replay", "run_catalogue", "run_property", "with_class_index_targets"]
+           "replay", "run_catalogue", "run_property", "with_anchor_weights", "with_class_index_targets"]

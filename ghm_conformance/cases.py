@@ -9,9 +9,9 @@ is shrunk as a whole, and replays exactly (``ghm_conformance.repro``).
 Entries come in five families, mixed in every batch:
 
 - *clear*: g mid-region (offset 0.15-0.85 of the region), unambiguous in any precision;
-- *near an edge*: g between 2e-5 and 2e-3 from an interior edge k/M: clear of float32 rounding
-  (which is ~1e-7) yet close enough that binning a half-precision g, or a g rounded on the way,
-  lands in the wrong region;
+- *near an edge*: g between 1.2e-5 and 2e-3 from an interior edge k/M: clear of float32 rounding
+  (which is ~1e-7) and of the edge excuse (1e-5), yet close enough that binning a half-precision
+  g, a g rounded on the way, or floor(g (M - 1e-4)) lands in the wrong region;
 - *exact*: values whose g is exact and may sit exactly on an edge: pred = 0 (p = 1/2), dyadic
   soft targets (g = 1/4, 1/2, 3/4 exactly), saturated logits (g = 0 or 1), zero residuals;
 - *raw*: any float32 logit / residual in a wide range;
@@ -36,7 +36,7 @@ BINS = (1, 2, 3, 4, 5, 7, 8, 10, 30)
 MOMENTA = (0.5, 0.75, 0.9)
 MUS = (0.02, 0.1, 0.5)
 EDGE_SLACK = 1e-5  # in units of g: a float32 port may put g this close to an edge on either side
-NEAR_EDGE = (2e-5, 2e-3)  # distance of a near-edge g from its edge, in units of g
+NEAR_EDGE = (1.2e-5, 2e-3)  # distance of a near-edge g from its edge, in units of g (just past EDGE_SLACK)
 
 
 @dataclass
@@ -470,4 +470,19 @@ def as_class_index_case(case: Case) -> Case:
     if "weights" in case.draws:
         w = case.draws["weights"].reshape(len(out.calls[0].pred), -1)[:, :1]
         out.draws["weights"] = np.repeat(w, cols, axis=1).astype(np.float32)
+    return out
+
+
+def as_anchor_weight_case(case: Case) -> Case:
+    """The case as a port with one label weight per row (anchor) can receive it: every row masked
+    whole or not at all, by its first entry's weight (the property's weight draws likewise)."""
+    out = Case(case.loss_kind, case.bins, case.momentum, case.mu, [], dict(case.draws))
+    for c in case.calls:
+        w = c.label_weight.reshape(c.label_weight.shape[0], -1) if c.label_weight.ndim > 1 else \
+            c.label_weight.reshape(-1, 1)
+        rows = np.repeat(w[:, :1], w.shape[1], axis=1).reshape(c.label_weight.shape).astype(np.float32)
+        out.calls.append(Call(c.pred, c.target, rows))
+    if "weights" in case.draws and out.calls:
+        w = case.draws["weights"].reshape(len(out.calls[0].pred), -1)
+        out.draws["weights"] = np.repeat(w[:, :1], w.shape[1], axis=1).reshape(case.draws["weights"].shape)
     return out

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="class-index: the port takes mmdetection labels (N,) with C = background and per-anchor "
                         "weights (N,)")
     p.add_argument("--no-label-weight", action="store_true", help="the port's step takes (pred, target) only")
+    p.add_argument("--weights", choices=["per-entry", "per-anchor"], default="per-entry",
+                   help="per-anchor: the port takes one label weight per row (N,), as Keras's per-sample weights")
     p.add_argument("--large", action="store_true",
                    help="also check one call of 2^24 + 2^22 + 3 entries (exact counts; about 1 GB, a minute)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
@@ -114,7 +116,7 @@ def _targets(args):
             raise TargetError("neither impl_torch nor impl_tf is importable: " + "; ".join(skipped))
         return targets, skipped
     return [load_target(args.target, args.loss or "c", class_index=args.targets == "class-index",
-                        label_weight=not args.no_label_weight)], []
+                        label_weight=not args.no_label_weight, anchor_weights=args.weights == "per-anchor")], []
 
 
 def _check_target(t, args):

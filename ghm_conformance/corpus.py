@@ -43,7 +43,17 @@ def value_corpus(loss_kind: str) -> list[Case]:
         _one("r", 2, [_call([[0.0, 1.5]], [[0.0, 1.0]])]),  # gr = 0 exactly
         _one("r", 10, [_call([[5.0, -5.0, 0.01, 0.0]], np.zeros((1, 4)))]),  # gr = 0.99999 (region 9) and 0
         _one("r", 10, [seeded_batch("r", 10, 0.02, 2053, 1, soft=False, masked=False)]),
+        _one("r", 2, [_near_edges("r", 2, 0.02)]),  # gr 1.5e-5 above / below 1/2: no exact edge exists for GHM-R
+        _one("r", 3, [_near_edges("r", 3, 0.02)]),
     ]
+
+
+def _near_edges(loss_kind: str, bins: int, mu: float) -> Call:
+    """Entries 1.5e-5 above and below every interior edge (past the 1e-5 edge excuse): a port that
+    bins floor(g (M - 1e-4)), or a rounded g, puts the ones above in the region below."""
+    pairs = [_entry_for_g(loss_kind, k / bins + side * 1.5e-5, 0.0, sign, mu)
+             for k in range(1, bins) for side in (1.0, -1.0) for sign in (1.0, -1.0)]
+    return _call([[x for x, _ in pairs]], [[t for _, t in pairs]])
 
 
 def _ema_calls(loss_kind: str, n_calls: int) -> list[Call]:

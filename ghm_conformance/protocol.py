@@ -12,7 +12,8 @@ call is a fresh instance; successive ``step`` calls are training iterations. Rai
 
 Adapters: ``from_torch_module``, ``from_torch_function``, ``from_keras_loss``,
 ``from_numpy_function``, ``from_weights`` (a port that returns only beta), and
-``with_class_index_targets`` (a port that takes mmdetection-style labels of shape (N,)).
+``with_class_index_targets`` (a port that takes mmdetection-style labels of shape (N,)) and
+``with_anchor_weights`` (a port that takes one label weight per row).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Port:
     make_port: PortFactory
     label_weight: bool = True  # step takes a label weight
     class_index: bool = False  # step takes class indices (N,) and per-anchor weights (N,)
+    anchor_weights: bool = False  # step takes one label weight per row (N,): rows are masked whole
     supports_momentum: bool = True
     momentum_note: str = ""
     returns_grad: bool = True
@@ -191,6 +193,21 @@ def from_weights(make_weights: PortFactory, loss_kind: str) -> PortFactory:
     return make_port
 
 
+def with_anchor_weights(make_port: PortFactory) -> PortFactory:
+    """A port whose step takes one label weight per anchor (row), shape ``(N,)``, as Keras's
+    per-sample ``sample_weight`` or Det3D's heads pass them: the kit masks rows whole and passes
+    each row's weight."""
+
+    def factory(**kw):
+        step = make_port(**kw)
+        return lambda pred, target, label_weight: step(pred, target, label_weight[..., 0].copy())
+
+    factory.anchor_weights = True
+    factory.class_index = getattr(make_port, "class_index", False)
+    factory.label_weight = getattr(make_port, "label_weight", True)
+    return factory
+
+
 # ---------------------------------------------------------------- framework adapters
 
 def from_numpy_function(fn: Callable, *, supports_momentum: bool = False) -> PortFactory:
@@ -208,13 +225,15 @@ def from_numpy_function(fn: Callable, *, supports_momentum: bool = False) -> Por
     return make_port
 
 
-def _torch_step(call, *, device, label_weight: bool, class_index: bool, call_kwargs: dict):
+def _torch_step(call, *, device, label_weight: bool, class_index: bool, call_kwargs: dict, per_anchor: bool = False):
     import torch
 
     def step(pred, target, lw=None):
         valid = None if lw is None else np.asarray(lw) > 0
         if class_index:
             target, lw = class_indices(target, lw)
+        elif per_anchor and lw is not None:
+            lw = lw[..., 0].copy()
         x = torch.tensor(pred, device=device, requires_grad=True)
         args = (x, torch.tensor(target, device=device)) + ((torch.tensor(lw, device=device),) if label_weight else ())
         loss = call(*args, **call_kwargs)
@@ -227,27 +246,34 @@ def _torch_step(call, *, device, label_weight: bool, class_index: bool, call_kwa
     return step
 
 
+def _declare(make_port, *, label_weight: bool, targets: str, weights: str):
+    make_port.class_index = targets == "class_index"
+    make_port.anchor_weights = weights == "per_anchor" or make_port.class_index
+    make_port.label_weight = label_weight
+    return make_port
+
+
 def from_torch_module(module_factory: Callable[..., Any], *, device: str = "cpu", label_weight: bool = True,
-                      targets: str = "per_entry", call_kwargs: dict | None = None) -> PortFactory:
+                      targets: str = "per_entry", weights: str = "per_entry",
+                      call_kwargs: dict | None = None) -> PortFactory:
     """A torch ``nn.Module`` factory, called as ``module_factory(bins=, momentum=, **hyper)``; the
     module is called as ``module(pred, target, label_weight, **call_kwargs)`` (without
     ``label_weight`` if False; with class indices and per-anchor weights if ``targets=
-    "class_index"``); gradient by autograd; per-entry output is averaged over valid entries."""
+    "class_index"``; with one weight per row, shape (N,), if ``weights="per_anchor"``); gradient
+    by autograd; per-entry output is averaged over valid entries."""
 
     def make_port(*, bins, momentum, **hyper):
         module = module_factory(bins=bins, momentum=momentum, **hyper)
         if hasattr(module, "to"):
             module = module.to(device)
         return _torch_step(module, device=device, label_weight=label_weight, class_index=targets == "class_index",
-                           call_kwargs=call_kwargs or {})
+                           call_kwargs=call_kwargs or {}, per_anchor=weights == "per_anchor")
 
-    make_port.class_index = targets == "class_index"
-    make_port.label_weight = label_weight
-    return make_port
+    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights)
 
 
 def from_torch_function(fn: Callable, *, device: str = "cpu", label_weight: bool = True, targets: str = "per_entry",
-                        call_kwargs: dict | None = None) -> PortFactory:
+                        weights: str = "per_entry", call_kwargs: dict | None = None) -> PortFactory:
     """A plain torch function ``fn(pred, target, label_weight, *, bins, **hyper)`` returning the
     loss tensor (stateless: momentum is "not applicable"); gradient by autograd."""
 
@@ -256,11 +282,9 @@ def from_torch_function(fn: Callable, *, device: str = "cpu", label_weight: bool
             raise NotImplementedError("a plain function has no EMA state")
         kwargs = dict(call_kwargs or {}, bins=bins, **hyper)
         return _torch_step(fn, device=device, label_weight=label_weight, class_index=targets == "class_index",
-                           call_kwargs=kwargs)
+                           call_kwargs=kwargs, per_anchor=weights == "per_anchor")
 
-    make_port.class_index = targets == "class_index"
-    make_port.label_weight = label_weight
-    return make_port
+    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights)
 
 
 def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = False, label_weight: bool = True,

@@ -91,6 +91,7 @@ def _target_json(rep: Report, import_line: str, strict: bool) -> dict:
                     "faults": v.faults, "notes": v.notes, "judged_in": v.judged_in, "conforms": v.passed},
         "hint": rep.port.hint, "ended_early": rep.ended_early, "seconds": round(rep.seconds, 2),
         "port": {"label_weight": rep.port.label_weight, "class_index": rep.port.class_index,
+                 "anchor_weights": rep.port.anchor_weights,
                  "momentum": rep.port.supports_momentum, "gradient": rep.port.returns_grad},
         "time_per_call": {"calls": len(all_calls), "median_ms": _median_ms(all_calls),
                           "max_ms": round(max(all_calls) * 1e3, 3) if all_calls else None},
@@ -120,9 +121,11 @@ def _header(t: dict) -> list[str]:
     port = t["port"]
     missing = [what for what, ok in (("label weights", port["label_weight"]), ("momentum", port["momentum"]),
                                      ("a gradient", port["gradient"])) if not ok]
-    if missing or port["class_index"]:
+    if missing or port["class_index"] or port["anchor_weights"]:
         lines += ["", "The port " + "; ".join(
             (["takes class indices (N,) with C = background"] if port["class_index"] else [])
+            + (["takes one label weight per row (N,): rows are masked whole"]
+               if port["anchor_weights"] and not port["class_index"] else [])
             + ([f"has no {', '.join(missing)}: the properties needing it are not applicable"] if missing else []))
             + "."]
     if t["hint"]:

@@ -16,7 +16,7 @@ from hypothesis.errors import HypothesisException
 
 from ghm_args import DIALECTS
 
-from .cases import Case, as_class_index_case
+from .cases import Case, as_anchor_weight_case, as_class_index_case
 from .measure import Measurement, bundled_measurement, measure
 from .outcome import NotApplicable, Outcome, Run, raised_text, recorded_runs
 from .properties import CATALOGUE, LARGE, Property
@@ -123,7 +123,8 @@ def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) ->
     called as asked; a port whose values are wrong is judged, never refused."""
     other = "r" if loss_kind == "c" else "c"
     hyper = {} if loss_kind == "c" else {"mu": 0.02}
-    port = Port(make_port, class_index=bool(getattr(make_port, "class_index", False)), clock=clock or Clock())
+    port = Port(make_port, class_index=bool(getattr(make_port, "class_index", False)),
+                anchor_weights=bool(getattr(make_port, "anchor_weights", False)), clock=clock or Clock())
     _probe_momentum(port, hyper, loss_kind)
     try:
         step = make_port(bins=2, momentum=0.0, **hyper)
@@ -162,7 +163,9 @@ def _not_applicable(prop: Property, port: Port) -> str:
 
 def adapt(case: Case, port: Port) -> Case:
     """The case as the port takes it (class indices for a class-index port)."""
-    return as_class_index_case(case) if port.class_index else case
+    if port.class_index:
+        return as_class_index_case(case)
+    return as_anchor_weight_case(case) if port.anchor_weights else case
 
 
 class _Stop(Exception):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ghm_args import DIALECTS
 
-from .protocol import PortFactory, from_keras_loss, from_torch_module, with_class_index_targets
+from .protocol import PortFactory, from_keras_loss, from_torch_module, with_anchor_weights, with_class_index_targets
 
 
 @dataclass
@@ -59,7 +59,8 @@ class TargetError(Exception):
     """A usage error: the target cannot be imported or is not a port factory."""
 
 
-def load_target(spec: str, loss_kind: str, *, class_index: bool = False, label_weight: bool = True) -> Target:
+def load_target(spec: str, loss_kind: str, *, class_index: bool = False, label_weight: bool = True,
+                anchor_weights: bool = False) -> Target:
     """``package.module:make_port``, imported with the current directory on the path (as
     ``python -m`` does). ``class_index`` / ``label_weight=False`` declare what the port's step
     takes (``--targets class-index``, ``--no-label-weight``)."""
@@ -86,10 +87,14 @@ def load_target(spec: str, loss_kind: str, *, class_index: bool = False, label_w
     head = attr.split(".")[0]
     import_line = f"from {module_name} import {head}\nmake_port = {attr}"
     make_port = obj
-    if class_index:
+    if class_index and not getattr(obj, "class_index", False):  # an adapter's factory may declare it already
         make_port = with_class_index_targets(obj)
         import_line += ("\nfrom ghm_conformance.protocol import with_class_index_targets\n"
                         "make_port = with_class_index_targets(make_port)")
+    if anchor_weights and not getattr(make_port, "anchor_weights", False):
+        make_port = with_anchor_weights(make_port)
+        import_line += ("\nfrom ghm_conformance.protocol import with_anchor_weights\n"
+                        "make_port = with_anchor_weights(make_port)")
     if not label_weight:
         make_port = _without_label_weight(make_port)
         import_line += ("\nfrom ghm_conformance.targets import _without_label_weight\n"
@@ -105,4 +110,5 @@ def _without_label_weight(make_port: PortFactory) -> PortFactory:
 
     factory.label_weight = False
     factory.class_index = getattr(make_port, "class_index", False)
+    factory.anchor_weights = getattr(make_port, "anchor_weights", False)
     return factory

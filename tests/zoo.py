@@ -201,6 +201,18 @@ class BinaryTargets(Port):
         return per, dper, np.where(target >= 0.5, 1 - p, p)
 
 
+class FloorMinusEpsilon(Port):
+    """Regions by floor(g (M - 1e-4)), as a widely copied port writes them: g = 1 lands in the last
+    region, but a g on an edge, or up to k 1e-4 / M^2 above it, in the region below."""
+
+    def counts(self, g, edges, valid):
+        self.ind = np.floor(g * (self.dtype(self.bins) - self.dtype(1e-4))).astype(np.int64)
+        return np.array([np.sum((self.ind == i) & valid) for i in range(self.bins)], self.dtype)
+
+    def inside(self, g, edges, i):
+        return self.ind == i
+
+
 class HalfPrecisionG(Port):
     """Bins g after rounding it to float16."""
 
@@ -603,6 +615,8 @@ ZOO = [
     ZooPort("ema_init_on_empty (an empty first call)", P(EmaInitOnEmpty), fails="ema_empty",
             verdict="paper (without momentum only)"),
     ZooPort("half_precision_g (g binned in float16)", P(HalfPrecisionG), fails="value"),
+    ZooPort("floor(g (M - 1e-4)) regions", P(FloorMinusEpsilon), fails="value"),
+    ZooPort("GHM-R floor(g (M - 1e-4)) regions", P(FloorMinusEpsilon, loss="r"), "r", fails="value"),
     ZooPort("drops_saturated", P(DropsSaturated), fails="saturated", verdict="mmdet"),
     ZooPort("saturated_in_region0", P(SaturatedInRegion0), fails="saturated", verdict="mmdet"),
     ZooPort("masked_weighted", P(MaskedWeighted), fails="masked", verdict="mmdet"),

@@ -1,0 +1,34 @@
+"""DHPO/GHM_Loss.pytorch: the widely copied standalone GHM-C / GHM-R (no label weights). Regions
+by ``floor(g * (bins - 0.0001))``; beta = N / (count * n) with n the non-empty regions; the
+"alpha" EMA starts from the first call's counts and decays every region.
+
+Source: DHPO/GHM_Loss.pytorch @ d7ddb226cffdc13b49fae4ac8725ed6c9947d985, GHM_loss.py.
+Download: ``git clone https://github.com/DHPO/GHM_Loss.pytorch DIR/DHPO/GHM_Loss.pytorch``.
+
+Load-time patches: none. Wiring: ``alpha`` is the kit's momentum (0: no EMA).
+"""
+
+from ghm_conformance import from_torch_module
+
+from ._load import Adapter, LazyFactory, PortEntry, Source, load
+
+SOURCE = Source("DHPO/GHM_Loss.pytorch", "d7ddb226cffdc13b49fae4ac8725ed6c9947d985", "GHM_loss.py")
+
+
+def _module():
+    return load(SOURCE, module_name="dhpo_port.ghm_loss")
+
+
+ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMC_Loss(bins, momentum),
+                                             label_weight=False))
+ghmr = LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR_Loss(bins, momentum, mu),
+                                             label_weight=False))
+
+ADAPTER = Adapter(SOURCE, "torch", (), [
+    PortEntry("GHMC_Loss", "ghmc", "c", "module(x, target), no label weight", "dialect: neither; fails: value, ema, scale",
+              "regions by floor(g (M - 1e-4)): a g on an edge (pred = 0 gives g = 1/2) lands in the region below; the "
+              "EMA starts from the first counts (paper) but divides by the non-empty regions (mmdet) of the decayed counts"),
+    PortEntry("GHMR_Loss", "ghmr", "r", "module(x, target), no label weight", "dialect: neither; fails: value, ema",
+              "regions by floor(g (M - 1e-4)): a gr just above an edge (by up to 1e-4 k / M^2) lands in the region "
+              "below; the same mixed EMA"),
+])
