@@ -15,14 +15,19 @@ from ._load import Adapter, LazyFactory, PortEntry, Source, load
 SOURCE = Source("DHPO/GHM_Loss.pytorch", "d7ddb226cffdc13b49fae4ac8725ed6c9947d985", "GHM_loss.py")
 
 
-def _module():
-    return load(SOURCE, module_name="dhpo_port.ghm_loss")
+def factories(source: Source, module_name: str) -> tuple[LazyFactory, LazyFactory]:
+    """GHMC_Loss and GHMR_Loss of this code, wherever a copy of it lives: ``alpha`` is momentum."""
+
+    def module():
+        return load(source, module_name=module_name)
+
+    return (LazyFactory(lambda: from_torch_module(lambda bins, momentum: module().GHMC_Loss(bins, momentum),
+                                                  label_weight=False)),
+            LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: module().GHMR_Loss(bins, momentum, mu),
+                                                  label_weight=False)))
 
 
-ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMC_Loss(bins, momentum),
-                                             label_weight=False))
-ghmr = LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR_Loss(bins, momentum, mu),
-                                             label_weight=False))
+ghmc, ghmr = factories(SOURCE, "dhpo_port.ghm_loss")
 
 ADAPTER = Adapter(SOURCE, "torch", (), [
     PortEntry("GHMC_Loss", "ghmc", "c", "module(x, target), no label weight", "dialect: neither; fails: value, ema, scale",

@@ -49,14 +49,18 @@ def test_compile_fullgraph_equals_eager(loss, dialect):
     eager, compiled_mod = CLASSES[loss](momentum=0.75, dialect=dialect), CLASSES[loss](momentum=0.75, dialect=dialect)
     compiled = torch.compile(compiled_mod, fullgraph=True)  # fullgraph: any graph break raises
     for x, t in _batches(3):
-        lw = (t.sum(1, keepdim=True) > 0).float().expand_as(t)
-        xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        le, lc = eager(xe, t, lw), compiled(xc, t, lw)
-        le.backward()
-        lc.backward()
-        torch.testing.assert_close(lc, le, **TOLERANCE["compiled_vs_eager"])
-        torch.testing.assert_close(xc.grad, xe.grad, **TOLERANCE["compiled_vs_eager"])
+        _assert_compiled_call_is_eager(eager, compiled, x, t, (t.sum(1, keepdim=True) > 0).float().expand_as(t))
     torch.testing.assert_close(compiled_mod.ema, eager.ema)
+
+
+def _assert_compiled_call_is_eager(eager, compiled, x, t, w):
+    """One call of each on the same inputs: the same loss and the same gradient."""
+    xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    le, lc = eager(xe, t, w), compiled(xc, t, w)
+    le.backward()
+    lc.backward()
+    torch.testing.assert_close(lc, le, **TOLERANCE["compiled_vs_eager"])
+    torch.testing.assert_close(xc.grad, xe.grad, **TOLERANCE["compiled_vs_eager"])
 
 
 def test_compile_dynamic_with_changing_hyper_parameters():
@@ -197,13 +201,7 @@ def test_compiled_accepts_every_layout_and_call_sequence_that_eager_accepts(sequ
     eager, compiled_mod = CLASSES[loss](momentum=0.75), CLASSES[loss](momentum=0.75)
     compiled = torch.compile(compiled_mod, fullgraph=True)
     for seed, (form, n) in enumerate(SEQUENCES[sequence]):
-        x, t, w = _call_args(form, n, loss, seed)
-        xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        le, lc = eager(xe, t, w), compiled(xc, t, w)
-        le.backward()
-        lc.backward()
-        torch.testing.assert_close(lc, le, **TOLERANCE["compiled_vs_eager"])
-        torch.testing.assert_close(xc.grad, xe.grad, **TOLERANCE["compiled_vs_eager"])
+        _assert_compiled_call_is_eager(eager, compiled, *_call_args(form, n, loss, seed))
     torch.testing.assert_close(compiled_mod.ema, eager.ema, **TOLERANCE["compiled_vs_eager"])
 
 
