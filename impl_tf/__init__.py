@@ -3,10 +3,14 @@
     from impl_tf import GHMCLoss
     model.compile(optimizer="adam", loss=GHMCLoss(bins=30, momentum=0.75))
 
-Never imports torch.
+``GHMCLoss`` / ``GHMRLoss`` are the Keras losses of ``impl_keras`` (the same classes, which run
+this package's kernels on the TensorFlow backend and work on JAX and PyTorch too);
+``ghm_c_loss`` / ``ghm_r_loss`` are the stateless TensorFlow functions. Never imports torch or JAX.
 """
 
-from .ghm_c import GHMCLoss, ghm_c_loss
-from .ghm_r import GHMRLoss, ghm_r_loss
+from impl_keras import GHMCLoss, GHMRLoss
+
+from .ghm_c import ghm_c_loss
+from .ghm_r import ghm_r_loss
 
 __all__ = ["GHMCLoss", "GHMRLoss", "ghm_c_loss", "ghm_r_loss"]

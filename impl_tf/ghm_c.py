@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from ._checks import (BOOL, FLOATING, INTEGER, as_tensor, check_hyper, compute_dtype, is_class_index_target,
                       same_shape, to_mask)
 from ._harmonize import harmonized_loss, region_index
-from ._loss import GHMLossBase
 
 
 def cross_entropy(x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
@@ -67,71 +65,6 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
     # dL/dt = -x (spec.md 5), for a float target shaped like pred that the tape may watch
     target_terms = (target, -x) if not classes and target.dtype.is_floating else None
     return per_entry_loss, per_entry_grad, ind, ok, valid, target_terms
-
-
-@keras.saving.register_keras_serializable(package="ghm")
-class GHMCLoss(GHMLossBase):
-    """GHM-C loss (Li et al., AAAI 2019, Eqs. 1-13) as a Keras loss: sigmoid cross entropy
-    reweighted by the inverse density of ``g = |sigmoid(y_pred) - y_true|``.
-
-    ``loss = loss_weight * (1/N) * sum_{i valid} beta_i * CE(y_pred_i, y_true_i)`` ("mean").
-
-    Dialects (spec.md section 4):
-
-    - ``"paper"``: ``beta_i = N / (S_ind(i) * bins)``, S = the region counts R, or with momentum
-      their EMA (Eq. 12) over every region, starting from the first call's counts.
-    - ``"mmdet"``: the official code: ``beta_i = N / (A_ind(i) * n)``, n = number of non-empty
-      regions; with momentum the accumulator A starts at zero and is updated only for
-      non-empty regions.
-
-    ``sample_weight`` is the label weight and acts only as a mask: an entry with weight > 0 is
-    an example; weight 0 (also negative or NaN) excludes it from N and from the histogram, and
-    its gradient is 0. Positive values other than 1 are *not* multiplied in (the official code
-    does the same); use ``reduction="none"`` to rescale entries yourself. It may be shaped like
-    ``y_pred`` or like ``y_pred.shape[:-1]`` (Keras's per-sample weights, broadcast). A Keras
-    mask on ``y_pred`` (e.g. from ``Embedding(mask_zero=True)``) masks entries the same way.
-
-    ``y_true``: shaped like ``y_pred`` (floats in [0, 1], binary or soft; bool; or integer 0/1
-    labels), or integer class indices of shape ``y_pred.shape[:-1]`` (index C = background, an
-    all-zero row; needs C >= 2: with one logit an integer ``y`` of shape (N,) is ambiguous and
-    raises ``ValueError``; pass ``y[:, None]``). Shapes unknown when a ``tf.function`` is traced
-    are checked when it runs (``InvalidArgumentError``), never broadcast.
-
-    beta is a constant for backprop. A NaN/Inf in a valid entry, a valid target outside [0, 1]
-    or a valid class index outside [0, C] gives a NaN loss and leaves the EMA variable as it was
-    (checking would need a host round trip). No valid entry gives 0. Statistics are float32
-    (float64 for float64 ``y_pred``), also under ``mixed_float16``; the loss has that dtype.
-
-    Keras contract: under ``tf.distribute`` the "mean" is divided by the number of replicas in
-    sync, as Keras's own losses are, so ``model.fit`` averages the replicas' gradients. Each
-    replica harmonizes its own batch (per-replica density).
-
-    EMA state: ``ema`` and ``ema_initialized``, non-trainable float32 ``tf.Variable``s owned by
-    the loss (create the loss inside ``strategy.scope()`` under tf.distribute; replicas keep the
-    first replica's state), updated by every call (eager, ``tf.function``, XLA, ``model.fit``;
-    also by ``model.evaluate``: evaluate with a separate instance, or ``ghm_c_loss``, to keep it
-    untouched). They are saved in and restored from a ``.keras`` model.
-
-    Args:
-        bins: number of unit regions M. Default: 30.
-        momentum: EMA momentum alpha in [0, 1); 0 disables the EMA. Default: 0.0.
-        dialect: ``"paper"`` or ``"mmdet"``. Default: ``"paper"``.
-        reduction: ``"mean"`` (1/N), ``"sum"`` or ``"none"`` (per entry beta * CE). Default: ``"mean"``.
-        loss_weight: multiplier of the loss. Default: 1.0.
-        sync_density: sum the region counts and N over the replicas in sync (one all_reduce of
-            bins + 1 int64 values per call, in a replica context) so that beta is the global
-            batch's and the replicas' losses and gradients sum to the global batch's (spec.md
-            section 11). Default: False (each replica harmonizes its own batch).
-        name: the loss's name. Default: ``"ghm_c_loss"``.
-    """
-
-    def __init__(self, bins: int = 30, momentum: float = 0.0, dialect: str = "paper", reduction: str = "mean",
-                 loss_weight: float = 1.0, sync_density: bool = False, name: str | None = "ghm_c_loss") -> None:
-        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight, name=name, sync_density=sync_density)
-
-    def _prepare(self, y_true, pred, valid):
-        return _prepare(y_true, pred, valid, self.bins)
 
 
 def ghm_c_loss(y_true, y_pred, label_weight=None, *, bins: int = 30, dialect: str = "paper",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from ._checks import FLOATING, as_tensor, check_hyper, check_mu, check_shape, compute_dtype, same_shape, to_mask
 from ._harmonize import harmonized_loss, region_index
-from ._loss import GHMLossBase
 
 
 def _asl1_terms(d: tf.Tensor, mu: float) -> tuple[tf.Tensor, tf.Tensor]:
@@ -50,46 +48,6 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: 
     ind = region_index(tf.abs(per_entry_grad), bins, valid)
     # d ASL1(x - t) / dt = -d ASL1 / dd (spec.md 5), for a target the tape may watch
     return per_entry_loss, per_entry_grad, ind, ok, valid, (target, -per_entry_grad)
-
-
-@keras.saving.register_keras_serializable(package="ghm")
-class GHMRLoss(GHMLossBase):
-    """GHM-R loss (Li et al., AAAI 2019, Eqs. 17-19) as a Keras loss: Authentic Smooth L1
-    ``ASL1(d) = sqrt(d^2 + mu^2) - mu`` of ``d = y_pred - y_true``, reweighted by the inverse
-    density of ``gr = |d| / sqrt(d^2 + mu^2)``.
-
-    ``loss = loss_weight * (1/N) * sum_{i valid} beta_i * ASL1(d_i)`` ("mean"); ASL1 and gr are
-    evaluated without overflow for every finite residual. Dialects, Keras masks,
-    ``sample_weight`` (a mask, shaped like ``y_pred`` or per anchor), NaN handling, dtypes and
-    the EMA variables are as in :class:`GHMCLoss` (spec.md sections 4-8).
-
-    Args:
-        mu: the ASL1 parameter, in [1e-30, 1e30]. Default: 0.02.
-        bins: number of unit regions M. Default: 10.
-        momentum: EMA momentum alpha in [0, 1); 0 disables the EMA. Default: 0.0.
-        dialect: ``"paper"`` or ``"mmdet"``. Default: ``"paper"``.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``. Default: ``"mean"``.
-        loss_weight: multiplier of the loss (the released configs use 10). Default: 1.0.
-        sync_density: sum the region counts and N over the replicas in sync (one all_reduce of
-            bins + 1 int64 values per call, in a replica context) so that beta is the global
-            batch's and the replicas' losses and gradients sum to the global batch's (spec.md
-            section 11). Default: False (each replica harmonizes its own batch).
-        name: the loss's name. Default: ``"ghm_r_loss"``.
-    """
-
-    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, dialect: str = "paper",
-                 reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
-                 name: str | None = "ghm_r_loss") -> None:
-        check_mu(mu)
-        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight, name=name, sync_density=sync_density)
-        self.mu = float(mu)
-
-    def _prepare(self, y_true, pred, valid):
-        return _prepare(y_true, pred, valid, self.mu, self.bins)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "mu": self.mu}
 
 
 def ghm_r_loss(y_true, y_pred, label_weight=None, *, mu: float = 0.02, bins: int = 10, dialect: str = "paper",

@@ -124,6 +124,6 @@ with two.scope():
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss=inside)
 model.fit(X, Y, batch_size=32, epochs=1, verbose=0)
-values = [v.numpy() for v in two.experimental_local_results(inside.ema)]
+values = [v.numpy() for v in two.experimental_local_results(inside.state.ema.value)]  # the tf.Variable
 out["replica_states_equal"] = bool(len(values) == 2 and np.array_equal(values[0], values[1]) and values[0].sum() > 0)
 print(json.dumps(out))

@@ -1,0 +1,140 @@
+"""The harmonizing weight beta in JAX (spec.md sections 2.3 and 4), in pieces named after the
+reference functions they compute (``reference.equations`` / ``reference.ghm``):
+
+    region_index    ind(g) = min(floor(g M), M - 1)                  unit regions, Sec. 3.2
+    region_counts   R_j, exact integer counts                        Eq. (9)
+    ema             S_j = alpha S_j + (1 - alpha) R_j                 Eq. (12)
+    harmonize       beta_j = N / (S_j M) ("paper") or N / (A_j n)     Eqs. (10), (13); mmdet dialect
+
+beta depends on an entry only through its region, so ``harmonize`` returns one value per region
+(bins + 1 values: the spare last slot holds the masked entries, weight 0), gathered per entry
+by ``harmonized_loss``. Counts are int32 under JAX's default 32-bit mode (exact up to 2^31 - 1
+entries per call) and int64 with ``jax_enable_x64``. Static shapes, no host round trip.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class GHMState(NamedTuple):
+    """The EMA region state of spec.md section 4 (S of Eq. 12, or the mmdet accumulator), a pytree:
+    ``ema`` float32 (bins,), ``initialized`` bool (): whether a call with a valid entry has set it."""
+
+    ema: jax.Array
+    initialized: jax.Array
+
+
+def init_state(bins: int) -> GHMState:
+    """The state before the first call: zeros, not initialized."""
+    return GHMState(jnp.zeros((bins,), jnp.float32), jnp.zeros((), bool))
+
+
+def count_dtype():
+    """int64 where JAX allows it (jax_enable_x64), else int32."""
+    return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+
+
+def region_index(g: jax.Array, bins: int, valid: jax.Array | None = None) -> jax.Array:
+    """ind(g) = min(floor(g * M), M - 1), with g = 1 in the last region (spec.md 2.3); ``g`` >= 0.
+    A NaN or infinite g (only in a poisoned batch) lands in the last region, never out of range;
+    entries not ``valid`` go to the spare region M."""
+    g = jnp.where(g <= 1.0, g, 1.0)  # NaN <= 1 is False
+    ind = jnp.minimum((g * bins).astype(jnp.int32), bins - 1)  # truncation == floor for g >= 0
+    return ind if valid is None else jnp.where(valid, ind, bins)
+
+
+def region_counts(ind: jax.Array, bins: int) -> jax.Array:
+    """R_j as exact integer counts, length bins + 1 (the last slot counts the masked entries)."""
+    return jnp.zeros((bins + 1,), count_dtype()).at[ind.reshape(-1)].add(1)
+
+
+def ema(s_prev: jax.Array, r: jax.Array, alpha: float) -> jax.Array:
+    """Eq. (12): S^(t) = alpha S^(t-1) + (1 - alpha) R^(t)."""
+    return alpha * s_prev + (1.0 - alpha) * r
+
+
+def harmonize(counts: jax.Array, ok: jax.Array, *, bins: int, momentum: float, dialect: str, dtype,
+              state: GHMState | None = None) -> tuple[jax.Array, GHMState | None, jax.Array]:
+    """Per-region beta from the counts of ``region_counts`` (spec.md section 4).
+
+    Returns (beta, new_state, n_valid): ``beta`` has bins + 1 values, the last (masked entries)
+    0, and NaN for every region when ``ok`` is False (a poisoned batch). The state changes only
+    when the call has a valid entry and ``ok``.
+
+    "paper": beta_j = N / (S_j M), S = R, or the EMA of Eq. (12) with S^(0) := R^(1).
+    "mmdet": beta_j = N / (A_j n), n = #non-empty regions, A = R, or an accumulator from zeros
+             updated by Eq. (12) only where R_j > 0."""
+    r = counts[:bins]
+    n_valid = jnp.sum(r)
+    rf = r.astype(dtype)
+    occupied = r > 0
+    if momentum == 0.0:
+        s = rf
+    elif dialect == "paper":
+        s = jnp.where(state.initialized, ema(state.ema.astype(dtype), rf, momentum), rf)
+    else:
+        prev = state.ema.astype(dtype)
+        s = jnp.where(occupied, ema(prev, rf, momentum), prev)
+    n_regions = bins if dialect == "paper" else jnp.maximum(jnp.sum(occupied), 1).astype(dtype)
+    beta = jnp.where(occupied, n_valid.astype(dtype) / jnp.where(occupied, s * n_regions, 1.0), 0.0)
+    beta = jnp.concatenate([jnp.where(ok, beta, jnp.nan), jnp.zeros((1,), dtype)])
+    if momentum == 0.0:
+        return beta, state, n_valid
+    update = ok & (n_valid > 0)
+    new_state = GHMState(jnp.where(update, s.astype(jnp.float32), state.ema), state.initialized | update)
+    return beta, new_state, n_valid
+
+
+@jax.custom_vjp
+def _attach(pred, target, loss, grad, target_grad):
+    """``loss`` whose gradient with respect to ``pred`` is ``grad`` and to ``target`` is
+    ``target_grad`` (both computed with it: beta is a constant for backprop, spec.md 5)."""
+    return loss
+
+
+def _attach_fwd(pred, target, loss, grad, target_grad):
+    # zero-size arrays carry the inputs' dtypes into the backward (residuals must be arrays)
+    return loss, (grad, target_grad, jnp.zeros((0,), pred.dtype), jnp.zeros((0,), target.dtype))
+
+
+def _attach_bwd(res, upstream):
+    grad, target_grad, pred_like, target_like = res
+    # The upstream gradient (a loss scale included) multiplies in the compute dtype; one cast after
+    d_pred = (upstream * grad).astype(pred_like.dtype)
+    floating = jnp.issubdtype(target_like.dtype, jnp.floating)
+    d_target = (upstream * target_grad).astype(target_like.dtype) if floating else None
+    return d_pred, d_target, None, None, None
+
+
+_attach.defvjp(_attach_fwd, _attach_bwd)
+
+
+def _accurate_sum(values: jax.Array) -> jax.Array:
+    """Each row (last axis) in the values' dtype, the row sums in float32 pairwise (XLA reduces in
+    a tree), then float64 where enabled: exact at 2^24 terms to float32 rounding."""
+    rows = jnp.sum(values, axis=-1) if values.ndim > 1 else values
+    return jnp.sum(rows.astype(jnp.float64 if jax.config.jax_enable_x64 else rows.dtype)).astype(values.dtype)
+
+
+def harmonized_loss(pred, target, per_entry_loss, per_entry_grad, per_entry_target_grad, ind, ok, valid, *, bins,
+                    momentum, dialect, reduction, loss_weight, state):
+    """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), its gradients attached. Masked
+    entries' products are 0 whatever NaN or Inf they hold. Returns (loss, new_state)."""
+    dtype = per_entry_loss.dtype
+    beta, new_state, n_valid = harmonize(region_counts(ind, bins), ok, bins=bins, momentum=momentum,
+                                         dialect=dialect, dtype=dtype, state=state)
+    scale = jnp.asarray(loss_weight, dtype)
+    if reduction == "mean":
+        scale = scale / jnp.maximum(n_valid, 1).astype(dtype)
+    w = jnp.take(beta * scale, ind)
+
+    def weigh(terms):
+        return w * terms if valid is None else jnp.where(valid, w * terms, 0.0)
+
+    grad, target_grad, weighted = weigh(per_entry_grad), weigh(per_entry_target_grad), weigh(per_entry_loss)
+    loss = weighted if reduction == "none" else _accurate_sum(weighted)
+    return _attach(pred, target, loss, grad, target_grad), new_state

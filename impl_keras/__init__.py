@@ -1,0 +1,16 @@
+"""GHM-C and GHM-R as Keras 3 losses on every backend: TensorFlow, JAX and PyTorch (see spec.md).
+
+    from impl_keras import GHMCLoss
+    loss = GHMCLoss(bins=30, momentum=0.75)
+    model.compile(optimizer="adam", loss=loss, metrics=[loss.state])   # metrics=: the JAX backend needs it
+
+The math is each backend's own kernel (``impl_tf``, ``impl_jax``, ``impl_torch``), each tested
+against the reference; this package holds the Keras contract they share (sample weights and
+Keras masks as masks, the EMA state in Keras variables, saving, distribution scaling). Importing
+it imports only Keras; the backend's kernel is imported on the first call.
+"""
+
+from ._loss import GHMState
+from .ghm import GHMCLoss, GHMRLoss
+
+__all__ = ["GHMCLoss", "GHMRLoss", "GHMState"]

@@ -1,0 +1,98 @@
+"""Each Keras backend's GHM kernel, behind one signature:
+``kernel(loss_obj, y_true, y_pred, sample_weight) -> (loss, new_ema, new_initialized)``.
+TensorFlow uses ``impl_tf`` (with tf.distribute's scaling), JAX ``impl_jax``, PyTorch
+``impl_torch``: the same kernels each framework's own losses use, imported on first use, so that
+importing this package needs none of them."""
+
+from __future__ import annotations
+
+import keras
+from keras.src.backend.common.masking import get_keras_mask
+
+
+def _tensorflow(obj, y_true, y_pred, sample_weight):
+    import tensorflow as tf
+
+    from impl_tf import _checks, _harmonize, ghm_c, ghm_r
+
+    keras_mask = get_keras_mask(y_pred)
+    pred = _checks.as_tensor("y_pred", y_pred, allowed=(_checks.FLOATING,))
+    masks = [_checks.to_mask(name, m, pred) for name, m in (("sample_weight", sample_weight),
+                                                            ("keras mask", keras_mask)) if m is not None]
+    valid = _checks.select(masks[1], masks[0], False) if len(masks) == 2 else (masks[0] if masks else None)
+    prepared = ghm_c._prepare(y_true, pred, valid, obj.bins) if obj.kind == "c" else \
+        ghm_r._prepare(y_true, pred, valid, obj.mu, obj.bins)
+    loss, new_ema, new_initialized = _harmonize.harmonized_loss(
+        pred, *prepared, bins=obj.bins, momentum=obj.momentum, dialect=obj.dialect, reduction=obj.reduction,
+        loss_weight=obj.loss_weight, state=obj.state.ema.value, initialized=obj.state.initialized.value,
+        sync_density=obj.sync_density)
+    strategy = tf.distribute.get_strategy()
+    if obj.momentum > 0.0 and strategy.num_replicas_in_sync > 1 and \
+            not strategy.extended.variable_created_in_scope(obj.state.ema.value):
+        raise ValueError(f"{type(obj).__name__} with momentum was created outside the scope of the "
+                         f"{type(strategy).__name__} it is called under: its EMA state cannot be kept "
+                         "consistent across replicas. Create the loss inside `strategy.scope()`.")
+    if obj.reduction == "mean" and not obj.sync_density and strategy.num_replicas_in_sync > 1:
+        # Keras sums the replicas' gradients: like every Keras loss, a mean divides by the replicas
+        loss = loss * tf.constant(1.0 / strategy.num_replicas_in_sync, loss.dtype)
+    return loss, new_ema, new_initialized
+
+
+def _combined_mask(checks, pred, sample_weight, keras_mask):
+    """The sample weight and the Keras mask, each as a mask shaped like pred, combined by "and"."""
+    masks = [checks.valid_mask(m, pred) for m in (sample_weight, keras_mask) if m is not None]
+    if len(masks) == 2:
+        return masks[0] & masks[1]
+    return masks[0] if masks else None
+
+
+def _jax(obj, y_true, y_pred, sample_weight):
+    from impl_jax import GHMState, ghm_c_loss, ghm_r_loss
+    from impl_jax import _checks
+
+    pred = _checks.as_array("y_pred", y_pred, allowed=(_checks.FLOATING,))
+    valid = _combined_mask(_checks, pred, sample_weight, get_keras_mask(y_pred))
+    state = GHMState(obj.state.ema.value, obj.state.initialized.value) if obj.momentum > 0.0 else None
+    fn = ghm_c_loss if obj.kind == "c" else ghm_r_loss
+    loss, new = fn(pred, y_true, valid, state=state, **obj.hyper())
+    return loss, None if new is None else new.ema, None if new is None else new.initialized
+
+
+def _torch(obj, y_true, y_pred, sample_weight):
+    import torch
+
+    from impl_torch import _checks, _harmonize, ghm_c, ghm_r
+
+    pred = y_pred if isinstance(y_pred, torch.Tensor) else torch.as_tensor(y_pred)
+    target = y_true if isinstance(y_true, torch.Tensor) else torch.as_tensor(y_true, device=pred.device)
+    sample_weight = None if sample_weight is None else torch.as_tensor(sample_weight, device=pred.device)
+    valid = _combined_mask(_checks, pred, sample_weight, get_keras_mask(y_pred))
+    state = {"state": obj.state.ema.value, "initialized": obj.state.initialized.value}
+    hyper = dict(bins=obj.bins, momentum=obj.momentum, dialect=obj.dialect, reduction=obj.reduction,
+                 loss_weight=obj.loss_weight, target=target, **state)
+    if obj.kind == "c":
+        per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = ghm_c._prepare(pred, target, valid, obj.bins)
+        return _harmonize.harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, scratch=scratch,
+                                          per_entry_target_grad=target_grad, **hyper)
+    per_entry_loss, per_entry_grad, ind, ok, target_grad = ghm_r._prepare(pred, target, valid, obj.mu, obj.bins)
+    return _harmonize.harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, per_entry_target_grad=target_grad,
+                                      **hyper)
+
+
+KERNELS = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}
+
+
+def check_state_is_carried(obj) -> None:
+    """On the JAX backend, Keras's ``fit`` / ``evaluate`` run in a stateless scope that carries only
+    the model's and the compiled metrics' variables: an update of the loss's own state would be
+    silently dropped. Say how to carry it instead."""
+    if keras.backend.backend() != "jax":
+        return
+    from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+    scope = get_stateless_scope()
+    # an empty mapping: Keras's shape inference (compute_output_spec), where nothing is assigned
+    if scope is not None and scope.state_mapping and scope.get_current_value(obj.state.ema) is None:
+        raise ValueError(f"{type(obj).__name__} with momentum on the JAX backend: Keras's compiled step carries only "
+                         f"the model's and the compiled metrics' variables, so the loss's EMA state would not move. "
+                         f"Compile with its state as a metric: model.compile(..., loss=loss, metrics=[loss.state])")

@@ -1,0 +1,144 @@
+"""What GHMCLoss and GHMRLoss share on every Keras backend: hyper-parameters, the EMA state in
+Keras variables (``GHMState``), the Keras loss contract (sample weights and Keras masks as
+masks, saving), and the dispatch to the backend's own kernel (``_backends.py``)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+import ghm_args
+
+from . import _backends
+
+
+@keras.saving.register_keras_serializable(package="ghm")
+class GHMState(keras.metrics.Metric):
+    """The EMA region state of a GHM loss (S of Eq. 12, or the mmdet accumulator): ``ema``
+    (float32, one value per region) and ``initialized`` (bool), Keras variables created with
+    ``aggregation="only_first_replica"`` (every replica keeps the first one's value).
+
+    A Keras metric so that Keras carries it through a compiled train step: on the JAX backend
+    Keras threads only the model's and the compiled metrics' variables through ``fit``, so pass
+    it as ``model.compile(..., metrics=[loss.state])``. It is updated by the loss, not by Keras
+    (``update_state`` does nothing) and an EMA outlives epochs (``reset_state`` does nothing);
+    its result is the sum of the EMA, about the number of valid entries per call."""
+
+    def __init__(self, bins: int = 30, name: str = "ghm_state", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.bins = int(bins)
+        self.ema = self._state_variable((self.bins,), "float32", "ema")
+        self.initialized = self._state_variable((), "bool", "initialized")
+
+    def _state_variable(self, shape, dtype: str, name: str):
+        """Written by the first replica and mirrored to the others ("on_write"): a metric's own
+        variables are per replica ("on_read"), which would let the replicas' EMA states drift apart."""
+        with keras.name_scope(self.name.replace("/", ">"), caller=self):
+            variable = keras.Variable(initializer="zeros", shape=shape, dtype=dtype, trainable=False,
+                                      aggregation="only_first_replica", synchronization="on_write", name=name)
+        self._tracker.add_to_store("variables", variable)
+        return variable
+
+    def update_state(self, *args, **kwargs) -> None:
+        return None
+
+    def reset_state(self) -> None:
+        return None
+
+    def result(self):
+        return ops.sum(self.ema)
+
+    def get_config(self) -> dict:
+        return {"bins": self.bins, "name": self.name}
+
+
+class GHMLossBase(keras.losses.Loss):
+    kind = "c"  # "c" (GHM-C) or "r" (GHM-R)
+
+    def __init__(self, *, bins: int, momentum: float, dialect: str, reduction: str, loss_weight: float,
+                 name: str | None, sync_density: bool = False) -> None:
+        ghm_args.check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
+                             loss_weight=loss_weight)
+        if sync_density and keras.backend.backend() != "tensorflow":
+            raise ValueError(f"sync_density=True needs tf.distribute (the TensorFlow backend); on the "
+                             f"{keras.backend.backend()} backend it is not available: under keras.distribution (JAX) "
+                             f"the loss already sees the global batch; with torch DDP use impl_torch's losses")
+        super().__init__(name=name, reduction=reduction)
+        self.bins, self.momentum, self.dialect = int(bins), float(momentum), dialect
+        self.loss_weight = float(loss_weight)
+        self.sync_density = bool(sync_density)
+        self.state = GHMState(self.bins, name=f"{name or 'ghm'}_state")
+
+    @property
+    def ema(self):
+        """The EMA state's region values (``state.ema``), a float32 Keras variable."""
+        return self.state.ema
+
+    @property
+    def ema_initialized(self):
+        """Whether a call with a valid entry has set the EMA state (``state.initialized``)."""
+        return self.state.initialized
+
+    def hyper(self) -> dict:
+        """The kernel's keyword arguments (GHMRLoss adds mu)."""
+        return {"bins": self.bins, "momentum": self.momentum, "dialect": self.dialect, "reduction": self.reduction,
+                "loss_weight": self.loss_weight}
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """Keras order: ``y_true`` first. ``sample_weight`` is the label weight (a mask); a Keras
+        mask on ``y_pred`` masks too. Under tf.distribute a "mean" is divided by the number of
+        replicas, as Keras losses are."""
+        kernel = _backends.KERNELS[keras.backend.backend()]
+        with keras.name_scope(self.name):
+            loss, new_ema, new_initialized = kernel(self, y_true, y_pred, sample_weight)
+            if self.momentum > 0.0:
+                _backends.check_state_is_carried(self)
+                self.state.ema.assign(new_ema)
+                self.state.initialized.assign(new_initialized)
+            return loss
+
+    def call(self, y_true, y_pred):
+        return self(y_true, y_pred)
+
+    def get_config(self) -> dict:
+        # The state is serialized with the loss: compiled as a metric too, Keras records it once
+        # (shared_object_id) and a reloaded model's loss and metric are one object again.
+        return {"name": self.name, "bins": self.bins, "momentum": self.momentum, "dialect": self.dialect,
+                "reduction": self.reduction, "loss_weight": self.loss_weight, "sync_density": self.sync_density,
+                "state": self.state}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """A serialized state (a saved model's) is deserialized, so that Keras can hand the loss and
+        the compiled metric one object; a live one (``from_config(loss.get_config())``) is not
+        shared: the new loss starts a state of its own."""
+        config = dict(config)
+        state = config.pop("state", None)
+        loss = cls(**config)
+        if isinstance(state, dict):
+            loss.state = keras.saving.deserialize_keras_object(state)
+        return loss
+
+    # The EMA state travels with a saved .keras model (Keras calls these on saveable objects).
+    def save_own_variables(self, store) -> None:
+        store["ema"] = ops.convert_to_numpy(self.state.ema)
+        store["ema_initialized"] = np.asarray(ops.convert_to_numpy(self.state.initialized))
+
+    def load_own_variables(self, store) -> None:
+        """Restore the EMA state, or say why it cannot be: Keras retries a failed object with other
+        (empty) stores and reports the last error, so the first reason is kept and raised again."""
+        try:
+            ema, initialized = np.asarray(store["ema"]), np.asarray(store["ema_initialized"])
+        except KeyError:
+            raise ValueError(getattr(self, "_load_failure", None) or
+                             f"{type(self).__name__}: the file holds no EMA state for this loss (saved with "
+                             f"another loss?); compile the model with the loss it was saved with") from None
+        if ema.shape != (self.bins,):
+            self._load_failure = (
+                f"{type(self).__name__}(bins={self.bins}) cannot take an EMA state of {ema.size} regions (saved by a "
+                f"loss with bins={ema.size}): the regions do not correspond. Build the loss with bins={ema.size} to "
+                f"continue that EMA, or load with skip_mismatch=True to start this one afresh")
+            raise ValueError(self._load_failure)
+        self.state.ema.assign(ema.astype(np.float32))
+        self.state.initialized.assign(bool(initialized))
