@@ -6,7 +6,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 import ghm_args
-from ghm_args import check_mu  # noqa: F401 - re-exported for the losses
 
 FLOATING, BOOL, INTEGER = "floating", "bool", "integer"
 

@@ -58,12 +58,13 @@ def ema(s_prev: jax.Array, r: jax.Array, alpha: float) -> jax.Array:
 
 
 def harmonize(counts: jax.Array, ok: jax.Array, *, bins: int, momentum: float, dialect: str, dtype,
-              state: GHMState | None = None) -> tuple[jax.Array, GHMState | None, jax.Array]:
+              state: jax.Array | None = None, initialized: jax.Array | None = None):
     """Per-region beta from the counts of ``region_counts`` (spec.md section 4).
 
-    Returns (beta, new_state, n_valid): ``beta`` has bins + 1 values, the last (masked entries)
-    0, and NaN for every region when ``ok`` is False (a poisoned batch). The state changes only
-    when the call has a valid entry and ``ok``.
+    Returns (beta, new_state, new_initialized, n_valid): ``beta`` has bins + 1 values, the last
+    (masked entries) 0, and NaN for every region when ``ok`` is False (a poisoned batch). The EMA
+    ``state`` / ``initialized`` are needed only when momentum > 0, and change only when the call
+    has a valid entry and ``ok``; otherwise they are returned as given.
 
     "paper": beta_j = N / (S_j M), S = R, or the EMA of Eq. (12) with S^(0) := R^(1).
     "mmdet": beta_j = N / (A_j n), n = #non-empty regions, A = R, or an accumulator from zeros
@@ -75,18 +76,34 @@ def harmonize(counts: jax.Array, ok: jax.Array, *, bins: int, momentum: float, d
     if momentum == 0.0:
         s = rf
     elif dialect == "paper":
-        s = jnp.where(state.initialized, ema(state.ema.astype(dtype), rf, momentum), rf)
+        s = jnp.where(initialized, ema(state.astype(dtype), rf, momentum), rf)
     else:
-        prev = state.ema.astype(dtype)
+        prev = state.astype(dtype)
         s = jnp.where(occupied, ema(prev, rf, momentum), prev)
     n_regions = bins if dialect == "paper" else jnp.maximum(jnp.sum(occupied), 1).astype(dtype)
     beta = jnp.where(occupied, n_valid.astype(dtype) / jnp.where(occupied, s * n_regions, 1.0), 0.0)
     beta = jnp.concatenate([jnp.where(ok, beta, jnp.nan), jnp.zeros((1,), dtype)])
     if momentum == 0.0:
-        return beta, state, n_valid
+        return beta, state, initialized, n_valid
     update = ok & (n_valid > 0)
-    new_state = GHMState(jnp.where(update, s.astype(jnp.float32), state.ema), state.initialized | update)
-    return beta, new_state, n_valid
+    return beta, jnp.where(update, s.astype(state.dtype), state), initialized | update, n_valid
+
+
+SECOND_ORDER_ERROR = ("the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
+                      "constant for backprop, spec.md 5), so it cannot be differentiated again (a gradient penalty, a "
+                      "Hessian-vector product through the loss)")
+
+
+@jax.custom_jvp
+def _differentiable_once(pred, value):
+    """``value`` (a gradient formed without autodiff), tied to ``pred``: differentiating it (only a
+    second derivative does) raises instead of returning a silent 0."""
+    return value
+
+
+@_differentiable_once.defjvp
+def _differentiable_once_jvp(primals, tangents):
+    raise NotImplementedError(SECOND_ORDER_ERROR)
 
 
 @jax.custom_vjp
@@ -98,6 +115,7 @@ def _attach(pred, target, loss, grad, target_grad):
 
 def _attach_fwd(pred, target, loss, grad, target_grad):
     # zero-size arrays carry the inputs' dtypes into the backward (residuals must be arrays)
+    grad, target_grad = _differentiable_once(pred, grad), _differentiable_once(pred, target_grad)
     return loss, (grad, target_grad, jnp.zeros((0,), pred.dtype), jnp.zeros((0,), target.dtype))
 
 
@@ -125,8 +143,10 @@ def harmonized_loss(pred, target, per_entry_loss, per_entry_grad, per_entry_targ
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), its gradients attached. Masked
     entries' products are 0 whatever NaN or Inf they hold. Returns (loss, new_state)."""
     dtype = per_entry_loss.dtype
-    beta, new_state, n_valid = harmonize(region_counts(ind, bins), ok, bins=bins, momentum=momentum,
-                                         dialect=dialect, dtype=dtype, state=state)
+    beta, new_ema, new_initialized, n_valid = harmonize(
+        region_counts(ind, bins), ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype,
+        state=None if state is None else state.ema, initialized=None if state is None else state.initialized)
+    new_state = None if state is None else GHMState(new_ema, new_initialized)
     scale = jnp.asarray(loss_weight, dtype)
     if reduction == "mean":
         scale = scale / jnp.maximum(n_valid, 1).astype(dtype)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._checks import FLOATING, as_array, check_hyper, check_mu, check_shape, check_state, compute_dtype, valid_mask
+from ghm_args import check_mu
+
+from ._checks import FLOATING, as_array, check_hyper, check_shape, check_state, compute_dtype, valid_mask
 from ._harmonize import GHMState, harmonized_loss, region_index
 
 

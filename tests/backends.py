@@ -1,6 +1,7 @@
-"""One small adapter per framework, so that a loss test is written once and runs on impl_torch and
-impl_tf alike (``tests/test_losses.py``), on every device present (CPU always, CUDA/GPU where
-there is one).
+"""One small adapter per framework, so that a loss test is written once and runs on impl_torch,
+impl_tf and impl_jax alike (``tests/test_losses.py``), on every device present (CPU always,
+CUDA/GPU where there is one). impl_jax's loss object is its pure function with the state held
+between calls.
 
     backend.loss("c", bins=10)            a stateful loss object (nn.Module / keras Loss)
     backend.function("r")                 ghm_c_loss / ghm_r_loss
@@ -8,6 +9,8 @@ there is one).
     backend.call_with_target(f, ...)      -> (Result, d sum / d target) for a target that is trained
     backend.second_derivative(f, ...)     raises backend.SECOND_ORDER[0] (differentiable once)
     backend.state(obj)                    -> (ema as float64 NumPy, initialized as bool)
+    backend.rounded(a, "float16")         a as the loss sees it in that dtype (float32 NumPy)
+    backend.float64_mode()                a context in which float64 stays float64 (JAX: x64)
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class TorchBackend:
         import impl_torch
 
         self.torch, self.impl, self.device = torch, impl_torch, device
+        self.float64 = torch.float64
 
     def loss(self, kind: str, **hyper):
         cls = self.impl.GHMCLoss if kind == "c" else self.impl.GHMRLoss
@@ -93,6 +97,14 @@ class TorchBackend:
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.detach().cpu().double().numpy(), bool(obj.ema_initialized)
 
+    def rounded(self, a, dtype: str) -> np.ndarray:
+        """a rounded to dtype and back to float32: the values a loss sees when given dtype."""
+        return self.tensor(a, dtype).cpu().float().numpy()
+
+    def float64_mode(self):
+        """Where float64 arrays stay float64 (always, here)."""
+        return contextlib.nullcontext()
+
     def out_dtype(self, obj_or_result) -> str:
         return str(obj_or_result.dtype).replace("torch.", "")
 
@@ -107,6 +119,7 @@ class TFBackend:
 
         self.tf, self.impl = tf, impl_tf
         self.device = "/CPU:0" if device == "cpu" else "/GPU:0"
+        self.float64 = tf.float64
 
     def loss(self, kind: str, **hyper):
         cls = self.impl.GHMCLoss if kind == "c" else self.impl.GHMRLoss
@@ -174,6 +187,107 @@ class TFBackend:
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.numpy().astype(np.float64), bool(obj.ema_initialized.numpy())
 
+    def rounded(self, a, dtype: str) -> np.ndarray:
+        return np.asarray(self.tf.cast(self.tensor(a, dtype), "float32"))
+
+    def float64_mode(self):
+        return contextlib.nullcontext()
+
+
+class _JaxLoss:
+    """impl_jax's pure function with its state held between calls: what the suite's stateful tests
+    call a loss object (``backend.call`` threads the state through)."""
+
+    def __init__(self, fn, hyper: dict):
+        self.fn, self.hyper, self.state = fn, hyper, None
+        empty = np.zeros((0, 1), np.float32)
+        fn(empty, empty, **hyper)  # the function checks its arguments first: bad ones raise here, as a constructor's
+
+    def pure(self, pred, target, label_weight=None, **kw):
+        return self.fn(pred, target, label_weight, state=self.state, **self.hyper, **kw)
+
+
+class JaxBackend:
+    name = "jax"
+
+    def __init__(self, device: str = "cpu") -> None:
+        import jax
+        import jax.numpy as jnp
+
+        import impl_jax
+
+        self.jax, self.jnp, self.impl = jax, jnp, impl_jax
+        self.device = jax.devices("cpu" if device == "cpu" else "gpu")[0]
+        self.float64 = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+    def loss(self, kind: str, **hyper):
+        return _JaxLoss(self.impl.ghm_c_loss if kind == "c" else self.impl.ghm_r_loss, hyper)
+
+    def function(self, kind: str):
+        fn = self.impl.ghm_c_loss if kind == "c" else self.impl.ghm_r_loss
+        return lambda pred, target, label_weight=None, **kw: fn(pred, target, label_weight, **kw)[0]
+
+    def tensor(self, a, dtype: str | None = None):
+        t = self.jax.device_put(np.asarray(a), self.device)
+        return t if dtype is None else t.astype(dtype)
+
+    def apply(self, f, pred, target, label_weight=None, **kw):
+        lw = None if label_weight is None else self.tensor(label_weight)
+        return f(self.tensor(pred), self.tensor(target), lw, **kw)
+
+    def _value_and_grads(self, f, x, t, lw, argnums, kw):
+        """(loss, its gradients, the new state): a loss object's state moves once per call."""
+        jnp = self.jnp
+        if isinstance(f, _JaxLoss):
+            def total(x, t):
+                out, state = f.pure(x, t, lw, **kw)
+                return jnp.sum(out), (out, state)
+        else:
+            def total(x, t):
+                out = f(x, t, lw, **kw)
+                return jnp.sum(out), (out, None)
+        (_, (out, state)), grads = self.jax.value_and_grad(total, argnums=argnums, has_aux=True)(x, t)
+        if isinstance(f, _JaxLoss):
+            f.state = state
+        return out, grads
+
+    def call(self, f, pred, target, label_weight=None, *, pred_dtype: str | None = None, **kw) -> Result:
+        x, t = self.tensor(pred, pred_dtype), self.tensor(target)
+        lw = None if label_weight is None else self.tensor(label_weight)
+        out, grad = self._value_and_grads(f, x, t, lw, 0, kw)
+        return Result(np.asarray(out, np.float64), np.asarray(grad, np.float64))
+
+    def call_with_target(self, f, pred, target, label_weight=None, **kw) -> tuple[Result, np.ndarray]:
+        x, t = self.tensor(pred), self.tensor(target)
+        lw = None if label_weight is None else self.tensor(label_weight)
+        out, (grad, target_grad) = self._value_and_grads(f, x, t, lw, (0, 1), kw)
+        f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+        return Result(f64(out), f64(grad)), f64(target_grad)
+
+    SECOND_ORDER = (NotImplementedError, "differentiable once")
+
+    def second_derivative(self, f, pred, target, **kw):
+        x, t, jnp = self.tensor(pred), self.tensor(target), self.jnp
+        first = self.jax.grad(lambda y: jnp.sum(f(y, t, **kw)))
+        return self.jax.grad(lambda y: jnp.sum(first(y)))(x)
+
+    @contextlib.contextmanager
+    def threads(self, n: int | None):
+        """XLA fixes its thread pool when it starts: the configured pool, whatever n is."""
+        yield
+
+    def rounded(self, a, dtype: str) -> np.ndarray:
+        return np.asarray(self.tensor(a, dtype).astype("float32"))
+
+    def float64_mode(self):
+        """JAX makes float64 arrays float32 unless x64 is enabled: enabled for the block."""
+        return self.jax.enable_x64(True)
+
+    def state(self, obj) -> tuple[np.ndarray, bool]:
+        if obj.state is None:
+            return np.zeros(obj.hyper["bins"]), False
+        return np.asarray(obj.state.ema, np.float64), bool(obj.state.initialized)
+
 
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
@@ -195,9 +309,17 @@ def _tf_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-BACKENDS = {"torch": TorchBackend, "tf": TFBackend}
-NEEDS = {"torch": "torch", "tf": "tensorflow"}
-ACCELERATOR = {"torch": _cuda, "tf": _tf_gpu}
+def _jax_gpu() -> bool:
+    if not _has("jax"):
+        return False
+    import jax
+
+    return any(d.platform == "gpu" for d in jax.devices())
+
+
+BACKENDS = {"torch": TorchBackend, "tf": TFBackend, "jax": JaxBackend}
+NEEDS = {"torch": "torch", "tf": "tensorflow", "jax": "jax"}
+ACCELERATOR = {"torch": _cuda, "tf": _tf_gpu, "jax": _jax_gpu}
 
 
 def backend_params():

@@ -95,7 +95,9 @@ def _harmonize_inputs():
 # its input in torch), ``b.impl`` is the package whose pieces are tested.
 
 def _to_np(a):
-    return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a.numpy())
+    if hasattr(a, "detach"):  # torch
+        return np.asarray(a.detach().cpu().numpy())
+    return np.asarray(a.numpy() if hasattr(a, "numpy") else a)  # tf, or a JAX array
 
 
 def _harmonize_module(b):
@@ -129,7 +131,7 @@ def _call_harmonize(fn, b, i):
                                                         np.zeros(i["bins"], np.float32))
     initialized = None if i["momentum"] == 0.0 else b.tensor(i["state"] is not None)
     beta, new_state, _, _ = fn(counts, b.tensor(True), bins=i["bins"], momentum=i["momentum"], dialect=i["dialect"],
-                               dtype=(b.torch if b.name == "torch" else b.tf).float64, state=state,
+                               dtype=b.float64, state=state,
                                initialized=initialized)
     per_entry = _to_np(beta)[i["ind"]]
     return per_entry if new_state is None else np.concatenate([per_entry, _to_np(new_state)])

@@ -313,8 +313,7 @@ def test_bad_arrays_raise_naming_the_argument(backend, kind, pred, target, lw, e
 def test_half_inputs_use_float32_statistics(backend, dtype, kind):
     x, t = _batches(1, seed=3)[0]
     got = backend.call(backend.function(kind), x, t, pred_dtype=dtype, bins=10)
-    xq = backend.tensor(x, dtype)  # the dequantised inputs are what the loss sees
-    xq = np.asarray(xq.cpu().float().numpy() if backend.name == "torch" else backend.tf.cast(xq, "float32"))
+    xq = backend.rounded(x, dtype)  # the rounded inputs are what the loss sees
     assert not cs.near_edge(cs.gradient_norm(kind, xq, t, 0.02), 10).any()
     ref = REF[kind](xq, t, bins=10)
     close(got.loss, ref.loss, "half_inputs")
@@ -368,7 +367,8 @@ def test_a_second_derivative_through_the_loss_is_an_error_not_a_silent_zero(back
 def test_float64_inputs_use_float64_statistics(backend, kind):
     x, t = _batches(1, seed=4)[0]
     x, t = x.astype(np.float64) * 1.37, t.astype(np.float64)
-    got = backend.call(backend.function(kind), x, t, bins=7)
+    with backend.float64_mode():
+        got = backend.call(backend.function(kind), x, t, bins=7)
     ref = REF[kind](x, t, bins=7)
     close(got.loss, ref.loss, "float64")
     close(got.grad, ref.grad, "float64")
@@ -393,14 +393,15 @@ def test_gradient_matches_central_differences_in_float64(backend, kind, dialect)
     lw = (rng.integers(0, 4, size=(4, 3)) > 0).astype(np.float64)
     hyper = dict(bins=bins, dialect=dialect, **({"mu": mu} if kind == "r" else {}))
     f = backend.function(kind)
-    got = backend.call(f, x, t, lw, **hyper)
     h = 1e-6  # h * max|dg/dx| (1/4 for g, 1/mu for gr) stays far below the 0.3/bins margin to an edge
     fd = np.zeros_like(x)
-    for k in np.ndindex(x.shape):
-        plus, minus = x.copy(), x.copy()
-        plus[k] += h
-        minus[k] -= h
-        fd[k] = (backend.call(f, plus, t, lw, **hyper).loss - backend.call(f, minus, t, lw, **hyper).loss) / (2 * h)
+    with backend.float64_mode():
+        got = backend.call(f, x, t, lw, **hyper)
+        for k in np.ndindex(x.shape):
+            plus, minus = x.copy(), x.copy()
+            plus[k] += h
+            minus[k] -= h
+            fd[k] = (backend.call(f, plus, t, lw, **hyper).loss - backend.call(f, minus, t, lw, **hyper).loss) / (2 * h)
     close(got.grad, fd, "finite_differences")
 
 
