@@ -12,7 +12,9 @@ Setups, as training runs them:
 - torch, a small model under ``autocast`` (CPU: bfloat16; CUDA: float16) with ``GradScaler``;
 - tf, float16 logits and a loss scale of 2^15 or 2^16 under a GradientTape;
 - Keras ``mixed_float16``: a model whose float16 output is the logits, trained by ``fit`` with a
-  ``LossScaleOptimizer`` (initial scale 2^15); its inner optimizer records the unscaled gradient.
+  ``LossScaleOptimizer`` (initial scale 2^15); its inner optimizer records the unscaled gradient;
+- JAX, float16 logits, ``jax.jit(jax.grad)`` of the loss times a loss scale of 2^15 or 2^16 (what
+  a dynamic loss scale wrapper around an optax update does), the plain loss in float32.
 
 For each: the L1 error of the unscaled gradient relative to the reference's L1 norm, the share
 of the entries whose nonzero reference gradient came back as 0 (flushed), and the number of
@@ -221,6 +223,38 @@ def keras_mixed_float16_fit(kind: str, plain: bool, entries: int) -> GradientErr
     return compare("keras mixed_float16 fit + LossScaleOptimizer 2^15", LOSS_NAMES[kind, plain], got, want)
 
 
+# ---------------------------------------------------------------- JAX
+
+
+def _jax_loss(kind: str, plain: bool) -> Callable:
+    import jax
+    import jax.numpy as jnp
+
+    from impl_jax import ghm_c_loss, ghm_r_loss
+
+    if not plain:
+        if kind == "c":
+            return lambda x, t: ghm_c_loss(x, t, bins=BINS["c"], dialect=DIALECT)[0]
+        return lambda x, t: ghm_r_loss(x, t, mu=MU, bins=BINS["r"], dialect=DIALECT)[0]
+    if kind == "c":  # optax.sigmoid_binary_cross_entropy's formula, in float32
+        return lambda x, t: jnp.mean(jax.nn.softplus(x.astype(jnp.float32)) - x.astype(jnp.float32) * t)
+    return lambda x, t: jnp.mean(jnp.sqrt((x.astype(jnp.float32) - t) ** 2 + MU * MU) - MU)
+
+
+def jax_scaled_half(kind: str, plain: bool, entries: int, scale: float) -> GradientError:
+    import jax
+    import jax.numpy as jnp
+
+    pred, target = batch(kind, entries)
+    x = jnp.asarray(pred).astype(jnp.float16)
+    loss = _jax_loss(kind, plain)
+    grad = jax.jit(jax.grad(lambda x, t: loss(x, t) * jnp.float32(scale)))(x, jnp.asarray(target))
+    got = np.asarray(grad, np.float64) / scale
+    want = reference_gradient(kind, plain, np.asarray(x, np.float64), target)
+    return compare(f"jax float16 logits (jit), loss scale 2^{int(np.log2(scale))}", LOSS_NAMES[kind, plain], got,
+                   want)
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -239,6 +273,9 @@ def setups(frameworks: tuple[str, ...], entries: dict[str, int]) -> Iterator[Cal
                 for scale in SCALES:
                     yield lambda k=kind, p=plain, s=scale: tf_scaled_half(k, p, n, s)
                 yield lambda k=kind, p=plain: keras_mixed_float16_fit(k, p, n)
+            if "jax" in frameworks:
+                for scale in SCALES:
+                    yield lambda k=kind, p=plain, s=scale: jax_scaled_half(k, p, n, s)
 
 
 def _cuda() -> bool:
@@ -252,7 +289,7 @@ def _cuda() -> bool:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, default=2_000_000, help="GHM-C entries (GHM-R: a fifth of them)")
-    ap.add_argument("--frameworks", nargs="+", default=["torch", "tf"], choices=["torch", "tf"])
+    ap.add_argument("--frameworks", nargs="+", default=["torch", "tf", "jax"], choices=["torch", "tf", "jax"])
     args = ap.parse_args(argv)
     entries = {"c": args.entries, "r": max(args.entries // 5, 4)}
     results = [run() for run in setups(tuple(args.frameworks), entries)]

@@ -17,7 +17,7 @@ from ghm_args import DIALECTS
 
 from .report import dumps, to_json, to_markdown
 from .runner import UsageError, run_catalogue
-from .targets import TargetError, bundled_targets, load_target
+from .targets import BUNDLED, TargetError, bundled_targets, load_target
 
 USAGE_ERROR = 2
 DEFAULT_TIMEOUT = 10.0  # seconds per call; the run's first call may take FIRST_CALL_TIMEOUT (compilation)
@@ -28,9 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ghm-conformance",
         description="Check a GHM port against the reference (spec.md), name its dialect, and shrink every "
-                    "disagreement to a minimal counterexample. Without TARGET: this project's torch and tf "
-                    "GHM-C and GHM-R in both dialects.")
+                    "disagreement to a minimal counterexample. Without TARGET: this project's torch, tf and "
+                    "jax GHM-C and GHM-R in both dialects (--bundled picks backends).")
     p.add_argument("target", nargs="?", help="a port factory, 'package.module:make_port' (see README: port protocol)")
+    p.add_argument("--bundled", nargs="+", choices=list(BUNDLED), default=None, metavar="BACKEND",
+                   help="without TARGET: the bundled backends to check, of torch, tf (Keras on TensorFlow), jax "
+                        "(impl_jax's functions, jitted) (default: all that are installed)")
     p.add_argument("--loss", choices=["c", "r"], default=None, help="GHM-C or GHM-R (default: c for a TARGET)")
     p.add_argument("--dialect", choices=list(DIALECTS), default=None, help="judge in this dialect (default: detect it)")
     p.add_argument("--max-examples", type=int, default=25, metavar="N", help="Hypothesis examples per property (25)")
@@ -96,6 +99,8 @@ def _check_args(args) -> str:
     """A usage error's message, or "" when the arguments are usable."""
     if args.max_examples < 1:
         return "--max-examples must be >= 1"
+    if args.target and args.bundled:
+        return "--bundled picks this project's losses to check; it cannot go with a TARGET"
     if not args.timeout > 0:
         return "--timeout must be > 0"
     if args.report == "-":
@@ -111,9 +116,9 @@ def _check_args(args) -> str:
 def _targets(args):
     """(targets, skipped backends); raises TargetError."""
     if args.target is None:
-        targets, skipped = bundled_targets(args.dialect, args.loss)
+        targets, skipped = bundled_targets(args.dialect, args.loss, tuple(args.bundled or BUNDLED))
         if not targets:
-            raise TargetError("neither impl_torch nor impl_tf is importable: " + "; ".join(skipped))
+            raise TargetError("no bundled backend is importable: " + "; ".join(skipped))
         return targets, skipped
     return [load_target(args.target, args.loss or "c", class_index=args.targets == "class-index",
                         label_weight=not args.no_label_weight, anchor_weights=args.weights == "per-anchor")], []

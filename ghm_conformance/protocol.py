@@ -11,7 +11,7 @@ call is a fresh instance; successive ``step`` calls are training iterations. Rai
 ``NotImplementedError`` from the factory marks a setting (e.g. momentum) as unsupported.
 
 Adapters: ``from_torch_module``, ``from_torch_function``, ``from_keras_loss``,
-``from_numpy_function``, ``from_weights`` (a port that returns only beta), and
+``from_jax_function``, ``from_numpy_function``, ``from_weights`` (a port that returns only beta), and
 ``with_class_index_targets`` (a port that takes mmdetection-style labels of shape (N,)) and
 ``with_anchor_weights`` (a port that takes one label weight per row).
 """
@@ -318,6 +318,72 @@ def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = Fal
 
     make_port.label_weight = label_weight
     return make_port
+
+
+def from_jax_function(fn: Callable, *, stateful: bool = False, jit: bool = True, label_weight: bool = True,
+                      targets: str = "per_entry", weights: str = "per_entry", call_kwargs: dict | None = None,
+                      device: str | None = None) -> PortFactory:
+    """A JAX loss function, gradient by ``jax.value_and_grad``, each step under ``jax.jit`` (the
+    hyper-parameters static; one compilation per shape and setting, shared by the instances)
+    unless ``jit=False``. Two shapes:
+
+    - ``stateful=False``: ``fn(pred, target, label_weight, *, bins, **hyper)`` -> loss (momentum
+      is "not applicable");
+    - ``stateful=True``, the optax style of ``impl_jax``: ``fn(pred, target, label_weight, *, bins,
+      momentum, state, **hyper)`` -> ``(loss, new_state)``, the state a pytree that starts as None
+      and is carried from step to step.
+
+    ``targets="class_index"`` / ``weights="per_anchor"`` / ``label_weight=False`` as for
+    ``from_torch_module``; ``device`` e.g. "gpu" (default: JAX's default device). A per-entry loss
+    is averaged over the valid entries."""
+    compiled: dict = {}  # hyper-parameters -> the jitted step: instances share compilations
+
+    def gradient_of(kwargs: dict):
+        import jax
+        import jax.numpy as jnp
+
+        def objective(x, t, lw, state, n_valid):
+            args = (x, t) + ((lw,) if label_weight else ())
+            loss, new_state = fn(*args, state=state, **kwargs) if stateful else (fn(*args, **kwargs), None)
+            if loss.ndim and loss.shape == x.shape:  # reduction "none": the mean over valid entries
+                loss = jnp.sum(loss) / n_valid
+            return loss, new_state
+
+        value_and_grad = jax.value_and_grad(objective, has_aux=True)
+        if not jit:
+            return value_and_grad
+        try:
+            key = tuple(sorted(kwargs.items()))
+            hash(key)
+        except TypeError:  # an unhashable hyper-parameter: this instance compiles its own
+            return jax.jit(value_and_grad)
+        return compiled.setdefault(key, jax.jit(value_and_grad))
+
+    def make_port(*, bins, momentum, **hyper):
+        import jax
+
+        if momentum and not stateful:
+            raise NotImplementedError("a stateless JAX function has no EMA state")
+        kwargs = dict(call_kwargs or {}, bins=bins, **hyper)
+        if stateful:
+            kwargs["momentum"] = momentum
+        run = gradient_of(kwargs)
+        target_device = None if device is None else jax.devices(device)[0]
+        carried = {"state": None}
+
+        def step(pred, target, lw=None):
+            n_valid = max(int(np.sum(lw > 0)) if lw is not None else pred.size, 1)
+            if targets == "class_index":
+                target, lw = class_indices(target, lw)
+            elif weights == "per_anchor" and lw is not None:
+                lw = lw[..., 0].copy()
+            x, t, w = jax.device_put((pred, target, lw), target_device)
+            (loss, carried["state"]), grad = run(x, t, w, carried["state"], float(n_valid))
+            return np.asarray(loss), np.asarray(grad)
+
+        return step
+
+    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights)
 
 
 def reference_port(loss_kind: str, dialect: str) -> PortFactory:

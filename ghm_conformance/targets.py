@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 from ghm_args import DIALECTS
 
-from .protocol import PortFactory, from_keras_loss, from_torch_module, with_anchor_weights, with_class_index_targets
+from .protocol import (PortFactory, from_jax_function, from_keras_loss, from_torch_module, with_anchor_weights,
+                       with_class_index_targets)
+
+BUNDLED = {"torch": "impl_torch", "tf": "impl_tf", "jax": "impl_jax"}  # backend -> module
 
 
 @dataclass
@@ -22,23 +25,35 @@ class Target:
 
 
 def bundled_port(backend: str, loss_kind: str, dialect: str, device: str = "cpu") -> PortFactory:
-    """A port over this project's own loss: backend "torch" or "tf", loss_kind "c" or "r", run on
+    """A port over this project's own loss: backend "torch", "tf" (the Keras loss on TensorFlow)
+    or "jax" (impl_jax's function, jitted, its state carried), loss_kind "c" or "r", run on
     ``device`` ("cpu", or "cuda" for the GPU)."""
     if backend == "torch":
         import impl_torch
 
         cls = impl_torch.GHMCLoss if loss_kind == "c" else impl_torch.GHMRLoss
         return from_torch_module(lambda **kw: cls(dialect=dialect, **kw), device=device)
+    if backend == "jax":
+        import functools
+
+        import impl_jax
+
+        fn = impl_jax.ghm_c_loss if loss_kind == "c" else impl_jax.ghm_r_loss
+        return from_jax_function(functools.partial(fn, dialect=dialect), stateful=True,
+                                 device="gpu" if device == "cuda" else "cpu")
     import impl_tf
 
     cls = impl_tf.GHMCLoss if loss_kind == "c" else impl_tf.GHMRLoss
     return from_keras_loss(lambda **kw: cls(dialect=dialect, **kw), device="/GPU:0" if device == "cuda" else "/CPU:0")
 
 
-def bundled_targets(dialect: str | None = None, loss_kind: str | None = None) -> tuple[list[Target], list[str]]:
-    """The default: torch and tf, GHM-C and GHM-R, both dialects; and the backends skipped."""
+def bundled_targets(dialect: str | None = None, loss_kind: str | None = None,
+                    backends: tuple[str, ...] = tuple(BUNDLED)) -> tuple[list[Target], list[str]]:
+    """The default: torch, tf and jax, GHM-C and GHM-R, both dialects; and the backends skipped
+    (not installed)."""
     targets, skipped = [], []
-    for backend, module in (("torch", "impl_torch"), ("tf", "impl_tf")):
+    for backend in backends:
+        module = BUNDLED[backend]
         try:
             importlib.import_module(module)
         except ImportError as e:
@@ -46,9 +61,10 @@ def bundled_targets(dialect: str | None = None, loss_kind: str | None = None) ->
             continue
         for lo in ("c", "r") if loss_kind is None else (loss_kind,):
             for d in DIALECTS if dialect is None else (dialect,):
-                cls = "GHMCLoss" if lo == "c" else "GHMRLoss"
+                name = ("ghm_c_loss" if lo == "c" else "ghm_r_loss") if backend == "jax" else \
+                    ("GHMCLoss" if lo == "c" else "GHMRLoss")
                 targets.append(Target(
-                    f"{module}.{cls}(dialect={d!r})", lo, bundled_port(backend, lo, d),
+                    f"{module}.{name}(dialect={d!r})", lo, bundled_port(backend, lo, d),
                     f"from ghm_conformance.targets import bundled_port\n"
                     f"make_port = bundled_port({backend!r}, {lo!r}, {d!r})",
                     expected_dialect=d))

@@ -4,6 +4,7 @@ port fails the property that judges its fault), its counterexamples replay the f
 1 while it fails, edge-only disagreements stay apart, and its CLI and pytest entry point report,
 exit and survive misbehaving ports."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,7 +30,8 @@ from zoo import BY_NAME, ZOO, LiteralASL1, MasksFirst, port
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)] + (
+    [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
 
 
 def _needs(module):
@@ -466,6 +468,34 @@ def test_cli_failing_port_exits_1_with_a_repro_that_replays_it(tmp_path):
     assert "MISMATCH" in repro.stdout and "FAILED:" in repro.stdout, repro.stdout
 
 
+JAX_PORTS = [  # (kit_ports.jax_ports factory, the verdict it deserves)
+    ("official", "conforms: mmdet (momentum not supported by the port); notes: reads masked values"),
+    ("counting_masked", "fails: masked"),
+    ("max_abs_bce", "fails: value"),
+]
+
+
+@pytest.mark.parametrize("name, verdict", JAX_PORTS, ids=[p[0] for p in JAX_PORTS])
+def test_a_jax_port_is_checked_through_from_jax_function(name, verdict, tmp_path):
+    # the ports a Flax user writes: mmdetection's GHMC in jax.numpy (conforms, with the official
+    # code's note), one that counts masked entries, and one whose cross entropy is
+    # max(x, 0) - x t + log1p(exp(-|x|)): JAX differentiates |x| at 0 as 1, so the gradient at
+    # x = 0 is wrong, which the kit shrinks to pred = 0 and replays
+    pytest.importorskip("jax")
+    js = tmp_path / "r.json"
+    proc = _run_cli(f"kit_ports.jax_ports:{name}", "--max-examples", "3", "--json", str(js), timeout=300)
+    assert verdict in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode == (0 if name == "official" else 1), proc.stderr[-2000:]
+    if name != "max_abs_bce":
+        return
+    (value,) = [p for p in json.loads(js.read_text())["targets"][0]["properties"]
+                if p["property"] == "value" and p["counts"]]
+    assert "(f32([[0]]), " in value["counterexample"]["repro"], "shrunk to pred = 0: " + value["counterexample"]["repro"]
+    repro = subprocess.run([sys.executable, "-c", value["counterexample"]["repro"]], capture_output=True, text=True,
+                           cwd=ROOT, env=ENV, timeout=300)
+    assert repro.returncode == 1 and "MISMATCH" in repro.stdout, repro.stdout + repro.stderr[-2000:]
+
+
 @pytest.mark.parametrize("args, message", [
     (["nonexistent_pkg_xyz:make_port"], "cannot import"),
     (["zoo:no_such_factory"], "has no attribute"),
@@ -542,6 +572,8 @@ def test_cli_default_target_checks_the_bundled_losses(tmp_path):
     names = {t["target"] for t in doc["targets"]}
     expected = {f"{m}.{c}(dialect={d!r})" for m in ("impl_torch", "impl_tf") for c in ("GHMCLoss", "GHMRLoss")
                 for d in ("paper", "mmdet")}
+    if importlib.util.find_spec("jax"):
+        expected |= {f"impl_jax.{f}(dialect={d!r})" for f in ("ghm_c_loss", "ghm_r_loss") for d in ("paper", "mmdet")}
     assert names == expected and all(t["passed"] for t in doc["targets"])
     assert all(not t["verdict"]["notes"] for t in doc["targets"]), "the bundled losses never read masked values"
     assert {t["verdict"]["dialect"] for t in doc["targets"]} == {"paper", "mmdet"}

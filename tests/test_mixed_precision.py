@@ -24,6 +24,10 @@ def _tf():
     return pytest.importorskip("tensorflow")
 
 
+def _jax():
+    return pytest.importorskip("jax")
+
+
 SETUPS = {  # name -> (needs, run(kind, plain) -> GradientError)
     "torch float16, scale 2^15": (_torch, lambda k, p: mp.torch_scaled_half(k, p, ENTRIES, 2.0 ** 15)),
     "torch float16, scale 2^16": (_torch, lambda k, p: mp.torch_scaled_half(k, p, ENTRIES, 2.0 ** 16)),
@@ -31,6 +35,8 @@ SETUPS = {  # name -> (needs, run(kind, plain) -> GradientError)
     "tf float16, scale 2^15": (_tf, lambda k, p: mp.tf_scaled_half(k, p, ENTRIES, 2.0 ** 15)),
     "tf float16, scale 2^16": (_tf, lambda k, p: mp.tf_scaled_half(k, p, ENTRIES, 2.0 ** 16)),
     "keras mixed_float16 fit + LossScaleOptimizer": (_tf, lambda k, p: mp.keras_mixed_float16_fit(k, p, ENTRIES)),
+    "jax float16 (jit), scale 2^15": (_jax, lambda k, p: mp.jax_scaled_half(k, p, ENTRIES, 2.0 ** 15)),
+    "jax float16 (jit), scale 2^16": (_jax, lambda k, p: mp.jax_scaled_half(k, p, ENTRIES, 2.0 ** 16)),
 }
 if mp._cuda():  # generated only where a GPU exists
     SETUPS["torch autocast float16 (cuda) + GradScaler"] = (_torch, lambda k, p: mp.torch_autocast(k, p, ENTRIES, "cuda"))
