@@ -3,6 +3,7 @@
     from impl_keras import GHMCLoss
     loss = GHMCLoss(bins=30, momentum=0.75)
     model.compile(optimizer="adam", loss=loss, metrics=[loss.state])   # metrics=: the JAX backend needs it
+    carry_state(detector, cls_loss, box_loss)   # the same, for a model that refuses user metrics (keras-hub)
 
 The math is each backend's own kernel (``impl_tf``, ``impl_jax``, ``impl_torch``), each tested
 against the reference; this package holds the Keras contract they share (sample weights and
@@ -10,7 +11,7 @@ Keras masks as masks, the EMA state in Keras variables, saving, distribution sca
 it imports only Keras; the backend's kernel is imported on the first call.
 """
 
-from ._loss import GHMState
+from ._loss import GHMState, carry_state
 from .ghm import GHMCLoss, GHMRLoss
 
-__all__ = ["GHMCLoss", "GHMRLoss", "GHMState"]
+__all__ = ["GHMCLoss", "GHMRLoss", "GHMState", "carry_state"]

@@ -84,15 +84,18 @@ KERNELS = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}
 
 def check_state_is_carried(obj) -> None:
     """On the JAX backend, Keras's ``fit`` / ``evaluate`` run in a stateless scope that carries only
-    the model's and the compiled metrics' variables: an update of the loss's own state would be
-    silently dropped. Say how to carry it instead."""
+    the model's variables and its metrics' (compiled, or tracked as attributes): an update of the
+    loss's own state would be silently dropped. Say how to carry it instead."""
     if keras.backend.backend() != "jax":
         return
     from keras.src.backend.common.stateless_scope import get_stateless_scope
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
     scope = get_stateless_scope()
-    # an empty mapping: Keras's shape inference (compute_output_spec), where nothing is assigned
-    if scope is not None and scope.state_mapping and scope.get_current_value(obj.state.ema) is None:
+    if scope is None or in_symbolic_scope():  # eager, or Keras's shape inference (nothing is kept)
+        return
+    if scope.get_current_value(obj.state.ema) is None:
         raise ValueError(f"{type(obj).__name__} with momentum on the JAX backend: Keras's compiled step carries only "
-                         f"the model's and the compiled metrics' variables, so the loss's EMA state would not move. "
-                         f"Compile with its state as a metric: model.compile(..., loss=loss, metrics=[loss.state])")
+                         f"the model's variables and its metrics', so the loss's EMA state would not move. Carry it "
+                         f"as a metric: model.compile(..., loss=loss, metrics=[loss.state]), or, for a model that "
+                         f"takes no metrics (keras-hub's detectors), impl_keras.carry_state(model, loss)")

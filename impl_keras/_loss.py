@@ -53,6 +53,22 @@ class GHMState(keras.metrics.Metric):
         return {"bins": self.bins, "name": self.name}
 
 
+def carry_state(model: keras.Model, *losses) -> None:
+    """Track the losses' EMA states as metrics of ``model``, so that Keras carries them through its
+    compiled train and test steps on every backend: what ``metrics=[loss.state]`` in ``compile``
+    does, for a model that takes no user metrics (keras-hub's detectors refuse them). Needed on
+    the JAX backend for a loss with momentum; harmless elsewhere. Call it after ``compile``; the
+    state's result (the sum of the EMA) then shows in the logs."""
+    for loss in losses:
+        if not isinstance(loss, GHMLossBase):
+            raise TypeError(f"carry_state takes the GHM losses compiled into the model, got {type(loss).__name__}")
+        if any(m is loss.state for m in model.metrics):
+            continue
+        if model._tracker.locked:
+            raise ValueError(f"{type(model).__name__} accepts no new state: compile with metrics=[loss.state] instead")
+        model._tracker.add_to_store("metrics", loss.state)
+
+
 class GHMLossBase(keras.losses.Loss):
     kind = "c"  # "c" (GHM-C) or "r" (GHM-R)
 

@@ -1,0 +1,319 @@
+"""The Keras losses on the backend Keras runs on (KERAS_BACKEND is read once, at import: one process
+per backend). Run by tests/test_keras_backends.py as
+
+    KERAS_BACKEND=jax python tests/keras_backend_checks.py OUT.json [CHECK ...]
+
+Each check raises AssertionError (or the error it provoked), returns "skip: why", or returns;
+OUT.json maps every check to "ok", "skip: why" or its traceback. The checks are what a Keras user does on any backend: call the loss
+(values and gradients against the reference), fit / save / reload / continue with the EMA (with
+and without jit_compile), masks and sample weights, a poisoned batch, the JAX state contract,
+and keras-hub's RetinaNet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "examples")]
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import reference  # noqa: E402
+from ghm_conformance import cases as cs  # noqa: E402
+from impl_keras import GHMCLoss, GHMRLoss, carry_state  # noqa: E402
+from tolerances import TOLERANCE  # noqa: E402
+
+BACKEND = keras.backend.backend()
+REF = {"c": reference.ghm_c, "r": reference.ghm_r}
+LOSS = {"c": GHMCLoss, "r": GHMRLoss}
+CHECKS = {}
+
+
+def check(fn):
+    CHECKS[fn.__name__] = fn
+    return fn
+
+
+def close(got, want, what: str) -> None:
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, **TOLERANCE["float32"],
+                               err_msg=f"{BACKEND}: {what}")
+
+
+def numpy(x) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def value_and_grad(f, x: np.ndarray):
+    """(f(x), d sum f / dx) by the backend's own autodiff."""
+    if BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        out = f(jnp.asarray(x))
+        return out, jax.grad(lambda y: jnp.sum(f(y)))(jnp.asarray(x))
+    if BACKEND == "torch":
+        import torch
+
+        t = torch.tensor(x, requires_grad=True)
+        out = f(t)
+        out.sum().backward()
+        return out.detach(), t.grad
+    import tensorflow as tf
+
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        out = f(t)
+        total = tf.reduce_sum(out)
+    return out, tape.gradient(total, t)
+
+
+def clear_batch(kind: str, shape, bins: int, seed: int, margin: float = 0.25, mu: float = 0.02):
+    """(pred, target) float32 with every g at least ``margin`` of a region from an edge."""
+    rng = np.random.default_rng(seed)
+    j = rng.integers(0, bins, size=shape)
+    g = (j + rng.uniform(margin, 1 - margin, size=shape)) / bins
+    if kind == "c":
+        t = (rng.random(shape) < 0.3).astype(np.float32)
+        x = np.log(g / (1 - g)) * np.where(t == 1, -1, 1)
+    else:
+        t = rng.normal(size=shape)
+        x = t + rng.choice([-1, 1], size=shape) * mu * g / np.sqrt(1 - g * g)
+    return x.astype(np.float32), t.astype(np.float32)
+
+
+# ---------------------------------------------------------------- calling the loss
+
+@check
+def values_and_gradients_equal_the_reference():
+    for kind in ("c", "r"):
+        pred, target = clear_batch(kind, (16, 3), 10, seed=1)
+        rng = np.random.default_rng(2)
+        weights = {"none": None, "per entry": (rng.random(pred.shape) < 0.8).astype(np.float32),
+                   "per sample": (rng.random(pred.shape[:1]) < 0.8).astype(np.float32)}
+        for dialect in ("paper", "mmdet"):
+            for reduction in ("mean", "sum", "none"):
+                for wname, w in weights.items():
+                    loss = LOSS[kind](bins=10, dialect=dialect, reduction=reduction, loss_weight=1.5)
+                    out, grad = value_and_grad(lambda x: loss(target, x, w), pred)
+                    lw = None if w is None else (w if w.shape == pred.shape else np.repeat(w[:, None], 3, axis=1))
+                    ref = REF[kind](pred, target, lw, bins=10, dialect=dialect, reduction=reduction, loss_weight=1.5)
+                    what = f"GHM-{kind.upper()} {dialect} {reduction}, sample_weight {wname}"
+                    close(numpy(out), ref.loss, what + ": loss")
+                    close(numpy(grad), ref.grad, what + ": gradient")
+    # class-index targets, index C = background
+    pred, _ = clear_batch("c", (12, 4), 10, seed=3)
+    labels = np.random.default_rng(4).integers(0, 5, size=12)
+    out, grad = value_and_grad(lambda x: GHMCLoss(bins=10)(labels, x), pred)
+    ref = reference.ghm_c(pred, labels, bins=10)
+    close(numpy(out), ref.loss, "class-index targets: loss")
+    close(numpy(grad), ref.grad, "class-index targets: gradient")
+
+
+@check
+def a_keras_mask_masks_like_a_zero_weight():
+    # a Masking layer's mask reaches the loss with y_pred: the steps whose input is all 0 are masked
+    rows, steps, classes = 4, 5, 3
+    pred, target = clear_batch("c", (rows, steps, classes), 10, seed=5)
+    pred[:, -2:] = 0.0  # the last two steps masked
+    x = keras.Input((steps, classes))
+    model = keras.Model(x, keras.layers.Activation("linear")(keras.layers.Masking(0.0)(x)))  # y_pred = the input
+    model.compile(loss=GHMCLoss(bins=10))
+    got = model.evaluate(pred, target, batch_size=rows, verbose=0, return_dict=True)["loss"]
+    lw = np.broadcast_to((np.abs(pred).sum(-1) > 0)[..., None], pred.shape).astype(np.float32)
+    close(got, reference.ghm_c(pred, target, lw, bins=10).loss, "loss under a Keras mask")
+
+
+# ---------------------------------------------------------------- training
+
+def _replica(kind, dialect, logits0, target, lr, steps, momentum, bins, mu):
+    """The reference's training of one Dense layer on one-hot inputs (its kernel is the logits):
+    the loss history, the kernel after the steps, the EMA state."""
+    logits, state, losses = logits0.astype(np.float64), None, []
+    hyper = {"mu": mu} if kind == "r" else {}
+    for _ in range(steps):
+        g = cs.gradient_norm(kind, logits, target, mu)
+        distance = np.abs(g - cs.nearest_interior_edge(g, bins)) * bins
+        assert distance.min() > 0.05, "the replica's g came near a region edge: choose a smaller learning rate"
+        ref = REF[kind](logits, target, bins=bins, momentum=momentum, state=state, dialect=dialect, **hyper)
+        losses.append(ref.loss)
+        state = ref.state
+        logits = logits - lr * ref.grad
+    return np.array(losses), logits, state
+
+
+def _one_hot_model(logits0: np.ndarray, loss, lr: float, jit_compile):
+    rows, classes = logits0.shape
+    model = keras.Sequential([keras.Input((rows,)), keras.layers.Dense(classes, use_bias=False)])
+    model.layers[0].set_weights([logits0])
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss=loss, metrics=[loss.state], jit_compile=jit_compile)
+    return model
+
+
+@check
+def fit_save_reload_continue_keeps_the_ema():
+    rows, bins, lr, momentum, mu = 24, 10, 0.05, 0.75, 1.0  # mu = 1: gr moves as slowly as g
+    for kind, dialect in (("c", "paper"), ("r", "mmdet")):
+        logits0, target = clear_batch(kind, (rows, 3), bins, seed=7, margin=0.3, mu=mu)
+        x = np.eye(rows, dtype=np.float32)  # one-hot inputs: the Dense kernel is the logits
+        losses_ref, logits_ref, state_ref = _replica(kind, dialect, logits0, target, lr, 4, momentum, bins, mu)
+        for jit_compile in (False, True):
+            what = f"GHM-{kind.upper()} {dialect}, jit_compile={jit_compile}"
+            loss = GHMCLoss(bins=bins, momentum=momentum, dialect=dialect) if kind == "c" else \
+                GHMRLoss(mu=mu, bins=bins, momentum=momentum, dialect=dialect)
+            model = _one_hot_model(logits0, loss, lr, jit_compile)
+            first = model.fit(x, target, batch_size=rows, epochs=2, shuffle=False, verbose=0).history["loss"]
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "m.keras")
+                model.save(path)
+                loaded = keras.models.load_model(path)
+            loaded_loss = loaded.loss
+            close(numpy(loaded_loss.ema), numpy(loss.ema), what + ": EMA after reload")
+            rest = loaded.fit(x, target, batch_size=rows, epochs=2, shuffle=False, verbose=0).history["loss"]
+            assert any(v is loaded_loss.state.ema for v in loaded.metrics_variables), \
+                f"{what}: the reloaded loss and its compiled metric must be one state"
+            close(np.array(first + rest), losses_ref, what + ": loss per step (2 before the reload, 2 after)")
+            moved = loaded.layers[0].get_weights()[0].astype(np.float64) - logits0
+            assert np.abs(logits_ref - logits0).max() > 1e-3, "the replica must train"
+            # float32 weights of size ~3 hold a change to ~2e-7: 1e-3 of the smallest changes checked
+            np.testing.assert_allclose(moved, logits_ref - logits0, rtol=1e-3, atol=1e-6,
+                                       err_msg=f"{BACKEND}: {what}: the weights' change in 4 steps")
+            close(numpy(loaded_loss.ema), state_ref, what + ": the EMA state after 4 steps")
+            assert bool(numpy(loaded_loss.ema_initialized)), what
+
+
+@check
+def a_poisoned_batch_gives_nan_and_keeps_the_ema():
+    rows, bins = 16, 10
+    logits0, target = clear_batch("c", (rows, 3), bins, seed=8)
+    loss = GHMCLoss(bins=bins, momentum=0.75)
+    model = _one_hot_model(logits0, loss, 0.0, jit_compile=True)
+    x = np.eye(rows, dtype=np.float32)
+    model.evaluate(x, target, batch_size=rows, verbose=0)
+    before = numpy(loss.ema).copy()
+    assert before.sum() > 0, "evaluate moves the EMA"
+    poisoned = target.copy()
+    poisoned[3, 1] = np.nan  # a valid entry
+    got = model.evaluate(x, poisoned, batch_size=rows, verbose=0, return_dict=True)["loss"]
+    assert np.isnan(got), f"{BACKEND}: a NaN target in a valid entry must give a NaN loss, got {got}"
+    np.testing.assert_array_equal(numpy(loss.ema), before, err_msg=f"{BACKEND}: a poisoned batch moved the EMA")
+
+
+@check
+def sample_weight_in_fit_masks_samples():
+    rows, bins = 20, 10
+    logits0, target = clear_batch("r", (rows, 4), bins, seed=9)
+    weights = (np.arange(rows) % 3 != 0).astype(np.float32)
+    model = _one_hot_model(logits0, GHMRLoss(bins=bins), 0.0, jit_compile=True)
+    got = model.evaluate(np.eye(rows, dtype=np.float32), target, sample_weight=weights, batch_size=rows, verbose=0,
+                         return_dict=True)["loss"]
+    lw = np.repeat(weights[:, None], 4, axis=1)
+    close(got, reference.ghm_r(logits0, target, lw, bins=bins).loss, "evaluate with per-sample weights")
+
+
+# ---------------------------------------------------------------- backend contracts
+
+@check
+def the_state_must_be_carried_on_jax():
+    if BACKEND != "jax":
+        return "skip: only JAX's compiled step drops a state it does not carry"
+    rows = 8
+    _, target = clear_batch("c", (rows, 2), 10, seed=10)
+
+    def model_and_loss():
+        loss = GHMCLoss(bins=10, momentum=0.75)
+        model = keras.Sequential([keras.Input((rows,)), keras.layers.Dense(2, use_bias=False)])
+        model.compile(optimizer="sgd", loss=loss)  # no metrics=[loss.state]
+        return model, loss
+
+    model, _ = model_and_loss()
+    try:
+        model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, verbose=0)
+    except ValueError as e:
+        assert "metrics=[loss.state]" in str(e) and "carry_state" in str(e), str(e)
+    else:
+        raise AssertionError("fit on JAX without the state carried must raise, not drop the EMA update")
+    model, loss = model_and_loss()
+    carry_state(model, loss)  # the alternative for models that refuse metrics
+    model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, verbose=0)
+    assert bool(numpy(loss.ema_initialized)), "carry_state: the EMA moves in fit"
+
+
+@check
+def sync_density_is_refused_off_tensorflow():
+    if BACKEND == "tensorflow":
+        return "skip: TensorFlow has sync_density (tests/test_distributed.py)"
+    try:
+        GHMCLoss(sync_density=True)
+    except ValueError as e:
+        assert "TensorFlow backend" in str(e), str(e)
+    else:
+        raise AssertionError(f"sync_density=True on {BACKEND} must raise")
+
+
+@check
+def keras_hub_retinanet_trains_and_reloads():
+    try:
+        import keras_hub_retinanet as kh
+    except ImportError as e:
+        if "keras_hub" in str(e):
+            return "skip: keras-hub is the optional extra [detect]"
+        raise
+    images, targets = kh.synthetic_batch(4)
+    model = kh.tiny_retinanet()
+    seen = {}
+
+    def capturing(cls, key):
+        class Capture(cls):
+            def __call__(self, y_true, y_pred, sample_weight=None):
+                seen[key] = (numpy(y_true), numpy(y_pred), numpy(sample_weight))
+                return super().__call__(y_true, y_pred, sample_weight)
+        return Capture
+
+    model.compile(classification_loss=capturing(GHMCLoss, "cls")(bins=30, dialect="mmdet"),
+                  box_loss=capturing(GHMRLoss, "box")(mu=0.02, bins=10, dialect="mmdet"))
+    got = model.compute_loss(x=images, y=targets, y_pred=model(images), sample_weight=None)
+    y_cls, p_cls, w_cls = seen["cls"]
+    y_box, p_box, w_box = seen["box"]
+    positives = w_box > 0
+    assert positives.any() and (w_cls == 0).any(), "the batch must hold positive and ignored anchors"
+    want = reference.ghm_c(p_cls, y_cls, w_cls > 0, bins=30, dialect="mmdet").loss + \
+        reference.ghm_r(p_box[positives], y_box[positives], bins=10, dialect="mmdet").loss
+    close(numpy(got), want, "RetinaNet's compute_loss: GHM-C + GHM-R")
+
+    model = kh.tiny_retinanet()
+    cls_loss, box_loss = kh.compile_with_ghm(model)
+    history = model.fit(images, targets, batch_size=2, epochs=2, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history)), f"RetinaNet's loss: {history}"
+    assert bool(numpy(cls_loss.ema_initialized)) and numpy(cls_loss.ema).sum() > 0, "the EMA state moves in fit"
+    assert numpy(box_loss.ema).sum() > 0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.keras")
+        model.save(path)
+        _, cls_again, box_again = kh.reload(path)
+    np.testing.assert_array_equal(numpy(cls_again.ema), numpy(cls_loss.ema))
+    np.testing.assert_array_equal(numpy(box_again.ema), numpy(box_loss.ema))
+
+
+def main(argv: list[str]) -> int:
+    out, names = argv[0], argv[1:] or list(CHECKS)
+    results = {}
+    for name in names:
+        try:
+            results[name] = CHECKS[name]() or "ok"
+        except Exception:  # noqa: BLE001 - every failure is reported, the other checks still run
+            results[name] = traceback.format_exc()
+    Path(out).write_text(json.dumps({"backend": BACKEND, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
