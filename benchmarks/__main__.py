@@ -1,5 +1,6 @@
 """Forward + backward time and peak memory of GHM-C and GHM-R against the plain losses and the
-official-style loop over regions, for torch (eager, torch.compile) and TensorFlow (eager, XLA).
+official-style loop over regions, for torch (eager, torch.compile), TensorFlow (eager, XLA) and
+JAX (jit).
 
     python -m benchmarks                       # the full matrix (about 15 min on 2 CPU cores)
     python -m benchmarks --quick               # a few minutes: 1e4 and 1e6 entries, bins 30, no momentum
@@ -27,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from .impls import Config, arrays, tf_losses, tf_runner, torch_losses, torch_runner
+from .impls import Config, arrays, jax_losses, jax_runner, tf_losses, tf_runner, torch_losses, torch_runner
 
 HERE = Path(__file__).parent
 HEADLINE = {"c": Config("c", 4_000_000, 30, 0.0), "r": Config("r", 1_600_000, 10, 0.0)}
@@ -42,6 +43,8 @@ def _groups(frameworks, device):
                  torch_runner, True)]
     if "tf" in frameworks:
         out += [("tf", "eager", tf_losses, tf_runner, False), ("tf", "XLA", tf_losses, tf_runner, True)]
+    if "jax" in frameworks:
+        out += [("jax", "jit", jax_losses, jax_runner, True)]
     return out
 
 
@@ -79,6 +82,12 @@ def machine() -> str:
         parts.append(f"TensorFlow {tf.__version__}")
     except ImportError:
         pass
+    try:
+        import jax
+
+        parts.append(f"JAX {jax.__version__}")
+    except ImportError:
+        pass
     return "; ".join(parts)
 
 
@@ -101,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bins", default="10,30")
     ap.add_argument("--momentum", default="0,0.75")
     ap.add_argument("--losses", default="c,r")
-    ap.add_argument("--frameworks", default="torch,tf")
-    ap.add_argument("--modes", default="eager,compiled,XLA", help="which of: eager, compiled (torch), XLA (tf)")
+    ap.add_argument("--frameworks", default="torch,tf,jax")
+    ap.add_argument("--modes", default="eager,compiled,XLA,jit",
+                    help="which of: eager (torch, tf), compiled (torch), XLA (tf), jit (jax)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="1e4 and 1e6 entries, bins 30 (10 for GHM-R), no momentum")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
@@ -159,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-BASELINE = {("c", "eager"): "BCE", ("c", "compiled"): "BCE", ("c", "XLA"): "sigmoid CE",
-            ("r", "eager"): "ASL1", ("r", "compiled"): "ASL1", ("r", "XLA"): "ASL1"}
+BASELINE = {("c", "eager"): "BCE", ("c", "compiled"): "BCE", ("c", "XLA"): "sigmoid CE", ("c", "jit"): "sigmoid CE",
+            ("r", "eager"): "ASL1", ("r", "compiled"): "ASL1", ("r", "XLA"): "ASL1", ("r", "jit"): "ASL1"}
 
 
 def report(rows, memory, argv, device) -> str:

@@ -181,3 +181,51 @@ def tf_runner(fn: Callable, arrays_, device: str, compiled: bool) -> Callable[[]
         return loss
 
     return run
+
+
+# ---------------------------------------------------------------- JAX
+
+def jax_losses(cfg: Config) -> dict[str, Callable]:
+    """name -> f(pred, target, label_weight, state) -> (scalar loss, new state); the plain losses
+    carry no state (None)."""
+    import jax
+    import jax.numpy as jnp
+
+    from impl_jax import ghm_c_loss, ghm_r_loss
+
+    if cfg.loss_kind == "c":
+        def ghm(x, t, w, s):
+            return ghm_c_loss(x, t, w, bins=cfg.bins, momentum=cfg.momentum, state=s, dialect=cfg.dialect)
+
+        def sigmoid_ce(x, t, w, s):  # optax.sigmoid_binary_cross_entropy's formula
+            return jnp.mean(-t * jax.nn.log_sigmoid(x) - (1 - t) * jax.nn.log_sigmoid(-x)), s
+
+        return {"GHM-C (impl_jax)": ghm, "sigmoid CE": sigmoid_ce}
+
+    def ghm_r(x, t, w, s):
+        return ghm_r_loss(x, t, w, mu=MU, bins=cfg.bins, momentum=cfg.momentum, state=s, dialect=cfg.dialect)
+
+    def asl1(x, t, w, s):
+        d = x - t
+        return jnp.mean(jnp.sqrt(d * d + MU * MU) - MU), s
+
+    return {"GHM-R (impl_jax)": ghm_r, "ASL1": asl1}
+
+
+def jax_runner(fn: Callable, arrays_, device: str, compiled: bool) -> Callable[[], float]:
+    """One (jitted) forward + backward, the EMA state carried from call to call (None at first: the
+    loss starts a fresh one; the warm-up runs trace both); waits for the result."""
+    import jax
+
+    where = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+    pred, target, weight = jax.device_put(arrays_, where)
+    step = jax.value_and_grad(fn, has_aux=True)
+    call = jax.jit(step) if compiled else step
+    state = [None]
+
+    def run() -> float:
+        (loss, state[0]), grad = call(pred, target, weight, state[0])
+        grad.block_until_ready()
+        return loss
+
+    return run

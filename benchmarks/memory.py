@@ -14,14 +14,16 @@ import time
 
 from ghm_conformance.measure import _release_free_memory, _rss
 
-from .impls import Config, arrays, tf_losses, tf_runner, torch_losses, torch_runner
+from .impls import Config, arrays, jax_losses, jax_runner, tf_losses, tf_runner, torch_losses, torch_runner
+
+RUNNERS = {"torch": (torch_losses, torch_runner), "tf": (tf_losses, tf_runner), "jax": (jax_losses, jax_runner)}
 
 
 def main() -> None:
     framework, mode, name, loss_kind, entries, bins, momentum, device = sys.argv[1:9]
     cfg = Config(loss_kind, int(entries), int(bins), float(momentum))
-    losses, runner = (torch_losses, torch_runner) if framework == "torch" else (tf_losses, tf_runner)
-    run = runner(losses(cfg)[name], arrays(cfg), device, mode in ("compiled", "XLA"))
+    losses, runner = RUNNERS[framework]
+    run = runner(losses(cfg)[name], arrays(cfg), device, mode in ("compiled", "XLA", "jit"))
     run()
     run()
     if device == "cuda":

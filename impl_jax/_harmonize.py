@@ -48,8 +48,14 @@ def region_index(g: jax.Array, bins: int, valid: jax.Array | None = None) -> jax
 
 
 def region_counts(ind: jax.Array, bins: int) -> jax.Array:
-    """R_j as exact integer counts, length bins + 1 (the last slot counts the masked entries)."""
-    return jnp.zeros((bins + 1,), count_dtype()).at[ind.reshape(-1)].add(1)
+    """R_j as exact integer counts, length bins + 1 (the last slot counts the masked entries).
+    A call too large for the count dtype is refused when it is traced (its size is static)."""
+    dtype = count_dtype()
+    if ind.size > jnp.iinfo(dtype).max:
+        raise ValueError(f"{ind.size} entries in one call: more than {jnp.dtype(dtype).name} counts hold exactly "
+                         f"({jnp.iinfo(dtype).max}); enable 64-bit counts with "
+                         f"jax.config.update('jax_enable_x64', True), or split the call")
+    return jnp.zeros((bins + 1,), dtype).at[ind.reshape(-1)].add(1)
 
 
 def ema(s_prev: jax.Array, r: jax.Array, alpha: float) -> jax.Array:

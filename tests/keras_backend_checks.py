@@ -248,6 +248,31 @@ def the_state_must_be_carried_on_jax():
 
 
 @check
+def data_parallel_on_jax_sees_the_global_batch():
+    # keras.distribution shards the batch over the devices, yet the jitted step computes on the
+    # global array: the density, beta and the EMA are the global batch's, no sync_density needed
+    if BACKEND != "jax":
+        return "skip: keras.distribution's data parallelism is JAX's"
+    import jax
+
+    if len(jax.devices()) < 2:
+        return "skip: needs 2 devices (XLA_FLAGS=--xla_force_host_platform_device_count=2 on a CPU)"
+    rows, bins, lr = 16, 10, 0.05
+    logits0, target = clear_batch("c", (rows, 3), bins, seed=11)
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()[:2]))
+    try:
+        loss = GHMCLoss(bins=bins, momentum=0.75, dialect="mmdet")
+        model = _one_hot_model(logits0, loss, lr, jit_compile=True)
+        history = model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, epochs=2, shuffle=False,
+                            verbose=0).history["loss"]
+    finally:
+        keras.distribution.set_distribution(None)
+    losses, _, state = _replica("c", "mmdet", logits0, target, lr, 2, 0.75, bins, 0.02)
+    close(history, losses, "data parallel over 2 devices: the loss of the global batch")
+    close(numpy(loss.ema), state, "data parallel over 2 devices: the EMA of the global batch")
+
+
+@check
 def sync_density_is_refused_off_tensorflow():
     if BACKEND == "tensorflow":
         return "skip: TensorFlow has sync_density (tests/test_distributed.py)"

@@ -115,6 +115,17 @@ def test_counts_are_int32_in_jax_default_mode_and_int64_with_x64():
 
 
 @pytest.mark.parametrize("kind", ["c", "r"])
+def test_a_call_past_int32_counts_is_refused_when_traced_in_32_bit_mode(kind):
+    # 2^31 entries would wrap an int32 count: refused from the static shape (traced abstractly
+    # here, nothing allocated), and traced fine with x64's int64 counts
+    big = jax.ShapeDtypeStruct((1 << 16, 1 << 15), jnp.float32)
+    with pytest.raises(ValueError, match="jax_enable_x64"):
+        jax.eval_shape(lambda x: FUNCTIONS[kind](x, x, bins=10)[0], big)
+    with jax.enable_x64(True):
+        assert jax.eval_shape(lambda x: FUNCTIONS[kind](x, x, bins=10)[0], big).shape == ()
+
+
+@pytest.mark.parametrize("kind", ["c", "r"])
 def test_the_state_is_a_pytree_that_round_trips_and_is_checked(kind):
     state = init_state(7)
     leaves, treedef = jax.tree_util.tree_flatten(state)

@@ -26,8 +26,11 @@ def backend_results(request, tmp_path_factory):
     if importlib.util.find_spec(NEEDS[backend]) is None:
         pytest.skip(f"{NEEDS[backend]} is not installed")
     out = tmp_path_factory.mktemp(backend) / "results.json"
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    if backend == "jax":  # two CPU devices for keras.distribution's data parallelism
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
     proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, KERAS_BACKEND=backend))
+                          env=env)
     assert proc.returncode == 0 and out.exists(), f"the checks did not run on {backend}: {proc.stderr[-3000:]}"
     doc = json.loads(out.read_text())
     assert doc["backend"] == backend, f"Keras ran on {doc['backend']}, not {backend}"
