@@ -256,7 +256,9 @@ def test_float32_counts_accumulated_one_by_one_fail_large_and_correct_counts_pas
 def test_cli_large_checks_the_bundled_loss_past_two_to_the_24():
     proc = _run_cli("--loss", "c", "--dialect", "mmdet", "--large", "--max-examples", "2", "--quiet", timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert proc.stdout.count("| large: ") == 2 and "Cost at 20,971,523 entries (large)" in proc.stdout
+    installed = sum(importlib.util.find_spec(m) is not None for m in ("torch", "tensorflow", "jax"))
+    assert proc.stdout.count("| large: ") == installed, "one `large` row per installed bundled backend"
+    assert "Cost at 20,971,523 entries (large)" in proc.stdout
 
 
 # ---------------------------------------------------------------- edges
