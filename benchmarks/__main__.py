@@ -162,11 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(text)
+    (out / "results.md").write_text(text + _kept_section(out / "results.md"))
     (out / "results.json").write_text(json.dumps({"rows": rows, "memory": memory, "machine": machine()}, indent=1))
     if not args.no_plot:
         plot(rows, out / "results.png")
     return 0
+
+
+def _kept_section(path: Path) -> str:
+    """The per-iteration section that ``python -m benchmarks.detector`` wrote, kept as it is."""
+    from .detector import SECTION
+
+    old = path.read_text() if path.exists() else ""
+    at = old.find(f"## {SECTION}")
+    return "" if at < 0 else "\n" + old[at:]
 
 
 BASELINE = {("c", "eager"): "BCE", ("c", "compiled"): "BCE", ("c", "XLA"): "sigmoid CE", ("c", "jit"): "sigmoid CE",

@@ -68,3 +68,19 @@ def test_ddp_example_gives_each_rank_its_share_of_the_global_batch_loss(tmp_path
                                        err_msg=f"rank {r}, step {step}")
             start += rows
     assert "global GHM-C loss" in proc.stdout
+
+
+def test_detector_benchmark_runs_at_a_tiny_size_and_keeps_the_rest_of_results(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("keras_hub")
+    results = tmp_path / "results.md"
+    results.write_text("# Benchmark\n\nthe loss tables\n")
+    # eager only, tiny images (compilation would dominate; the full run is `python -m benchmarks.detector`)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.detector", "--modes", "eager", "--image", "64",
+                           "--keras-image", "64", "--classes", "4", "--repeats", "1", "--output", str(results)],
+                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = results.read_text()
+    assert text.startswith("# Benchmark\n\nthe loss tables\n"), "the loss benchmark's tables must be kept"
+    for row in ("## Per training iteration", "| torch eager |", "| keras eager |"):
+        assert row in text, row

@@ -1,0 +1,85 @@
+"""The benchmarks time what they say: the official-loop baselines compute the official loss (the
+mmdet dialect without momentum), the detector's anchor assignment follows RetinaNet's rule, and
+the detection task gives every object a positive anchor among tens of thousands."""
+
+import numpy as np
+import pytest
+
+from benchmarks import detection, detector
+
+
+def _batch(seed=0, rows=3000, cols=5):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(rows, cols)) * 3).astype(np.float32)
+    t = (rng.random((rows, cols)) < 0.05).astype(np.float32)
+    w = np.repeat((rng.random((rows, 1)) < 0.9).astype(np.float32), cols, 1)
+    return x, t, w
+
+
+def test_official_loops_compute_the_mmdet_loss_and_gradient():
+    torch = pytest.importorskip("torch")
+    from benchmarks.impls import official_loop_c, official_loop_r
+    from impl_torch import GHMCLoss, GHMRLoss
+
+    x, t, w = (torch.as_tensor(a) for a in _batch())
+    for official, ours, target in ((official_loop_c, GHMCLoss(bins=30, momentum=0.0, dialect="mmdet"), t),
+                                   (official_loop_r, GHMRLoss(mu=0.02, bins=10, momentum=0.0, dialect="mmdet"),
+                                    t * 0.3)):
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        la, lb = official(a, target, w), ours(b, target, w)
+        la.backward()
+        lb.backward()
+        torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-7, msg=f"{official.__name__}: loss")
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-9, msg=f"{official.__name__}: gradient")
+
+
+@pytest.mark.parametrize("eager", [True, False], ids=["eager (host syncs)", "graph (selects)"])
+def test_keras_official_losses_compute_the_mmdet_loss(eager):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("keras")
+    import keras
+
+    from impl_keras import GHMCLoss, GHMRLoss
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the detector benchmark's Keras part runs on the TensorFlow backend")
+    x, t, w = _batch(1, rows=2000, cols=4)
+    x, t, anchor_w = x.reshape(1, 2000, 4), t.reshape(1, 2000, 4), w[:, 0].reshape(1, 2000)
+    official_c, official_r = detector.keras_official_losses(eager)
+    for official, ours, target in ((official_c, GHMCLoss(bins=30, momentum=0.0, dialect="mmdet"), t),
+                                   (official_r, GHMRLoss(mu=0.02, bins=10, momentum=0.0, dialect="mmdet"), t * 0.3)):
+        got = float(official(target, x, sample_weight=anchor_w))
+        want = float(ours(target, x, sample_weight=anchor_w))
+        assert got == pytest.approx(want, rel=1e-5), f"{type(official).__name__} ({'eager' if eager else 'graph'})"
+
+
+def test_anchor_assignment_follows_retinanet():
+    anchors = detector.anchors_for(128)
+    boxes = np.array([[10, 10, 60, 50], [70, 80, 120, 126]], np.float32)
+    cls_t, cls_w, box_t, box_w = detector.assign(anchors, boxes, np.array([2, 0]), 4)
+    best = detector.iou(anchors, boxes).max(1)
+    assert np.array_equal(box_w == 1, best >= 0.5), "positives are the anchors with IoU >= 0.5"
+    assert np.array_equal(cls_w == 0, (best >= 0.4) & (best < 0.5)), "anchors between the thresholds are ignored"
+    assert np.array_equal(cls_t.sum(1), box_w), "a positive anchor has exactly one class"
+    assert len(anchors) == 9 * sum(int(np.ceil(128 / 2 ** lv)) ** 2 for lv in range(3, 8))
+    # encode is invertible: decoding the targets of the positives gives their boxes back
+    torch = pytest.importorskip("torch")
+    pos = box_w == 1
+    back = detection.decode(torch.as_tensor(anchors[pos]), torch.as_tensor(box_t[pos])).numpy()
+    assert np.allclose(back, boxes[detector.iou(anchors[pos], boxes).argmax(1)], atol=1e-3)
+
+
+def test_detection_task_matches_every_object_and_is_seeded():
+    data = detection.render(8, seed=5)
+    again = detection.render(8, seed=5)
+    assert np.array_equal(data.images, again.images), "the same seed renders the same images"
+    a = detection.anchors()
+    assert len(a) == 9 * (detection.IMAGE // detection.STRIDE) ** 2 > 20_000
+    for boxes, labels in zip(data.boxes, data.labels):
+        assert 1 <= len(boxes) <= 4
+        target, weight, _, positive = detection.match(a, boxes, labels)
+        hit = detector.iou(a[positive == 1], boxes).argmax(1)
+        assert set(hit.tolist()) == set(range(len(boxes))), "every object has a positive anchor"
+        assert positive.sum() < 0.02 * len(a), "a few positives among tens of thousands of anchors"
+        assert np.array_equal(target.sum(1), positive)
+        assert np.all(weight[positive == 1] == 1), "a positive is never ignored"
