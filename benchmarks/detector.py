@@ -2,7 +2,7 @@
 beside the same step with focal loss + smooth L1 (what RetinaNet trains with) and with the
 official algorithm (a Python loop over regions with a host sync per region, benchmarks/impls.py).
 
-    python -m benchmarks.detector                      # torch and Keras, eager and compiled (~10 min on 2 CPU cores)
+    python -m benchmarks.detector --repeats 11         # torch and Keras, eager and compiled (~4 min on 2 CPU cores)
     python -m benchmarks.detector --frameworks torch   # one framework
     python -m benchmarks.detector --device cuda        # the torch detector on a GPU
 
@@ -18,9 +18,10 @@ Keras: keras-hub's ``RetinaNetObjectDetector`` on a small ResNet (basic blocks, 
 filters; keras-hub's P3-P7 FPN and heads, 9 anchors, 80 classes), 320x320 images, batch 2:
 19,206 anchors per image; ``train_on_batch`` with ``run_eagerly=True`` and with
 ``jit_compile=True`` (XLA), on the TensorFlow backend. Focal loss + smooth L1 is keras-hub's
-default (``BinaryFocalCrossentropy`` + ``Huber``); the official algorithm is the same loop in
-``keras.ops`` (eagerly: a host sync per region, as in the official code; under XLA the loop is
-unrolled into the graph and the syncs become selects, so it costs less than the original would).
+default (``BinaryFocalCrossentropy``, gamma 2, + ``Huber``, both summed); the official algorithm
+is the same loop in ``keras.ops`` (eagerly: a host sync per region, as in the official code;
+under XLA the loop is unrolled into the graph and the syncs become selects, so it costs less
+than the original would).
 
 A step is forward + loss + backward + optimizer update. Each time is the median of ``--repeats``
 steps after warm-up (which includes compilation), the loss pairs of one framework and mode run
@@ -34,9 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -372,8 +371,7 @@ def keras_loss_only(image: int, batch: int, classes: int, eager: bool) -> dict:
     box_t = tf.constant(rng.normal(size=(batch, anchors, 4)).astype(np.float32) * 0.1)
     w_cls = tf.constant((rng.random((batch, anchors)) < 0.98).astype(np.float32))
     w_box = tf.constant((rng.random((batch, anchors)) < 1e-3).astype(np.float32))
-    pairs = {PAIRS[0]: (keras.losses.BinaryFocalCrossentropy(from_logits=True, apply_class_balancing=True, alpha=0.25,
-                                                             gamma=2.0, reduction="sum"),
+    pairs = {PAIRS[0]: (keras.losses.BinaryFocalCrossentropy(from_logits=True, reduction="sum"),  # keras-hub's "auto"
                         keras.losses.Huber(reduction="sum")),
              PAIRS[1]: (GHMCLoss(**GHM_C), GHMRLoss(**GHM_R)),
              PAIRS[2]: keras_official_losses(eager)}
@@ -396,35 +394,29 @@ def keras_loss_only(image: int, batch: int, classes: int, eager: bool) -> dict:
 
 # ---------------------------------------------------------------- timing and the report
 
-def median_interleaved(calls: dict, repeats: int, warmup: int = 2) -> dict:
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    times = {k: [] for k in calls}
-    for _ in range(repeats):
-        for k, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def measure(framework: str, mode: str, args) -> tuple[dict, dict, dict]:
     """(step seconds, loss-only seconds, facts) per loss pair."""
+    from .__main__ import time_group
+
     if framework == "torch":
         import torch
 
         torch._dynamo.reset()
         runners, facts = torch_runners(mode, args.device, args.image, args.batch, args.classes)
-        steps = median_interleaved({k: v[0] for k, v in runners.items()}, args.repeats)
-        alone = median_interleaved({k: v[1] for k, v in runners.items()}, args.repeats)
+        steps = time_group({k: v[0] for k, v in runners.items()}, args.repeats)
+        alone = time_group({k: v[1] for k, v in runners.items()}, args.repeats)
         facts["setup"] = (f"torchvision-free RetinaNet-style, {args.image}x{args.image}, batch {args.batch}, "
                           f"{args.classes} classes, SGD; {torch.get_num_threads()} threads")
     else:
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            sys.exit("the Keras part times keras-hub's RetinaNet on the TensorFlow backend: unset KERAS_BACKEND "
+                     "or run with --frameworks torch")
         image = args.keras_image
         runners, facts = keras_runners(mode, image, args.batch, args.classes)
-        steps = median_interleaved({k: v[0] for k, v in runners.items()}, args.repeats)
-        alone = median_interleaved(keras_loss_only(image, args.batch, args.classes, mode == "eager"), args.repeats)
+        steps = time_group({k: v[0] for k, v in runners.items()}, args.repeats)
+        alone = time_group(keras_loss_only(image, args.batch, args.classes, mode == "eager"), args.repeats)
         facts["setup"] = (f"keras-hub RetinaNet, ResNet basic blocks 64-64-128-256, {image}x{image}, batch "
                           f"{args.batch}, {args.classes} classes, SGD; TensorFlow backend")
     return steps, alone, facts

@@ -38,6 +38,11 @@ def test_figures_run_at_a_tiny_size(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("gradient_norm.png", "regression.png", "beta.png", "training.png", "results.md"):
         assert (tmp_path / name).stat().st_size > 0, name
+    from benchmarks.detection import CONFIGS
+
+    table = (tmp_path / "results.md").read_text()
+    for config in CONFIGS:
+        assert f"| {' + '.join(config)} |" in table, f"the comparison has no row for {config}"
 
 
 def test_ddp_example_gives_each_rank_its_share_of_the_global_batch_loss(tmp_path):
