@@ -43,6 +43,16 @@ def test_figures_run_at_a_tiny_size(tmp_path):
     table = (tmp_path / "results.md").read_text()
     for config in CONFIGS:
         assert f"| {' + '.join(config)} |" in table, f"the comparison has no row for {config}"
+    # --only reruns one pair and keeps the others' runs (from runs.json); a wrong name is a usage error
+    again = subprocess.run([sys.executable, "-m", "benchmarks.figures", "--tiny", "--out", str(tmp_path), "--only",
+                            "focal loss + smooth L1"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "focal loss + smooth L1 lr" in again.stderr and "CE + smooth L1 lr" not in again.stderr, again.stderr[-2000:]
+    rerun = (tmp_path / "results.md").read_text()
+    assert "rerun with --only" in rerun and all(f"| {' + '.join(c)} |" in rerun for c in CONFIGS), rerun
+    wrong = subprocess.run([sys.executable, "-m", "benchmarks.figures", "--tiny", "--out", str(tmp_path), "--only",
+                            "focal"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert wrong.returncode == 2 and "no pair named ['focal']" in wrong.stderr, wrong.stderr[-2000:]
 
 
 def test_ddp_example_gives_each_rank_its_share_of_the_global_batch_loss(tmp_path):
