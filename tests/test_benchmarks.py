@@ -83,3 +83,24 @@ def test_detection_task_matches_every_object_and_is_seeded():
         assert positive.sum() < 0.02 * len(a), "a few positives among tens of thousands of anchors"
         assert np.array_equal(target.sum(1), positive)
         assert np.all(weight[positive == 1] == 1), "a positive is never ignored"
+
+
+@pytest.mark.parametrize("peak, chosen, at_edge, tried", [
+    (-5, -5, False, [-6, -5, -4]),  # inside the grid: no extension
+    (-7, -7, False, [-8, -7, -6, -5, -4]),  # below it: the grid grows until the best is inside
+    (-12, -8, True, [-8, -7, -6, -5, -4]),  # far below: two extensions, then reported at the edge
+])
+def test_learning_rate_search_grows_the_grid_off_its_edge(monkeypatch, peak, chosen, at_edge, tried):
+    calls = []
+
+    def fake_train(cls_name, box_name, tr, va, te, *, seed, lr, log=None, **kw):
+        k = round(2 * np.log10(lr))
+        calls.append((seed, k))
+        return {"val_ap": 1.0 - abs(k - peak) / 10, "test_ap": 0.5, "model": object(), "curve": []}
+
+    monkeypatch.setattr(detection, "train", fake_train)
+    outcome, _ = detection.search_and_repeat(("CE", "smooth L1"), None, None, None, seeds=3)
+    assert (outcome.chosen, outcome.at_edge) == (chosen, at_edge)
+    assert sorted(outcome.grid) == tried, "the rates tried on seed 0"
+    assert [c for c in calls if c[0] > 0] == [(1, chosen), (2, chosen)], "seeds 1 and 2 repeat the chosen rate"
+    assert len(outcome.runs) == 3 and "model" not in outcome.runs[0]
