@@ -205,7 +205,9 @@ def detector(seed: int, width: int = 24):
 
 # ---------------------------------------------------------------- losses
 
-def _focal(cls, target, weight, norm, gamma: float = 2.0, alpha: float = 0.25):
+def focal_loss(cls, target, weight, norm, gamma: float = 2.0, alpha: float = 0.25):
+    """RetinaNet's sigmoid focal loss over the entries of non-ignored anchors (``weight`` (B, A)),
+    summed and divided by ``norm`` (the number of positive anchors)."""
     import torch.nn.functional as F
 
     p = cls.sigmoid()
@@ -234,11 +236,13 @@ def classification_losses() -> dict:
                                               w.reshape(-1, 1).expand(-1, CLASSES))
         return make
 
-    return {"CE": ce, "focal loss": lambda: _focal, "GHM-C paper": ghm("paper"), "GHM-C mmdet": ghm("mmdet")}
+    return {"CE": ce, "focal loss": lambda: focal_loss, "GHM-C paper": ghm("paper"), "GHM-C mmdet": ghm("mmdet")}
 
 
 def box_losses() -> dict:
-    """name -> factory of loss(offsets (B, A, 4), target, positive (B, A), norm) -> scalar."""
+    """name -> factory of loss(offsets (B, A, 4), target, positive (B, A), norm) -> scalar. Smooth
+    L1 is summed per positive anchor and divided by their number (RetinaNet's); GHM-R is a mean
+    over the positives' coordinates (so about a quarter of smooth L1's box gradient here)."""
     import torch.nn.functional as F
 
     from impl_torch import GHMRLoss
@@ -249,6 +253,7 @@ def box_losses() -> dict:
 
     def ghm(dialect):
         def make():
+            # loss_weight 1 (the released configs use 10): the committed results' setting, README
             loss = GHMRLoss(mu=0.02, bins=10, momentum=0.7, dialect=dialect)
             return lambda x, t, pos, norm: loss(x.reshape(-1, 4), t.reshape(-1, 4), pos.reshape(-1, 1).expand(-1, 4))
         return make

@@ -172,25 +172,18 @@ def torch_batch(image: int, batch: int, classes: int, seed: int = 0, device: str
 def torch_loss_pairs() -> dict:
     """name -> factory of loss(cls_logits, box_pred, batch) -> scalar. Focal loss and smooth L1
     are normalized by the number of positive anchors, as in RetinaNet."""
-    import torch
     import torch.nn.functional as F
 
     from impl_torch import GHMCLoss, GHMRLoss
 
+    from .detection import focal_loss
     from .impls import official_loop_c, official_loop_r
 
     def focal_smooth_l1():
         def loss(cls, box, b):
-            w = b["cls_weight"][..., None]
-            t = b["cls_target"]
-            p = cls.sigmoid()
-            ce = F.binary_cross_entropy_with_logits(cls, t, reduction="none")
-            p_t = p * t + (1 - p) * (1 - t)
-            alpha_t = 0.25 * t + 0.75 * (1 - t)
             norm = b["box_weight"].sum().clamp(min=1.0)
-            focal = (alpha_t * (1 - p_t) ** 2 * ce * w).sum() / norm
-            sl1 = (F.smooth_l1_loss(box, b["box_target"], beta=1 / 9, reduction="none") * b["box_weight"][..., None])
-            return focal + sl1.sum() / norm
+            sl1 = F.smooth_l1_loss(box, b["box_target"], beta=1 / 9, reduction="none") * b["box_weight"][..., None]
+            return focal_loss(cls, b["cls_target"], b["cls_weight"], norm) + sl1.sum() / norm
         return loss
 
     def ghm():
@@ -213,7 +206,6 @@ def torch_loss_pairs() -> dict:
                                       b["box_weight"].reshape(-1, 1).expand(-1, 4), GHM_R["bins"], GHM_R["mu"]))
         return loss
 
-    del torch
     return dict(zip(PAIRS, (focal_smooth_l1, ghm, official)))
 
 
