@@ -1,7 +1,7 @@
 """The paper's figures regenerated from this project's code, and CE vs focal loss vs GHM-C (smooth
 L1 vs GHM-R) on a dense-detection task anyone can rerun (``benchmarks/detection.py``).
 
-    python -m benchmarks.figures            # docs/figures/*.png and docs/figures/results.md (about 30 min on 2 cores)
+    python -m benchmarks.figures            # docs/figures/*.png, results.md and runs.json (about 48 min on 2 cores)
     python -m benchmarks.figures --tiny     # the same at a toy size (the smoke test)
 
 Six pairs of losses train the same detector: CE, focal loss, GHM-C (paper, mmdet) with smooth
