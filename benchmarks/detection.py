@@ -63,6 +63,8 @@ class Dataset:
 
 def render(n: int, seed: int) -> Dataset:
     """n images with their boxes and labels, all drawn from ``seed``."""
+    from .detector import iou
+
     rng = np.random.default_rng(seed)
     images = np.empty((n, 1, IMAGE, IMAGE), np.float32)
     all_boxes, all_labels = [], []
@@ -78,7 +80,7 @@ def render(n: int, seed: int) -> Dataset:
                 h = int(round(min(max(side / math.sqrt(aspect), 6), 30)))
                 x, y = int(rng.integers(0, IMAGE - w)), int(rng.integers(0, IMAGE - h))
                 box = np.array([x, y, x + w, y + h], np.float32)
-                if all(_iou1(box, other) < 0.1 for other in placed):
+                if not placed or iou(box[None], np.array(placed)).max() < 0.1:
                     break
             placed.append(box)
             kind = int(rng.integers(0, CLASSES))
@@ -95,13 +97,6 @@ def render(n: int, seed: int) -> Dataset:
     return Dataset(images, all_boxes, all_labels)
 
 
-def _iou1(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 # ---------------------------------------------------------------- anchors, matching, decoding
 
 def anchors() -> np.ndarray:
@@ -115,24 +110,11 @@ def anchors() -> np.ndarray:
 
 
 def match(anchor_boxes: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
-    """RetinaNet's assignment: class target (A, C) one-hot, classification weight (A,) (0 between
-    the IoU thresholds), box offsets (A, 4), positive mask (A,)."""
-    from .detector import encode, iou
+    """RetinaNet's assignment with low-quality matches (``detector.assign``): class target (A, C),
+    classification weight (A,), box offsets (A, 4), positive mask (A,)."""
+    from .detector import assign
 
-    a = len(anchor_boxes)
-    target = np.zeros((a, CLASSES), np.float32)
-    if len(boxes) == 0:
-        return target, np.ones(a, np.float32), np.zeros((a, 4), np.float32), np.zeros(a, np.float32)
-    overlap = iou(anchor_boxes, boxes)
-    best, which = overlap.max(1), overlap.argmax(1)
-    positive = best >= 0.5
-    for j in range(len(boxes)):  # every object gets its best anchor (low-quality matches)
-        top = overlap[:, j] == overlap[:, j].max()
-        positive |= top
-        which[top] = j
-    target[positive, labels[which[positive]]] = 1.0
-    weight = ((best < 0.4) | positive).astype(np.float32)
-    return target, weight, encode(anchor_boxes, boxes[which]), positive.astype(np.float32)
+    return assign(anchor_boxes, boxes, labels, CLASSES, low_quality=True)
 
 
 def decode(anchor_boxes, offsets):

@@ -86,13 +86,22 @@ def encode(anchors: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def assign(anchors: np.ndarray, boxes: np.ndarray, labels: np.ndarray, classes: int, *, pos: float = 0.5,
-           neg: float = 0.4) -> tuple[np.ndarray, ...]:
+           neg: float = 0.4, low_quality: bool = False) -> tuple[np.ndarray, ...]:
     """Per anchor: one-hot class target (A, K), classification weight (A,) (0: ignored, between
-    the thresholds), box offsets (A, 4), box weight (A,) (1 on positives)."""
+    the thresholds), box offsets (A, 4), box weight (A,) (1 on positives). ``low_quality``: each
+    box's best anchors are positive too (torchvision's RetinaNet), so no object goes unmatched."""
+    cls_target = np.zeros((len(anchors), classes), np.float32)
+    if len(boxes) == 0:
+        zeros = np.zeros(len(anchors), np.float32)
+        return cls_target, zeros + 1, np.zeros((len(anchors), 4), np.float32), zeros
     overlap = iou(anchors, boxes)
     best, which = overlap.max(1), overlap.argmax(1)
     positive = best >= pos
-    cls_target = np.zeros((len(anchors), classes), np.float32)
+    if low_quality:
+        for j in range(len(boxes)):
+            top = overlap[:, j] == overlap[:, j].max()
+            positive |= top
+            which[top] = j
     cls_target[positive, labels[which[positive]]] = 1.0
     cls_weight = ((best < neg) | positive).astype(np.float32)
     return cls_target, cls_weight, encode(anchors, boxes[which]), positive.astype(np.float32)
@@ -344,7 +353,7 @@ def keras_runners(mode: str, image: int, batch: int, classes: int) -> tuple[dict
             keras.Model.train_on_batch(model, images, y)
 
         out[name] = (step, None)
-    anchors = sum(9 * math.ceil(image / 2 ** lv) ** 2 for lv in range(3, 8))
+    anchors = len(anchors_for(image))  # keras-hub's generator: the same P3-P7, 9 per location
     return out, {"anchors per image": anchors, "classification entries per step": anchors * classes * batch}
 
 
@@ -355,7 +364,7 @@ def keras_loss_only(image: int, batch: int, classes: int, eager: bool) -> dict:
 
     from impl_keras import GHMCLoss, GHMRLoss
 
-    anchors = sum(9 * math.ceil(image / 2 ** lv) ** 2 for lv in range(3, 8))
+    anchors = len(anchors_for(image))
     rng = np.random.default_rng(1)
     cls = tf.constant(rng.normal(size=(batch, anchors, classes)).astype(np.float32) * 2 - 4)
     box = tf.constant(rng.normal(size=(batch, anchors, 4)).astype(np.float32) * 0.1)
