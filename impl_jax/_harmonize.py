@@ -145,12 +145,14 @@ def _accurate_sum(values: jax.Array) -> jax.Array:
 
 
 def harmonized_loss(pred, target, per_entry_loss, per_entry_grad, per_entry_target_grad, ind, ok, valid, *, bins,
-                    momentum, dialect, reduction, loss_weight, state):
+                    momentum, dialect, reduction, loss_weight, state, diagnose=None):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), its gradients attached. Masked
-    entries' products are 0 whatever NaN or Inf they hold. Returns (loss, new_state)."""
+    entries' products are 0 whatever NaN or Inf they hold. Returns (loss, new_state), and the
+    diagnostics of spec.md 13 as a third value when ``diagnose`` (``_diagnostics.collector``) is given."""
     dtype = per_entry_loss.dtype
+    counts = region_counts(ind, bins)
     beta, new_ema, new_initialized, n_valid = harmonize(
-        region_counts(ind, bins), ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype,
+        counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype,
         state=None if state is None else state.ema, initialized=None if state is None else state.initialized)
     new_state = None if state is None else GHMState(new_ema, new_initialized)
     scale = jnp.asarray(loss_weight, dtype)
@@ -163,4 +165,8 @@ def harmonized_loss(pred, target, per_entry_loss, per_entry_grad, per_entry_targ
 
     grad, target_grad, weighted = weigh(per_entry_grad), weigh(per_entry_target_grad), weigh(per_entry_loss)
     loss = weighted if reduction == "none" else _accurate_sum(weighted)
-    return _attach(pred, target, loss, grad, target_grad), new_state
+    if diagnose is None:
+        return _attach(pred, target, loss, grad, target_grad), new_state
+    diagnostics = diagnose(ind=ind, per_entry_grad=per_entry_grad, counts=counts, ok=ok, beta=beta, new_ema=new_ema,
+                           n_valid=n_valid, bins=bins, momentum=momentum, reduction=reduction, loss_weight=loss_weight)
+    return _attach(pred, target, loss, grad, target_grad), new_state, jax.lax.stop_gradient(diagnostics)

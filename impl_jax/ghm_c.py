@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from . import _diagnostics
 from ._checks import (BOOL, FLOATING, INTEGER, as_array, check_hyper, check_state, compute_dtype,
                       is_class_index_target, valid_mask)
 from ._harmonize import GHMState, harmonized_loss, region_index
@@ -39,7 +40,7 @@ def _targets(pred, target, valid, dtype):
 
 def ghm_c_loss(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 0.0,
                state: GHMState | None = None, dialect: str = "paper", reduction: str = "mean",
-               loss_weight: float = 1.0) -> tuple[jax.Array, GHMState | None]:
+               loss_weight: float = 1.0, diagnostics: bool = False):
     """GHM-C (Li et al., AAAI 2019, Eqs. 1-13): sigmoid cross entropy reweighted by the inverse
     density of g = |sigmoid(pred) - target|; returns ``(loss, new_state)``.
 
@@ -63,10 +64,13 @@ def ghm_c_loss(pred, target, label_weight=None, *, bins: int = 30, momentum: flo
         dialect: "paper" or "mmdet". Default: "paper".
         reduction: "mean", "sum" or "none" (per entry beta * CE). Default: "mean".
         loss_weight: multiplier of the loss. Default: 1.0.
+        diagnostics: also return what the call did (spec.md 13): a ``Diagnostics`` pytree of
+            counts, density, beta and gradient masses per region, positive fraction. Default: False.
 
     Returns:
         (loss, new_state): new_state is None without momentum. Use ``jax.value_and_grad(f,
-        has_aux=True)`` with the state as the auxiliary output.
+        has_aux=True)`` with the state as the auxiliary output. With ``diagnostics=True``,
+        (loss, new_state, Diagnostics).
     """
     check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     state = check_state(state, bins, momentum)
@@ -82,4 +86,4 @@ def ghm_c_loss(pred, target, label_weight=None, *, bins: int = 30, momentum: flo
     ind = region_index(jnp.abs(per_entry_grad), bins, valid)  # Eq. (3)
     return harmonized_loss(pred, target, per_entry_loss, per_entry_grad, -x, ind, ok, valid, bins=bins,
                            momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                           state=state)
+                           state=state, diagnose=_diagnostics.collector(t == 1) if diagnostics else None)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from ghm_args import check_mu
 
+from . import _diagnostics
 from ._checks import FLOATING, as_array, check_hyper, check_shape, check_state, compute_dtype, valid_mask
 from ._harmonize import GHMState, harmonized_loss, region_index
 
@@ -35,7 +36,7 @@ def asl1_grad(d: jax.Array, mu: float) -> jax.Array:
 
 def ghm_r_loss(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
                state: GHMState | None = None, dialect: str = "paper", reduction: str = "mean",
-               loss_weight: float = 1.0) -> tuple[jax.Array, GHMState | None]:
+               loss_weight: float = 1.0, diagnostics: bool = False):
     """GHM-R (Li et al., AAAI 2019, Eqs. 17-19): Authentic Smooth L1 ``sqrt(d^2 + mu^2) - mu`` of
     d = pred - target, reweighted by the inverse density of gr = |d| / sqrt(d^2 + mu^2); returns
     ``(loss, new_state)``. Dialects, masking, NaN policy, state and gradients (d loss / d pred_i =
@@ -47,8 +48,8 @@ def ghm_r_loss(pred, target, label_weight=None, *, mu: float = 0.02, bins: int =
         label_weight: a mask (> 0 valid), like ``pred`` or ``pred.shape[:-1]``. Default: None.
         mu: the ASL1 parameter, in [1e-30, 1e30]. Default: 0.02.
         bins: number of unit regions M. Default: 10.
-        momentum, state, dialect, reduction, loss_weight: as in :func:`ghm_c_loss`. Defaults: 0.0,
-            None, "paper", "mean", 1.0.
+        momentum, state, dialect, reduction, loss_weight, diagnostics: as in :func:`ghm_c_loss`.
+            Defaults: 0.0, None, "paper", "mean", 1.0, False (GHM-R's positive_fraction is NaN).
     """
     check_mu(mu)
     check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
@@ -66,4 +67,4 @@ def ghm_r_loss(pred, target, label_weight=None, *, mu: float = 0.02, bins: int =
     ind = region_index(jnp.abs(per_entry_grad), bins, valid)
     return harmonized_loss(pred, target, per_entry_loss, per_entry_grad, -per_entry_grad, ind, ok, valid, bins=bins,
                            momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                           state=state)
+                           state=state, diagnose=_diagnostics.collector() if diagnostics else None)

@@ -1,5 +1,6 @@
 """Each Keras backend's GHM kernel, behind one signature:
-``kernel(loss_obj, y_true, y_pred, sample_weight) -> (loss, new_ema, new_initialized)``.
+``kernel(loss_obj, y_true, y_pred, sample_weight) -> (loss, new_ema, new_initialized, diagnostics)``
+(diagnostics: spec.md 13, None unless the loss was built with ``diagnostics=True``).
 TensorFlow uses ``impl_tf`` (with tf.distribute's scaling), JAX ``impl_jax``, PyTorch
 ``impl_torch``: the same kernels each framework's own losses use, imported on first use, so that
 importing this package needs none of them."""
@@ -13,7 +14,7 @@ from keras.src.backend.common.masking import get_keras_mask
 def _tensorflow(obj, y_true, y_pred, sample_weight):
     import tensorflow as tf
 
-    from impl_tf import _checks, _harmonize, ghm_c, ghm_r
+    from impl_tf import _checks, _diagnostics, _harmonize, ghm_c, ghm_r
 
     keras_mask = get_keras_mask(y_pred)
     pred = _checks.as_tensor("y_pred", y_pred, allowed=(_checks.FLOATING,))
@@ -22,10 +23,12 @@ def _tensorflow(obj, y_true, y_pred, sample_weight):
     valid = _checks.select(masks[1], masks[0], False) if len(masks) == 2 else (masks[0] if masks else None)
     prepared = ghm_c._prepare(y_true, pred, valid, obj.bins) if obj.kind == "c" else \
         ghm_r._prepare(y_true, pred, valid, obj.mu, obj.bins)
-    loss, new_ema, new_initialized = _harmonize.harmonized_loss(
+    out = _harmonize.harmonized_loss(
         pred, *prepared, bins=obj.bins, momentum=obj.momentum, dialect=obj.dialect, reduction=obj.reduction,
         loss_weight=obj.loss_weight, state=obj.state.ema.value, initialized=obj.state.initialized.value,
-        sync_density=obj.sync_density)
+        sync_density=obj.sync_density,
+        diagnose=_diagnostics.collector(obj.kind, y_true, pred) if obj.diagnostics is not None else None)
+    loss, new_ema, new_initialized = out[:3]
     strategy = tf.distribute.get_strategy()
     if obj.momentum > 0.0 and strategy.num_replicas_in_sync > 1 and \
             not strategy.extended.variable_created_in_scope(obj.state.ema.value):
@@ -35,7 +38,7 @@ def _tensorflow(obj, y_true, y_pred, sample_weight):
     if obj.reduction == "mean" and not obj.sync_density and strategy.num_replicas_in_sync > 1:
         # Keras sums the replicas' gradients: like every Keras loss, a mean divides by the replicas
         loss = loss * tf.constant(1.0 / strategy.num_replicas_in_sync, loss.dtype)
-    return loss, new_ema, new_initialized
+    return loss, new_ema, new_initialized, out[3] if len(out) > 3 else None
 
 
 def _combined_mask(checks, pred, sample_weight, keras_mask):
@@ -54,14 +57,16 @@ def _jax(obj, y_true, y_pred, sample_weight):
     valid = _combined_mask(_checks, pred, sample_weight, get_keras_mask(y_pred))
     state = GHMState(obj.state.ema.value, obj.state.initialized.value) if obj.momentum > 0.0 else None
     fn = ghm_c_loss if obj.kind == "c" else ghm_r_loss
-    loss, new = fn(pred, y_true, valid, state=state, **obj.hyper())
-    return loss, None if new is None else new.ema, None if new is None else new.initialized
+    out = fn(pred, y_true, valid, state=state, diagnostics=obj.diagnostics is not None, **obj.hyper())
+    loss, new = out[:2]
+    return loss, None if new is None else new.ema, None if new is None else new.initialized, \
+        out[2] if len(out) > 2 else None
 
 
 def _torch(obj, y_true, y_pred, sample_weight):
     import torch
 
-    from impl_torch import _checks, _harmonize, ghm_c, ghm_r
+    from impl_torch import _checks, _diagnostics, _harmonize, ghm_c, ghm_r
 
     pred = y_pred if isinstance(y_pred, torch.Tensor) else torch.as_tensor(y_pred)
     target = y_true if isinstance(y_true, torch.Tensor) else torch.as_tensor(y_true, device=pred.device)
@@ -69,14 +74,17 @@ def _torch(obj, y_true, y_pred, sample_weight):
     valid = _combined_mask(_checks, pred, sample_weight, get_keras_mask(y_pred))
     state = {"state": obj.state.ema.value, "initialized": obj.state.initialized.value}
     hyper = dict(bins=obj.bins, momentum=obj.momentum, dialect=obj.dialect, reduction=obj.reduction,
-                 loss_weight=obj.loss_weight, target=target, **state)
+                 loss_weight=obj.loss_weight, target=target, **state,
+                 diagnose=_diagnostics.collector(obj.kind, pred, target) if obj.diagnostics is not None else None)
     if obj.kind == "c":
         per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = ghm_c._prepare(pred, target, valid, obj.bins)
-        return _harmonize.harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, scratch=scratch,
-                                          per_entry_target_grad=target_grad, **hyper)
-    per_entry_loss, per_entry_grad, ind, ok, target_grad = ghm_r._prepare(pred, target, valid, obj.mu, obj.bins)
-    return _harmonize.harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, per_entry_target_grad=target_grad,
-                                      **hyper)
+        out = _harmonize.harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, scratch=scratch,
+                                         per_entry_target_grad=target_grad, **hyper)
+    else:
+        per_entry_loss, per_entry_grad, ind, ok, target_grad = ghm_r._prepare(pred, target, valid, obj.mu, obj.bins)
+        out = _harmonize.harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok,
+                                         per_entry_target_grad=target_grad, **hyper)
+    return (*out[:3], out[3] if len(out) > 3 else None)
 
 
 KERNELS = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}

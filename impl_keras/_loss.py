@@ -10,7 +10,7 @@ from keras import ops
 
 import ghm_args
 
-from . import _backends
+from . import _backends, _diagnostics
 
 
 @keras.saving.register_keras_serializable(package="ghm")
@@ -58,22 +58,25 @@ def carry_state(model: keras.Model, *losses) -> None:
     compiled train and test steps on every backend: what ``metrics=[loss.state]`` in ``compile``
     does, for a model that takes no user metrics (keras-hub's detectors refuse them). Needed on
     the JAX backend for a loss with momentum; harmless elsewhere. Call it after ``compile``; the
-    state's result (the sum of the EMA) then shows in the logs."""
+    state's result (the sum of the EMA) then shows in the logs. A loss built with
+    ``diagnostics=True`` has its diagnostics (``loss.diagnostics``, spec.md 13) carried too."""
     for loss in losses:
         if not isinstance(loss, GHMLossBase):
             raise TypeError(f"carry_state takes the GHM losses compiled into the model, got {type(loss).__name__}")
-        if any(m is loss.state for m in model.metrics):
-            continue
-        if model._tracker.locked:
-            raise ValueError(f"{type(model).__name__} accepts no new state: compile with metrics=[loss.state] instead")
-        model._tracker.add_to_store("metrics", loss.state)
+        for metric in (loss.state, loss.diagnostics):
+            if metric is None or any(m is metric for m in model.metrics):
+                continue
+            if model._tracker.locked:
+                raise ValueError(f"{type(model).__name__} accepts no new state: compile with "
+                                 f"metrics=[loss.state, loss.diagnostics] instead")
+            model._tracker.add_to_store("metrics", metric)
 
 
 class GHMLossBase(keras.losses.Loss):
     kind = "c"  # "c" (GHM-C) or "r" (GHM-R)
 
     def __init__(self, *, bins: int, momentum: float, dialect: str, reduction: str, loss_weight: float,
-                 name: str | None, sync_density: bool = False) -> None:
+                 name: str | None, sync_density: bool = False, diagnostics: bool = False) -> None:
         ghm_args.check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
                              loss_weight=loss_weight)
         if sync_density and keras.backend.backend() != "tensorflow":
@@ -85,6 +88,10 @@ class GHMLossBase(keras.losses.Loss):
         self.loss_weight = float(loss_weight)
         self.sync_density = bool(sync_density)
         self.state = GHMState(self.bins, name=f"{name or 'ghm'}_state")
+        # What each call did (spec.md 13), when asked for: a metric whose variables the call assigns
+        prefix = (name or "ghm").removesuffix("_loss")
+        self.diagnostics = _diagnostics.GHMDiagnostics(self.bins, classification=self.kind == "c", prefix=prefix,
+                                                       name=f"{name or 'ghm'}_diagnostics") if diagnostics else None
 
     @property
     def ema(self):
@@ -95,6 +102,15 @@ class GHMLossBase(keras.losses.Loss):
     def ema_initialized(self):
         """Whether a call with a valid entry has set the EMA state (``state.initialized``)."""
         return self.state.initialized
+
+    def last_diagnostics(self) -> _diagnostics.Diagnostics:
+        """What the last call did (spec.md 13): counts, N, non-empty regions, density, beta and
+        gradient masses per region, positive fraction (``.grad_share`` / ``.plain_share`` derived),
+        as tensor copies. Needs ``diagnostics=True``; zeros before the first call."""
+        if self.diagnostics is None:
+            raise RuntimeError(f"{type(self).__name__} was built without diagnostics: construct it with "
+                               f"diagnostics=True to record what each call did")
+        return self.diagnostics.values()
 
     def hyper(self) -> dict:
         """The kernel's keyword arguments (GHMRLoss adds mu)."""
@@ -107,11 +123,14 @@ class GHMLossBase(keras.losses.Loss):
         replicas, as Keras losses are."""
         kernel = _backends.KERNELS[keras.backend.backend()]
         with keras.name_scope(self.name):
-            loss, new_ema, new_initialized = kernel(self, y_true, y_pred, sample_weight)
+            loss, new_ema, new_initialized, diagnostics = kernel(self, y_true, y_pred, sample_weight)
             if self.momentum > 0.0:
                 _backends.check_state_is_carried(self)
                 self.state.ema.assign(new_ema)
                 self.state.initialized.assign(new_initialized)
+            if self.diagnostics is not None:
+                _diagnostics.check_carried(self)
+                self.diagnostics.record(diagnostics)
             return loss
 
     def call(self, y_true, y_pred):
@@ -122,7 +141,7 @@ class GHMLossBase(keras.losses.Loss):
         # (shared_object_id) and a reloaded model's loss and metric are one object again.
         return {"name": self.name, "bins": self.bins, "momentum": self.momentum, "dialect": self.dialect,
                 "reduction": self.reduction, "loss_weight": self.loss_weight, "sync_density": self.sync_density,
-                "state": self.state}
+                "state": self.state, "diagnostics": self.diagnostics if self.diagnostics is not None else False}
 
     @classmethod
     def from_config(cls, config: dict):
@@ -131,9 +150,12 @@ class GHMLossBase(keras.losses.Loss):
         shared: the new loss starts a state of its own."""
         config = dict(config)
         state = config.pop("state", None)
-        loss = cls(**config)
+        diagnostics = config.pop("diagnostics", False)
+        loss = cls(**config, diagnostics=bool(diagnostics))
         if isinstance(state, dict):
             loss.state = keras.saving.deserialize_keras_object(state)
+        if isinstance(diagnostics, dict):  # shared with the compiled metric, as the state is
+            loss.diagnostics = keras.saving.deserialize_keras_object(diagnostics)
         return loss
 
     # The EMA state travels with a saved .keras model (Keras calls these on saveable objects).

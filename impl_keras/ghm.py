@@ -46,15 +46,21 @@ class GHMCLoss(GHMLossBase):
         loss_weight: multiplier of the loss. Default: 1.0.
         sync_density: TensorFlow backend only: sum the region counts and N over the replicas in
             sync (spec.md section 11). Default: False.
+        diagnostics: record what each call did (spec.md 13) in ``loss.diagnostics``, a Keras metric
+            (``GHMDiagnostics``): compile with ``metrics=[loss.diagnostics]`` and ``fit``'s logs show
+            the occupied regions, N, the positive fraction and gradient shares;
+            ``loss.last_diagnostics()`` gives the per-region values, ``DiagnosticsCallback`` records
+            them per batch. Default: False.
         name: the loss's name. Default: ``"ghm_c_loss"``.
     """
 
     kind = "c"
 
     def __init__(self, bins: int = 30, momentum: float = 0.0, dialect: str = "paper", reduction: str = "mean",
-                 loss_weight: float = 1.0, sync_density: bool = False, name: str | None = "ghm_c_loss") -> None:
+                 loss_weight: float = 1.0, sync_density: bool = False, name: str | None = "ghm_c_loss",
+                 diagnostics: bool = False) -> None:
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight, name=name, sync_density=sync_density)
+                         loss_weight=loss_weight, name=name, sync_density=sync_density, diagnostics=diagnostics)
 
 
 @keras.saving.register_keras_serializable(package="ghm")
@@ -67,8 +73,8 @@ class GHMRLoss(GHMLossBase):
     Args:
         mu: the ASL1 parameter, in [1e-30, 1e30]. Default: 0.02.
         bins: number of unit regions M. Default: 10.
-        momentum, dialect, reduction, loss_weight, sync_density: as :class:`GHMCLoss`.
-            Defaults: 0.0, "paper", "mean", 1.0 (the released configs use 10), False.
+        momentum, dialect, reduction, loss_weight, sync_density, diagnostics: as :class:`GHMCLoss`.
+            Defaults: 0.0, "paper", "mean", 1.0 (the released configs use 10), False, False.
         name: the loss's name. Default: ``"ghm_r_loss"``.
     """
 
@@ -76,10 +82,10 @@ class GHMRLoss(GHMLossBase):
 
     def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, dialect: str = "paper",
                  reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
-                 name: str | None = "ghm_r_loss") -> None:
+                 name: str | None = "ghm_r_loss", diagnostics: bool = False) -> None:
         ghm_args.check_mu(mu)
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight, name=name, sync_density=sync_density)
+                         loss_weight=loss_weight, name=name, sync_density=sync_density, diagnostics=diagnostics)
         self.mu = float(mu)
 
     def hyper(self) -> dict:

@@ -204,7 +204,8 @@ def sum_counts(counts: tf.Tensor, ok: tf.Tensor, bins: int) -> tuple[tf.Tensor, 
 
 
 def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, target_terms=None, *, bins, momentum,
-                    dialect, reduction, loss_weight, state=None, initialized=None, sync_density: bool = False):
+                    dialect, reduction, loss_weight, state=None, initialized=None, sync_density: bool = False,
+                    diagnose=None):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
     ``per_entry_loss`` / ``per_entry_grad`` are L_i and dL_i/dpred_i (computed without gradient
@@ -213,9 +214,11 @@ def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, t
     ``target_terms``: (target, dL_i/dtarget_i) for a float target, weighted likewise. With
     ``sync_density`` the counts (and N) are the global batch's over the replicas in sync, so
     that the replicas' losses and gradients sum (as Keras and tf.distribute sum them) to the
-    global batch's (spec.md section 11). Returns (loss, new_state, new_initialized)."""
+    global batch's (spec.md section 11). Returns (loss, new_state, new_initialized), and the
+    diagnostics of spec.md 13 as a fourth value when ``diagnose`` (``_diagnostics.collector``) is given."""
     dtype = per_entry_loss.dtype
     counts = region_counts(ind, bins)
+    local_counts = counts
     if sync_density:
         counts, ok = sum_counts(counts, ok, bins)
     beta, new_state, new_initialized, n_valid = harmonize(
@@ -232,4 +235,9 @@ def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, t
     if target_terms is not None:
         target_terms = (target_terms[0], w_of(target_terms[1]))
     loss = weighted if reduction == "none" else _accurate_sum(weighted)
-    return _with_gradient(pred, loss, grad, target_terms), new_state, new_initialized
+    if diagnose is None:
+        return _with_gradient(pred, loss, grad, target_terms), new_state, new_initialized
+    diagnostics = diagnose(ind=ind, per_entry_grad=per_entry_grad, counts=counts, local_counts=local_counts, ok=ok,
+                           beta=beta, new_state=new_state, n_valid=n_valid, bins=bins, momentum=momentum,
+                           reduction=reduction, loss_weight=loss_weight)
+    return _with_gradient(pred, loss, grad, target_terms), new_state, new_initialized, diagnostics

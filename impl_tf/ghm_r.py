@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from . import _diagnostics
 from ._checks import FLOATING, as_tensor, check_hyper, check_mu, check_shape, compute_dtype, same_shape, to_mask
 from ._harmonize import harmonized_loss, region_index
 
@@ -51,13 +52,15 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: 
 
 
 def ghm_r_loss(y_true, y_pred, label_weight=None, *, mu: float = 0.02, bins: int = 10, dialect: str = "paper",
-               reduction: str = "mean", loss_weight: float = 1.0) -> tf.Tensor:
+               reduction: str = "mean", loss_weight: float = 1.0, diagnostics: bool = False):
     """Stateless GHM-R (no momentum), Keras argument order; same semantics as :class:`GHMRLoss`
-    (no distribution scaling: this is the plain function)."""
+    (no distribution scaling: this is the plain function). With ``diagnostics=True`` returns
+    ``(loss, Diagnostics)``: what the call did (spec.md 13), else the loss."""
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     pred = as_tensor("y_pred", y_pred, allowed=(FLOATING,))
     valid = None if label_weight is None else to_mask("label_weight", label_weight, pred)
-    loss, _, _ = harmonized_loss(pred, *_prepare(y_true, pred, valid, mu, bins), bins=bins, momentum=0.0,
-                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight)
-    return loss
+    out = harmonized_loss(pred, *_prepare(y_true, pred, valid, mu, bins), bins=bins, momentum=0.0, dialect=dialect,
+                          reduction=reduction, loss_weight=loss_weight,
+                          diagnose=_diagnostics.collector("r") if diagnostics else None)
+    return (out[0], out[3]) if diagnostics else out[0]

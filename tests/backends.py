@@ -208,6 +208,28 @@ class TFBackend:
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.numpy().astype(np.float64), bool(obj.ema_initialized.numpy())
 
+    def diagnose(self, f, pred, target, label_weight=None, **kw):
+        tf = self.tf
+        if not isinstance(f, str):  # a Keras loss built with diagnostics=True
+            result = self.call(f, pred, target, label_weight, **kw)
+            return result, _numpy_fields(f.last_diagnostics(), np.asarray)
+        with tf.device(self.device):
+            x = self.tensor(pred)
+            lw = None if label_weight is None else self.tensor(label_weight)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                out, d = self.function(f)(self.tensor(target), x, lw, diagnostics=True, **kw)
+                total = tf.reduce_sum(out)
+            grad = tape.gradient(total, x)
+        result = Result(np.asarray(tf.cast(out, tf.float64)), np.asarray(tf.cast(grad, tf.float64)))
+        return result, _numpy_fields(d, np.asarray)
+
+    def rounded(self, a, dtype: str) -> np.ndarray:
+        return np.asarray(self.tf.cast(self.tensor(a, dtype), "float32"))
+
+    def float64_mode(self):
+        return contextlib.nullcontext()
+
 
 class _JaxLoss:
     """impl_jax's pure function with its state held between calls: what the suite's stateful tests
@@ -302,6 +324,26 @@ class JaxBackend:
         if obj.state is None:
             return np.zeros(obj.hyper["bins"]), False
         return np.asarray(obj.state.ema, np.float64), bool(obj.state.initialized)
+
+    def diagnose(self, f, pred, target, label_weight=None, **kw):
+        x, t = self.tensor(pred), self.tensor(target)
+        lw = None if label_weight is None else self.tensor(label_weight)
+        if isinstance(f, str):
+            fn = self.impl.ghm_c_loss if f == "c" else self.impl.ghm_r_loss
+            state, kw = None, {**kw, "diagnostics": True}
+        else:
+            fn, state, kw = f.fn, f.state, {**f.hyper, **kw}
+            assert kw.get("diagnostics"), "a loss object built with diagnostics=True"
+
+        def total(x):
+            out, new_state, d = fn(x, t, lw, state=state, **kw)
+            return self.jnp.sum(out), (out, new_state, d)
+
+        # jitted: op-by-op dispatch compiles each op for each new shape, several times slower here
+        (_, (out, new_state, d)), grad = self.jax.jit(self.jax.value_and_grad(total, has_aux=True))(x)
+        if not isinstance(f, str):
+            f.state = new_state
+        return Result(np.asarray(out, np.float64), np.asarray(grad, np.float64)), _numpy_fields(d, np.asarray)
 
 
 def _has(module: str) -> bool:

@@ -40,21 +40,22 @@ def shard(arrays, world: int, rank: int, step: int):
     return [a[start:start + rows[rank]] for a in arrays]
 
 
-def losses(kind: str, dialect: str, momentum: float, reduction: str = "mean"):
+def losses(kind: str, dialect: str, momentum: float, reduction: str = "mean", diagnostics: bool = False):
     from impl_torch import GHMCLoss, GHMRLoss
 
     cls = GHMCLoss if kind == "c" else GHMRLoss
-    return cls(bins=5, momentum=momentum, dialect=dialect, reduction=reduction, sync_density=True)
+    return cls(bins=5, momentum=momentum, dialect=dialect, reduction=reduction, sync_density=True,
+               diagnostics=diagnostics)
 
 
 def loss_values(rank: int, world: int, out_dir: str) -> None:
     """For each kind x dialect x reduction, several steps with momentum: loss, input gradient,
-    EMA state of this rank."""
+    EMA state of this rank; for "mean", with diagnostics on, this rank's diagnostics (spec.md 13)."""
     saved = {}
     for kind in ("c", "r"):
         for dialect in ("paper", "mmdet"):
             for reduction in ("mean", "sum"):
-                crit = losses(kind, dialect, 0.75, reduction)
+                crit = losses(kind, dialect, 0.75, reduction, diagnostics=reduction == "mean")
                 for step in range(STEPS):
                     arrays = global_batch(kind, step, sum(shard_rows(world, step)))
                     x, t, w = (torch.tensor(a) for a in shard(arrays, world, rank, step))
@@ -65,6 +66,9 @@ def loss_values(rank: int, world: int, out_dir: str) -> None:
                     saved[key + "-loss"] = loss.detach().numpy()
                     saved[key + "-grad"] = x.grad.numpy()
                     saved[key + "-ema"] = crit.ema.numpy().copy()
+                    if crit.diagnostics:
+                        d = crit.last_diagnostics()
+                        saved.update({f"{key}-diagnostics-{name}": v.numpy() for name, v in zip(d._fields, d)})
     np.savez(f"{out_dir}/rank{rank}.npz", **saved)
 
 

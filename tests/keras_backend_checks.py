@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 import reference  # noqa: E402
 from ghm_conformance import cases as cs  # noqa: E402
-from impl_keras import GHMCLoss, GHMRLoss, carry_state  # noqa: E402
+from impl_keras import DiagnosticsCallback, GHMCLoss, GHMRLoss, carry_state  # noqa: E402
 from tolerances import TOLERANCE  # noqa: E402
 
 BACKEND = keras.backend.backend()
@@ -219,6 +219,55 @@ def sample_weight_in_fit_masks_samples():
     close(got, reference.ghm_r(logits0, target, lw, bins=bins).loss, "evaluate with per-sample weights")
 
 
+@check
+def diagnostics_show_in_fit_logs_and_the_callback_records_them():
+    # spec.md 13: each step's diagnostics, in fit's logs (scalars) and in the callback's record
+    # (per region), equal the reference's training of the same model; they survive save/reload
+    rows, bins, lr, momentum, mu, steps = 24, 10, 0.05, 0.75, 1.0, 3
+    for kind, dialect in (("c", "paper"), ("r", "mmdet")):
+        logits0, target = clear_batch(kind, (rows, 3), bins, seed=7, margin=0.3, mu=mu)
+        hyper = dict(bins=bins, momentum=momentum, dialect=dialect, **({"mu": mu} if kind == "r" else {}))
+        logits, state, want = logits0.astype(np.float64), None, []
+        for _ in range(steps):
+            ref = REF[kind](logits, target, state=state, **hyper)
+            want.append(ref.diagnostics)
+            state, logits = ref.state, logits - lr * ref.grad
+        loss = LOSS[kind](diagnostics=True, **hyper)
+        model = keras.Sequential([keras.Input((rows,)), keras.layers.Dense(3, use_bias=False)])
+        model.layers[0].set_weights([logits0])
+        model.compile(optimizer=keras.optimizers.SGD(lr), loss=loss, metrics=[loss.state, loss.diagnostics],
+                      jit_compile=True)
+        callback = DiagnosticsCallback(loss)
+        history = model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, epochs=steps, shuffle=False,
+                            verbose=0, callbacks=[callback]).history
+        record = callback.records[loss.name].arrays()
+        prefix = f"ghm_{kind}"
+        for k, ref in enumerate(want):
+            what = f"GHM-{kind.upper()} {dialect}, step {k}"
+            for name in ("counts", "valid", "nonempty"):
+                np.testing.assert_array_equal(record[name][k], getattr(ref, name), err_msg=f"{BACKEND}: {what}: {name}")
+            for name in ("density", "beta", "grad_mass", "plain_mass", "grad_share", "plain_share"):
+                close(record[name][k], getattr(ref, name), f"{what}: {name} (callback)")
+            logged = {"nonempty": ref.nonempty, "valid": ref.valid, "max_grad_share": ref.grad_share.max(),
+                      "grad_share_0": ref.grad_share[0], "plain_share_0": ref.plain_share[0]}
+            if kind == "c":
+                logged["positive_fraction"] = ref.positive_fraction
+            else:
+                assert f"{prefix}_positive_fraction" not in history, "GHM-R logs no positive fraction"
+            for name, value in logged.items():
+                close(history[f"{prefix}_{name}"][k], value, f"{what}: {prefix}_{name} in fit's logs")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "m.keras")
+            model.save(path)
+            loaded = keras.models.load_model(path)
+        logs = loaded.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, epochs=1, shuffle=False,
+                          verbose=0).history
+        assert any(v is loaded.loss.diagnostics.counts for v in loaded.metrics_variables), \
+            f"{BACKEND}: the reloaded loss and its compiled diagnostics metric must be one object"
+        assert int(numpy(loaded.loss.last_diagnostics().valid)) == rows * 3 == logs[f"{prefix}_valid"][0], \
+            f"{BACKEND}: the reloaded loss records its calls, and they show in the logs"
+
+
 # ---------------------------------------------------------------- backend contracts
 
 @check
@@ -245,6 +294,22 @@ def the_state_must_be_carried_on_jax():
     carry_state(model, loss)  # the alternative for models that refuse metrics
     model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, verbose=0)
     assert bool(numpy(loss.ema_initialized)), "carry_state: the EMA moves in fit"
+    # diagnostics (spec.md 13) are assigned like the state: not carried is an error, carry_state carries them
+    for carried in (False, True):
+        loss = GHMCLoss(bins=10, diagnostics=True)
+        model = keras.Sequential([keras.Input((rows,)), keras.layers.Dense(2, use_bias=False)])
+        model.compile(optimizer="sgd", loss=loss)
+        if carried:
+            carry_state(model, loss)
+            model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, verbose=0)
+            assert int(numpy(loss.last_diagnostics().valid)) == rows * 2, "carry_state: diagnostics recorded in fit"
+            continue
+        try:
+            model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, verbose=0)
+        except ValueError as e:
+            assert "metrics=[loss.diagnostics]" in str(e) and "carry_state" in str(e), str(e)
+        else:
+            raise AssertionError("fit on JAX with diagnostics not carried must raise, not drop them")
 
 
 @check

@@ -66,6 +66,31 @@ def test_synced_density_matches_the_reference_on_the_global_batch(world, tmp_pat
                     np.testing.assert_allclose(grad, ref.grad, **TOLERANCE["float32"], err_msg=key)
                     for r in ranks:  # one EMA state, the global batch's, on every rank
                         np.testing.assert_allclose(r[key + "-ema"], ref.state, **TOLERANCE["ema_state"], err_msg=key)
+                    if reduction == "mean":
+                        _assert_synced_diagnostics(ranks, key, ref.diagnostics, kind,
+                                                   [dw.shard((t, w), world, r, step) for r in range(world)])
+
+
+def _assert_synced_diagnostics(ranks, key, want, kind, shards):
+    """spec.md 13 under sync_density: counts, N, non-empty regions, density and beta are the global
+    batch's on every rank; the masses are local, and sum over the ranks to the global ones; the
+    positive fraction is each rank's own."""
+    got = [{name: r[f"{key}-diagnostics-{name}"] for name in want.__dataclass_fields__} for r in ranks]
+    for g in got:
+        for name in ("counts", "valid", "nonempty"):
+            np.testing.assert_array_equal(g[name], getattr(want, name), err_msg=f"{key}: {name}")
+        for name in ("density", "beta"):
+            np.testing.assert_allclose(g[name], getattr(want, name), **TOLERANCE["float32"], err_msg=f"{key}: {name}")
+    for name in ("grad_mass", "plain_mass"):
+        np.testing.assert_allclose(sum(g[name] for g in got), getattr(want, name), **TOLERANCE["float32"],
+                                   err_msg=f"{key}: {name} summed over the ranks")
+    for g, (t, w) in zip(got, shards):
+        valid = w > 0
+        local = np.count_nonzero(valid & (t == 1)) / max(np.count_nonzero(valid), 1)
+        if kind == "c":
+            np.testing.assert_allclose(g["positive_fraction"], local, **TOLERANCE["float32"], err_msg=key)
+        else:
+            assert np.isnan(g["positive_fraction"]), key
 
 
 def test_ddp_model_trains_exactly_as_one_process_on_the_whole_batch(tmp_path):

@@ -1,6 +1,6 @@
 """Optional dependencies stay optional: reference needs only NumPy; impl_tf never imports torch or
 JAX, impl_torch never TensorFlow or JAX, impl_jax never torch or TensorFlow; impl_keras imports
-only the kernels of the backend Keras runs on."""
+only the kernels of the backend Keras runs on; ghm_diagnostics needs only NumPy (matplotlib to plot)."""
 
 import subprocess
 import sys
@@ -15,6 +15,7 @@ CASES = [
     ("impl_torch", "torch", ("tensorflow", "keras", "jax")),
     ("impl_jax", "jax", ("torch", "tensorflow", "keras")),
     ("impl_keras", "keras", ("torch", "jax", "impl_torch", "impl_jax")),  # on Keras's default backend, TensorFlow
+    ("ghm_diagnostics", "numpy", ("torch", "tensorflow", "keras", "jax", "matplotlib")),
 ]
 
 
