@@ -151,3 +151,13 @@ def test_the_site_builds_strictly(tmp_path):
     spec = (tmp_path / "site" / "spec" / "index.html").read_text(encoding="utf-8")
     assert 'class="arithmatex"' in spec, "spec.md's equations are not rendered as math"
     assert 'src="../figures/gradient_norm.png"' in spec, "spec.md's figures do not point at the site's copies"
+
+
+@pytest.mark.parametrize("package", ["reference", "impl_torch", "impl_keras", "impl_tf", "impl_jax", "ghm_conformance"])
+def test_every_exported_name_is_in_the_api_reference(package):
+    # documented by a `::: package.Name` directive (mkdocstrings renders its docstring) or named
+    # in the page's text (re-exports and constants)
+    page = (ROOT / "docs" / "api" / f"{package}.md").read_text(encoding="utf-8")
+    exported = exported_names(package) or set()
+    missing = sorted(n for n in exported if f"{package}.{n}" not in page)
+    assert not missing, f"docs/api/{package}.md does not document {missing}, which {package} exports"
