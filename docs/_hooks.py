@@ -106,6 +106,8 @@ def _demote(markdown: str) -> str:
 def expand_includes(markdown: str, repo_page: str, site_page: str) -> str:
     def one(m: re.Match) -> str:
         repo_target = posixpath.normpath(posixpath.join(posixpath.dirname(repo_page), m.group(1)))
+        if not (ROOT / repo_target).is_file():
+            raise FileNotFoundError(f"{repo_page}: <!-- include: {m.group(1)} --> names no file ({repo_target})")
         text = (ROOT / repo_target).read_text(encoding="utf-8")
         return _demote(rewrite_links(text, repo_target, site_page))
 
