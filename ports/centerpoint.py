@@ -84,4 +84,4 @@ ADAPTER = Adapter(SOURCE, "torch", PATCHES, [
               "conforms: mmdet; notes: reads masked values (NaN/Inf there propagates)",
               "the official semantics, per anchor (its per-entry losses carry the 1/N, the head sums them)",
               wiring="as Det3D's heads call it: per-anchor weights, the per-entry losses summed"),
-])
+], copies=("NathanDrake67/R2LDM",))
