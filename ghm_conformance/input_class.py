@@ -85,14 +85,28 @@ def classify(property_id: str, case: Case, outcome: Outcome, port: Port, dialect
     return EXACT_EDGE, True
 
 
+def off_class(input_class: str):
+    """The map that moves a case out of ``input_class`` (for a search without that class)."""
+    return off_zero if input_class == GRAD_AT_ZERO else off_edges
+
+
+def off_zero(case: Case | None) -> Case | None:
+    """The case with every logit of exactly 0 moved to 4e-3 (off 0, and off the edge g = 1/2)."""
+    return _moved(case, lambda c: c.pred == 0.0)
+
+
 def off_edges(case: Case | None) -> Case | None:
     """The case with every exact-edge entry moved off its edge (its logit by +4e-3): the input a
     port wrong only *on* edges gets right."""
+    return _moved(case, lambda c: exact_edges(case, c))
+
+
+def _moved(case: Case | None, where) -> Case | None:
     if case is None:
         return None
     calls = []
     for call in case.calls:
-        on_edge = exact_edges(case, call)
+        on_edge = where(call)
         moved = Call(call.pred.copy(), call.target, call.label_weight)
         moved.pred[on_edge] += STEPS_OFF_EDGE[2]
         calls.append(moved)

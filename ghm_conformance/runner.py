@@ -17,7 +17,7 @@ from hypothesis.errors import HypothesisException
 from ghm_args import DIALECTS
 
 from .cases import Case, as_anchor_weight_case, as_class_index_case
-from .input_class import EXACT_EDGE, classify, off_edges
+from .input_class import classify, off_class
 from .measure import Measurement, bundled_measurement, measure
 from .outcome import NotApplicable, Outcome, Run, raised_text, recorded_runs
 from .properties import CATALOGUE, LARGE, Property
@@ -280,12 +280,13 @@ def _measure_scale(result: PropertyResult, port: Port, loss_kind: str, dialect: 
         result.note = (result.note + "; " if result.note else "") + f"not measured: {type(e).__name__}: {e}"
 
 
-def _passes_off_edges(prop: Property, port: Port, loss_kind: str, dialect: str, max_examples: int,
+def _passes_off_class(prop: Property, move, port: Port, loss_kind: str, dialect: str, max_examples: int,
                       seed: int | None) -> bool:
-    """The property's whole search again with every exact-edge entry moved off its edge: a port
-    wrong only *on* edges passes it; one wrong *near* them too (floor(g (M - 1e-4))) does not."""
-    moved = Property(prop.id, prop.title, lambda k: prop.strategy(k).map(off_edges), prop.check,
-                     corpus=lambda k: [off_edges(c) for c in prop.corpus(k)], dialect_dependent=prop.dialect_dependent,
+    """The property's whole search again with every input moved out of the class (``move``): a port
+    wrong only in that class passes it; one wrong elsewhere too (a port wrong *near* edges,
+    floor(g (M - 1e-4)); a dialect that differs on most inputs) does not."""
+    moved = Property(prop.id, prop.title, lambda k: prop.strategy(k).map(move), prop.check,
+                     corpus=lambda k: [move(c) for c in prop.corpus(k)], dialect_dependent=prop.dialect_dependent,
                      tolerance=prop.tolerance)
     search = _Search(moved, port, dialect)
     return not search.run(loss_kind, max_examples, seed) and not search.failures and not search.timed_out
@@ -306,8 +307,9 @@ def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, ma
         ce = result.counterexample
         result.input_class, result.class_confirmed = classify(prop.id, ce.case, ce.outcome, port, dialect,
                                                               prop.tolerance)
-        if result.input_class == EXACT_EDGE and result.class_confirmed:
-            result.class_confirmed = _passes_off_edges(prop, port, loss_kind, dialect, max_examples, seed)
+        if result.class_confirmed and prop.id == "value":
+            result.class_confirmed = _passes_off_class(prop, off_class(result.input_class), port, loss_kind, dialect,
+                                                       max_examples, seed)
         if result.input_class and result.class_confirmed:
             result.note = (result.note + "; " if result.note else "") + f"only for {result.input_class}"
     if prop.id in COST_PROPERTIES and measure_scale and result.status != ERROR:

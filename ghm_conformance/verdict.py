@@ -80,12 +80,19 @@ def _label(status: dict, dialect: str) -> tuple[str, str]:
 
 def _narrow_class(rows: list[Row], dialect: str) -> str:
     """The confirmed narrow class of 'value[dialect]''s failure, when every other failing reference
-    row of that dialect fails in the same class; "" otherwise."""
+    row of that dialect fails in the same class, or fails in every dialect alike (a fault of its
+    own, which says nothing of the dialect and stays listed); "" otherwise."""
     value = next((r for r in rows if r.property == "value" and r.dialect == dialect), None)
     if value is None or value.status != FAILED or not value.confirmed or not value.input_class:
         return ""
-    others = [r for r in rows if r.dialect == dialect and r.property in TELLING_APART and r.status in (FAILED, ERROR)]
-    return value.input_class if all(r.input_class == value.input_class for r in others) else ""
+    bad = (FAILED, ERROR)
+
+    def fails_everywhere(prop: str) -> bool:
+        return all(r.status in bad for r in rows if r.property == prop and r.dialect is not None)
+
+    others = [r for r in rows if r.dialect == dialect and r.property in TELLING_APART and r.status in bad]
+    return value.input_class if all(r.input_class == value.input_class or fails_everywhere(r.property)
+                                    for r in others) else ""
 
 
 def _telling_apart_passes(rows: list[Row], dialect: str) -> int:

@@ -28,7 +28,8 @@ ghmr = LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: _module(
                                              label_weight=False))
 
 ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMC_Loss", "ghmc", "c", "module(x, target), no label weight", "dialect: neither; fails: value, ema, scale",
+    PortEntry("GHMC_Loss", "ghmc", "c", "module(x, target), no label weight",
+              "dialect: neither; fails: value, ema, scale",
               "DHPO's regions (floor(g (M - 1e-4))) and mixed EMA, and N = the rows: the loss is divided by the "
               "number of columns"),
     PortEntry("GHMR_Loss", "ghmr", "r", "module(x, target), no label weight", "dialect: neither; fails: value, ema",

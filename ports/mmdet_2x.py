@@ -23,7 +23,8 @@ from ._load import Adapter, LazyFactory, PortEntry, Registry, Source, load, stub
 
 SOURCE = Source("fengyouliang/wheat_detection", "1034be436c210fb988eec644cab027a9422b5c44",
                 "mmdet/models/losses/ghm_loss.py")
-COPIES = ("CurryYuan/mmdetection", "Einspanner123/chromosome-kd", "Jion-Oshima/mmdetection", "Li-Hongda/det", "Sense-X/TSD",
+COPIES = ("CurryYuan/mmdetection", "Einspanner123/chromosome-kd", "Jion-Oshima/mmdetection", "Li-Hongda/det",
+          "Sense-X/TSD",
           "ShengkaiWu/IoU-aware-single-stage-object-detector", "UAVAI-code/DGTrack-code", "VinAIResearch/LP-OVOD",
           "a157801/TSD", "cjolivier01/mmdetection", "daixinguang/DBNet", "dandelin/mmdetection", "dutxubo/mmdetection",
           "facebookresearch/Generic-Grouping", "ggjy/HitDet.pytorch", "hhaAndroid/mmdetection-mini",

@@ -17,7 +17,7 @@ gradient by ``loss.backward()``.
 
 import numpy as np
 
-from ._load import Adapter, LazyFactory, PortEntry, Source, load, stub
+from ._load import Adapter, LazyFactory, PortEntry, Source, load
 
 SOURCE = Source("tsdlrh/GHM_paddle", "4b5106e7fe0cfc13db093009b6488323c3d75890", "ghm_loss.py")
 

@@ -1,7 +1,7 @@
 """BinItAI/visdet: mmdetection's GHMC and GHMR rewritten for a typed, registry-based detection
-library (derived from mmdetection's file): per-entry targets only (no class-index expansion), an optional label weight (GHM-C
-without one counts ``target >= 0``), and GHM-R's ``tot`` the count of valid entries instead of
-the sum of the label weights (it cancels either way).
+library (derived from mmdetection's file): per-entry targets only (no class-index expansion), an
+optional label weight (GHM-C without one counts ``target >= 0``), and GHM-R's ``tot`` the count of
+valid entries instead of the sum of the label weights (it cancels either way).
 
 Source: BinItAI/visdet @ 3e0da4271acbf89eedce85d4865dc2b42df676d9, visdet/models/losses/ghm_loss.py.
 Download: ``git clone https://github.com/BinItAI/visdet DIR/BinItAI/visdet && git -C

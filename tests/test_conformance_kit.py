@@ -196,7 +196,8 @@ def test_a_state_shared_by_every_instance_fails_independent_instances_and_its_re
         ["first instance", "second instance, after the first"]
     own = run_property(BY_ID["independent_instances"], Port(port(MasksFirst)), "c", "mmdet", max_examples=examples())
     assert own.status == PASSED, own.note
-    code = snippet("independent_instances", "mmdet", result.counterexample.case, "from zoo import shared_ema as make_port")
+    code = snippet("independent_instances", "mmdet", result.counterexample.case,
+                   "from zoo import shared_ema as make_port")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                           env=ENV)
     assert proc.returncode == 1 and "MISMATCH" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -616,7 +616,8 @@ ZOO = [
     ZooPort("mmdetection call contract (avg_factor, class indices)", mmdet_module_port, verdict="mmdet",
             needs="torch"),
     # one fault each
-    ZooPort("edge_closed (lo <= g <= hi)", P(EdgeClosed), fails="value", verdict="mmdet except g exactly on a region edge"),
+    ZooPort("edge_closed (lo <= g <= hi)", P(EdgeClosed), fails="value",
+            verdict="mmdet except g exactly on a region edge"),
     ZooPort("binary_targets (soft targets read as 0/1)", P(BinaryTargets), fails="value"),
     ZooPort("float16_counts", P(Float16Counts), fails="scale"),
     ZooPort("int16_counts", P(Int16Counts), fails="scale", verdict="mmdet"),
