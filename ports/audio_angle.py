@@ -44,9 +44,9 @@ ghmr = LazyFactory(lambda: from_torch_module(_ghmr, label_weight=False))
 
 ADAPTER = Adapter(SOURCE, "torch", (), [
     PortEntry("GHMCLoss", "ghmc", "c", "module(x, target), no label weight",
-              "dialect: neither; fails: value, one_region, duplication",
+              "dialect: neither; fails: value, saturated, scale, uniform, one_region, duplication",
               "weights count^(-0.75), not N / (count M): the harmonizing is partial and the loss is not normalized"),
     PortEntry("GHMRLoss", "ghmr", "r", "module(pred, target), no label weight",
-              "dialect: neither; fails: value, one_region, duplication, finite_diff",
+              "dialect: neither; fails: value, saturated, scale, uniform, one_region, duplication",
               "smooth L1 weighted by counts of |tanh(x) - tanh(t)|: neither ASL1 nor its gradient norm"),
 ])

@@ -27,8 +27,8 @@ ghmc = LazyFactory(lambda: from_torch_module(
 
 ADAPTER = Adapter(SOURCE, "torch", (), [
     PortEntry("GHM_Loss (use_sigmoid=True)", "ghmc", "c", "loss(logits, targets, weights), all (N, C)",
-              "dialect: neither; fails: value, ema, ema_empty, scale, one_region, masked, weight_mask, all_masked; "
-              "notes: reads masked values (NaN/Inf there propagates)",
+              "dialect: neither; fails: value, ema, ema_empty, saturated, scale, uniform, one_region, masked, "
+              "weight_mask; notes: reads masked values (NaN/Inf there propagates)",
               "weights 1 / count renormalized to sum to the batch size, over every entry (masked ones too): not "
               "N / (count M); the label weight multiplies the loss instead of masking it"),
 ])

@@ -29,9 +29,10 @@ ghmr = LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: _module(
 
 ADAPTER = Adapter(SOURCE, "torch", (), [
     PortEntry("GHMC_Loss", "ghmc", "c", "module(x, target), no label weight",
-              "dialect: neither; fails: value, ema, scale",
+              "dialect: neither; fails: value, ema, saturated, scale, uniform, one_region",
               "DHPO's regions (floor(g (M - 1e-4))) and mixed EMA, and N = the rows: the loss is divided by the "
               "number of columns"),
-    PortEntry("GHMR_Loss", "ghmr", "r", "module(x, target), no label weight", "dialect: neither; fails: value, ema",
+    PortEntry("GHMR_Loss", "ghmr", "r", "module(x, target), no label weight",
+              "dialect: neither; fails: value, ema, saturated, uniform, one_region",
               "DHPO's GHM-R with N = the rows in the weights: the loss is divided by the number of columns"),
 ])

@@ -58,7 +58,8 @@ ADAPTER = Adapter(SOURCE, "tf", PATCHES, [
     PortEntry("GHM_Loss2.ghm_class_loss", "ghmc2", "c", "ghm_class_loss(logits, targets, masks)",
               "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)", UNGUARDED),
     PortEntry("GHM_Loss.ghm_regression_loss", "ghmr", "r", "ghm_regression_loss(logits, targets, masks)",
-              "dialect: neither; fails: value, ema, ema_empty, saturated, scale, uniform, one_region, permutation, "
-              "duplication, masked, weight_mask, all_masked, finite_diff",
+              "dialect: neither; fails: value, ema, ema_empty, independent_instances, saturated, scale, uniform, "
+              "one_region, permutation, duplication, masked, weight_mask, all_masked, finite_diff; notes: not judged: "
+              "the port raised AttributeError with finite values in the masked entries",
               "reads self.mu, which no constructor sets: AttributeError on every call"),
 ], copies=("ForrestPi/GHM_Loss",))

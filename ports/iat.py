@@ -45,8 +45,8 @@ ghmc = LazyFactory(lambda: with_class_index_targets(from_keras_loss(
 
 ADAPTER = Adapter(SOURCE, "tf", (), [
     PortEntry("GHMC_Loss (softmax)", "ghmc", "c", "loss.calc(input (1, N, C), one-hot (1, N, C), mask (1, N + 1))",
-              "dialect: neither; fails: value, ema, ema_empty, scale, one_region, permutation, duplication, masked, "
-              "weight_mask, all_masked, finite_diff",
+              "dialect: neither; fails: value, ema, ema_empty, scale, one_region, masked, weight_mask, all_masked, "
+              "finite_diff; notes: reads masked values (NaN/Inf there propagates)",
               "a softmax GHM: g and the cross entropy of the softmax over the classes, weights only on the target "
               "class; not the per-entry sigmoid GHM-C of the paper", wiring="as a sequence labeller calls it"),
 ])

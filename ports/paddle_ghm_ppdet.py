@@ -11,7 +11,7 @@ returns the class unchanged.
 """
 
 from ._load import Adapter, LazyFactory, PortEntry, Source, load, stub
-from .paddle_ghm import SCALAR, from_paddle_layer
+from .paddle_ghm import READING_C, SCALAR, from_paddle_layer
 
 SOURCE = Source("JennyVanessa/Paddle-GHM", "a2f11ca455ffda9e63fa47d68cbeb16e1ee12b40", "ghm_loss.py")
 PATCHES = ("`from ppdet.core.workspace import register`: a stub (register returns the class)",)
@@ -27,5 +27,5 @@ ghmc = LazyFactory(lambda: from_paddle_layer(lambda bins, momentum: _module().GH
 
 ADAPTER = Adapter(SOURCE, "paddle", PATCHES, [
     PortEntry("GHMC (PaddleDetection)", "ghmc", "c", "layer(pred, target, label_weight), all (N, C)",
-              "dialect: neither; fails: value", SCALAR),
+              READING_C, SCALAR + "; and Paddle's BCE-with-logits gradient at a logit of exactly 0 is not 1/2 - t"),
 ], package="paddle", origin="tsdlrh/GHM_paddle")

@@ -32,6 +32,6 @@ ADAPTER = Adapter(SOURCE, "torch", (), [
               "the official semantics without label weights (the 1e-4 floor on the weights is never reached: "
               "beta >= 1/bins without momentum)"),
     PortEntry("GHMRLoss", "ghmr", "r", "module(x, target), no label weight",
-              "dialect: neither; fails: value, ema, saturated, scale, uniform, one_region, permutation, duplication, "
-              "finite_diff", "sets self._mu but reads self.mu: AttributeError on every call"),
+              "dialect: neither; fails: value, ema, independent_instances, saturated, scale, uniform, one_region, "
+              "permutation, duplication, finite_diff", "sets self._mu but reads self.mu: AttributeError on every call"),
 ])

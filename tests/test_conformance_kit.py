@@ -461,6 +461,21 @@ def _run_cli(*args, cwd=ROOT, timeout=600):
                           cwd=cwd, env=ENV, timeout=timeout)
 
 
+def test_the_cost_baseline_is_the_port_s_framework_measured_as_the_port_is():
+    pytest.importorskip("torch")
+    from ghm_conformance.measure import bundled_measurement, measure
+    from ghm_conformance.targets import bundled_port
+
+    pred = np.linspace(-3, 3, 64, dtype=np.float32).reshape(16, 4)
+    case = Case("c", 10, 0.0, None, [Call(pred, (pred > 0).astype(np.float32), np.ones_like(pred))])
+    baseline = bundled_measurement(case, "mmdet", "torch")
+    assert baseline.name == "impl_torch.GHMCLoss" and baseline.first_seconds is not None
+    assert bundled_measurement(case, "mmdet", None).name == "impl_torch.GHMCLoss", "unknown framework: torch"
+    # the port and the baseline go through one function: the same code is measured the same way
+    same = measure("the port", Port(bundled_port("torch", "c", "mmdet")), case)
+    assert same.entries == baseline.entries == 64 and same.first_seconds is not None
+
+
 def test_cli_passing_port_exits_0_and_writes_matching_reports(tmp_path):
     md, js = tmp_path / "r.md", tmp_path / "r.json"
     proc = _run_cli("zoo:paper_port", "--max-examples", "5", "--report", str(md), "--json", str(js))
