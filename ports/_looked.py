@@ -42,7 +42,13 @@ WHERE = (
     "keras Loss subclass GHMC\", \"jax flax optax GHM loss gradient harmonized\", \"tf.histogram_fixed_width_bins "
     "gradient norm GHM weights\", \"GHMCLoss nn.Module forward bins momentum edges acc_sum register_buffer\", "
     "\"torch.histc gradient harmonizing loss\"",
-    "issue search: \"GHMC loss implementation github repository\" (nothing relevant)",
+    "more code search: \"README implementation of GHM-C GHM-R loss gradient harmonized single-stage detector\" "
+    "(READMEs of ports already found, and a Paddle reproduction), \"mxnet gluon GHM loss gradient harmonized\" "
+    "(no MXNet port)",
+    "issue search: \"GHMC loss implementation github repository\" (nothing relevant), \"GHMC loss nan\" and "
+    "\"gradient harmonizing mechanism loss added GHM\" (threads of GXYM/GHM_Loss, libuyu/GHM_Detection, "
+    "open-mmlab/mmdetection, ultralytics/yolov5, ArrowLuo/GRACE: no further port; GRACE holds a weighted cross "
+    "entropy, not GHM)",
     "exact strings: `acc_sum` (a common identifier: no GHM hit in the first 10), `chenye@antfin.com`, "
     "`__author__ = '古溪'` (GXYM's other files), `is_gradient_harmonized` (a Keras multi-label loss with a GHM "
     "option; its repository is not named by the index)",
