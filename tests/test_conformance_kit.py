@@ -522,7 +522,8 @@ def test_cli_failing_port_exits_1_with_a_repro_that_replays_it(tmp_path):
     proc = _run_cli("zoo:edge_closed", "--max-examples", "5", "--json", str(js))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "### value failed" in proc.stdout and "Repro" in proc.stdout
-    assert "dialect: neither; fails: value" in proc.stdout
+    # wrong only for an entry exactly on an edge: the dialect is named, with the input class
+    assert "dialect: mmdet except g exactly on a region edge; fails: value" in proc.stdout
     doc = json.loads(js.read_text())
     (value,) = [p for p in doc["targets"][0]["properties"] if p["property"] == "value" and p["counts"]]
     repro = subprocess.run([sys.executable, "-c", value["counterexample"]["repro"]], capture_output=True, text=True,
