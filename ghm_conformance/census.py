@@ -134,7 +134,7 @@ def to_markdown(rows: list[Row], sources: str, seconds: float, command: str, loo
              f"copies found listed below ({_count(len(copies), 'repository', 'repositories')}). Each row's command "
              "reproduces its verdict "
              "once the port's source is downloaded (the adapter's docstring, and the list below, say from where; "
-             "`DIR` is the folder given as `--sources`). How to read a verdict: *Checking a port*.", "",
+             "`DIR` is the folder given as `--sources`). How to read a verdict: [Checking a port](checking-a-port.md).", "",
              "| port | where (repository @ commit, path) | framework, call | loss | verdict | why | reading "
              "agrees | s | reproduce |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
