@@ -54,7 +54,12 @@ def assert_conforms(make_port: PortFactory, *, loss: str = "c", dialect: str | N
 def failure_message(report: Report, import_line: str, strict: bool = False) -> str:
     """The verdict, then each failing property's message, counterexample size and repro."""
     v = report.verdict
-    lines = [f"the GHM-{report.loss_kind.upper()} port does not conform: {v.summary} ({v.reason})"]
+    loss = f"GHM-{report.loss_kind.upper()}"
+    if v.passed and strict and v.notes:
+        lines = [f"the {loss} port conforms to the {v.label} dialect, but strict=True makes its robustness notes "
+                 f"fail: {'; '.join(v.notes)}"]
+    else:
+        lines = [f"the {loss} port does not conform: {v.summary} ({v.reason})"]
     if report.port.hint:
         lines.append(f"hint: {report.port.hint}")
     if report.ended_early:
@@ -76,13 +81,27 @@ def failure_message(report: Report, import_line: str, strict: bool = False) -> s
 
 
 def _import_line(make_port, frame_globals: dict) -> str:
-    """Python that binds ``make_port`` in a fresh interpreter: its own module-level name, or the
-    calling module's global bound to it."""
+    """Python that binds ``make_port`` in a fresh interpreter, from where the user defined it: its
+    own module-level name; else the name another importable module (not the calling test module)
+    binds it to; else the calling module's global. ``make_port`` is bound once, without a no-op
+    ``make_port = make_port``."""
+    caller = frame_globals.get("__name__")
+
+    def line(module: str, name: str) -> str:
+        return f"from {module} import {name}" + ("" if name == "make_port" else f"\nmake_port = {name}")
+
     module, name = getattr(make_port, "__module__", None), getattr(make_port, "__qualname__", "")
     if module and name and "<" not in name and module != "__main__":
-        return f"from {module} import {name.split('.')[0]}\nmake_port = {name}"
-    module = frame_globals.get("__name__")
+        head = name.split(".")[0]
+        return line(module, head) if head == name else f"from {module} import {head}\nmake_port = {name}"
+    for where in ([module] if module else []) + [m for m in list(sys.modules) if m not in (module, caller)]:
+        mod = sys.modules.get(where)
+        if where in (None, "__main__") or mod is None or where.startswith(("test_", "conftest")):
+            continue
+        bound = [n for n, v in list(getattr(mod, "__dict__", {}).items()) if v is make_port and not n.startswith("_")]
+        if bound:
+            return line(where, bound[0])
     for global_name, value in frame_globals.items():
-        if value is make_port and module and module != "__main__" and module in sys.modules:
-            return f"from {module} import {global_name}\nmake_port = {global_name}"
+        if value is make_port and caller and caller != "__main__" and caller in sys.modules:
+            return line(caller, global_name)
     return "make_port = ...  # your port factory: pass import_line= to assert_conforms to fill this in"

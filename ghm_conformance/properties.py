@@ -89,6 +89,18 @@ def check_ema_after_empty_calls(case: Case, port: Port, dialect: str) -> Outcome
     return judge([run], want)
 
 
+def check_independent_instances(case: Case, port: Port, dialect: str) -> Outcome:
+    """Two fresh instances given the same calls return the same values: an instance's state (the
+    EMA) is its own. A state held by the class or the module (shared by every instance) makes the
+    second instance continue from where the first left off. The reference is not consulted: this
+    judges the instances against each other, whatever the dialect."""
+    first = run_port(case, port, "first instance")
+    second = run_port(case, port, "second instance, after the first")
+    want = {(1, i): _derived(out, f"the first instance's call {i + 1}", like=_allowance(case, call))
+            for i, (call, out) in enumerate(zip(case.calls, first.outputs))}
+    return judge([first, second], want)
+
+
 def check_mean_equivalent(case: Case, port: Port, dialect: str) -> Outcome:
     run = run_port(case, port, "calls")
     return judge([run], {(0, i): plain_mean(case, c) for i, c in enumerate(case.calls)})
@@ -278,6 +290,9 @@ CATALOGUE: tuple[Property, ...] = (
     Property("ema_empty", "a call with every entry masked leaves the EMA state as it was (seen by the next call)",
              lambda k: cs.momentum_case(k, empty_calls=True), check_ema_after_empty_calls,
              corpus=corpus.ema_empty_corpus, dialect_dependent=True, needs_momentum=True, needs_label_weight=True),
+    Property("independent_instances", "two fresh instances given the same calls agree (no state shared between "
+             "instances, e.g. an EMA held by the class)", lambda k: cs.momentum_case(k), check_independent_instances,
+             corpus=corpus.ema_corpus, needs_momentum=True, corpus_only=True),
     Property("saturated", "entries with g = 1 are counted in the last region", cs.saturated_case,
              check_reference_value, dialect_dependent=True, class_index_ok=False),
     Property("scale", f"one call of {corpus.SCALE_N:,} entries (counts past float16 and int16) equals the reference",

@@ -87,6 +87,7 @@ class Port:
     class_index: bool = False  # step takes class indices (N,) and per-anchor weights (N,)
     anchor_weights: bool = False  # step takes one label weight per row (N,): rows are masked whole
     supports_momentum: bool = True
+    framework: str | None = None  # "torch", "tf", "jax" (declared by the from_* adapters), None if unknown
     momentum_note: str = ""
     returns_grad: bool = True
     hint: str = ""  # what the probe suspects (e.g. the port computes the other GHM loss)
@@ -167,10 +168,11 @@ def with_class_index_targets(make_port: PortFactory) -> PortFactory:
 
     factory.class_index = True
     factory.label_weight = getattr(make_port, "label_weight", True)
+    factory.framework = getattr(make_port, "framework", None)
     return factory
 
 
-def from_weights(make_weights: PortFactory, loss_kind: str) -> PortFactory:
+def from_weights(make_weights: PortFactory, loss_kind: str, framework: str | None = None) -> PortFactory:
     """A port that only computes the harmonizing weights: ``make_weights(*, bins, momentum,
     **hyper)`` returns ``weights(pred, target, label_weight)`` -> beta per entry (0 where masked).
     The kit forms the loss (1/N) sum beta_i L_i and its gradient beta_i dL_i / N in float64."""
@@ -190,6 +192,7 @@ def from_weights(make_weights: PortFactory, loss_kind: str) -> PortFactory:
 
         return step
 
+    make_port.framework = framework  # the framework the weights are computed in, for the cost baseline
     return make_port
 
 
@@ -205,6 +208,7 @@ def with_anchor_weights(make_port: PortFactory) -> PortFactory:
     factory.anchor_weights = True
     factory.class_index = getattr(make_port, "class_index", False)
     factory.label_weight = getattr(make_port, "label_weight", True)
+    factory.framework = getattr(make_port, "framework", None)
     return factory
 
 
@@ -246,7 +250,8 @@ def _torch_step(call, *, device, label_weight: bool, class_index: bool, call_kwa
     return step
 
 
-def _declare(make_port, *, label_weight: bool, targets: str, weights: str):
+def _declare(make_port, *, label_weight: bool, targets: str, weights: str, framework: str):
+    make_port.framework = framework  # the bundled loss of the same framework is its cost baseline
     make_port.class_index = targets == "class_index"
     make_port.anchor_weights = weights == "per_anchor" or make_port.class_index
     make_port.label_weight = label_weight
@@ -269,7 +274,7 @@ def from_torch_module(module_factory: Callable[..., Any], *, device: str = "cpu"
         return _torch_step(module, device=device, label_weight=label_weight, class_index=targets == "class_index",
                            call_kwargs=call_kwargs or {}, per_anchor=weights == "per_anchor")
 
-    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights)
+    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights, framework="torch")
 
 
 def from_torch_function(fn: Callable, *, device: str = "cpu", label_weight: bool = True, targets: str = "per_entry",
@@ -284,7 +289,7 @@ def from_torch_function(fn: Callable, *, device: str = "cpu", label_weight: bool
         return _torch_step(fn, device=device, label_weight=label_weight, class_index=targets == "class_index",
                            call_kwargs=kwargs, per_anchor=weights == "per_anchor")
 
-    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights)
+    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights, framework="torch")
 
 
 def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = False, label_weight: bool = True,
@@ -317,6 +322,7 @@ def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = Fal
         return step
 
     make_port.label_weight = label_weight
+    make_port.framework = "tf"
     return make_port
 
 
@@ -383,7 +389,7 @@ def from_jax_function(fn: Callable, *, stateful: bool = False, jit: bool = True,
 
         return step
 
-    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights)
+    return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights, framework="jax")
 
 
 def reference_port(loss_kind: str, dialect: str) -> PortFactory:

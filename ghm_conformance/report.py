@@ -74,7 +74,7 @@ def _row_json(rep: Report, r, counted: list, import_line: str) -> dict:
         "counts": r in counted, "status": r.status, "shown": status_text(r, rep.verdict.judged_in),
         "max_error": None if math.isinf(r.max_error) else r.max_error, "tolerance": r.property.tolerance,
         "examples": r.examples, "seconds": round(r.seconds, 3), "median_call_ms": _median_ms(r.call_seconds),
-        "note": r.note,
+        "note": r.note, "input_class": r.input_class, "class_confirmed": r.class_confirmed,
         "counterexample": None if r.counterexample is None else
         _example_json(r.counterexample, import_line, r.property.id, dialect),
         "edge_cases": [_example_json(e, import_line, r.property.id, dialect) for e in r.edge_cases],
@@ -88,7 +88,8 @@ def _target_json(rep: Report, import_line: str, strict: bool) -> dict:
     return {
         "target": rep.target, "loss": "GHM-" + rep.loss_kind.upper(), "passed": rep.conforms(strict),
         "verdict": {"dialect": v.dialect, "label": v.label, "summary": v.summary, "reason": v.reason,
-                    "faults": v.faults, "notes": v.notes, "judged_in": v.judged_in, "conforms": v.passed},
+                    "faults": v.faults, "notes": v.notes, "judged_in": v.judged_in, "conforms": v.passed,
+                    "except_for": v.except_for, "classes": v.classes},
         "hint": rep.port.hint, "ended_early": rep.ended_early, "seconds": round(rep.seconds, 2),
         "port": {"label_weight": rep.port.label_weight, "class_index": rep.port.class_index,
                  "anchor_weights": rep.port.anchor_weights,
@@ -152,9 +153,14 @@ def _scale(t: dict) -> list[str]:
     lines = []
     for s in t["scale"]:
         lines += ["", f"### Cost at {s['entries']:,} entries ({s['property']})", "",
-                  "| loss | seconds per call | peak memory (MB above the level before the call) |", "| --- | --- | --- |"]
-        lines += [f"| {m['name']} | {m['seconds']:.3g} | {'n/a' if m['peak_mb'] is None else m['peak_mb']} |"
-                  for m in s["measurements"]]
+                  "Each loss measured the same way: a first call on a fresh instance (compilation and other "
+                  "first-call costs), then one call on another fresh instance, timed; the baseline is this "
+                  "project's loss in the port's own framework.", "",
+                  "| loss | seconds per call | first call (s, compilation included) | peak memory (MB above the level "
+                  "before the call) |", "| --- | --- | --- | --- |"]
+        lines += [f"| {m['name']} | {m['seconds']:.3g} | "
+                  f"{'-' if m.get('first_call_seconds') is None else format(m['first_call_seconds'], '.3g')} | "
+                  f"{'n/a' if m['peak_mb'] is None else m['peak_mb']} |" for m in s["measurements"]]
     return lines
 
 
@@ -205,8 +211,19 @@ def to_markdown(doc: dict) -> str:
     lines += [f"- skipped {s}" for s in doc["skipped"]]
     for t in doc["targets"]:
         lines += _header(t) + _table(t) + _scale(t) + _counterexamples(t) + _edges_and_output(t)
+    if len(doc["targets"]) > 1:
+        lines += summary_table(doc)
     lines += ["", f"Exit status: {doc['exit_status']}" + (" (--strict: notes count)" if doc.get("strict") else ""), ""]
     return "\n".join(lines)
+
+
+def summary_table(doc: dict) -> list[str]:
+    """One table of every target's verdict, at the end of a run of several targets."""
+    lines = ["", "## Summary", "", "| target | loss | verdict | result |", "| --- | --- | --- | --- |"]
+    for t in doc["targets"]:
+        lines.append(f"| {t['target']} | {t['loss']} | {t['verdict']['summary']} | "
+                     f"{'PASS' if t['passed'] else 'FAIL'} |")
+    return lines
 
 
 def _lit(a) -> str:

@@ -17,11 +17,15 @@ from hypothesis.errors import HypothesisException
 from ghm_args import DIALECTS
 
 from .cases import Case, as_anchor_weight_case, as_class_index_case
+from .input_class import classify, off_class
 from .measure import Measurement, bundled_measurement, measure
 from .outcome import NotApplicable, Outcome, Run, raised_text, recorded_runs
 from .properties import CATALOGUE, LARGE, Property
 from .protocol import Clock, Port, PortFactory, PortTimeout, call_step, takes_label_weight
 from .verdict import ERROR, FAILED, NOT_APPLICABLE, PASSED, ROBUSTNESS, Row, Verdict, counted, decide
+
+
+COST_PROPERTIES = ("scale", "large")  # the calls at scale whose cost the report measures
 
 
 class UsageError(Exception):
@@ -48,6 +52,8 @@ class PropertyResult:
     call_seconds: list[float] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
     stopped: str = ""  # a call over the time budget ended the run here
+    input_class: str = ""  # the narrow input class of the failure (input_class.py), "" when none
+    class_confirmed: bool = False  # the failure is shown to be confined to that class
 
     @property
     def name(self) -> str:
@@ -57,7 +63,8 @@ class PropertyResult:
         note = ""
         if self.status == FAILED and self.property.kind == ROBUSTNESS and self.property.describe:
             note = self.property.describe(self.counterexample.outcome if self.counterexample else None)
-        return Row(self.property.id, self.dialect, self.status, self.property.kind, note)
+        return Row(self.property.id, self.dialect, self.status, self.property.kind, note, self.input_class,
+                   self.class_confirmed)
 
 
 @dataclass
@@ -124,7 +131,8 @@ def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) ->
     other = "r" if loss_kind == "c" else "c"
     hyper = {} if loss_kind == "c" else {"mu": 0.02}
     port = Port(make_port, class_index=bool(getattr(make_port, "class_index", False)),
-                anchor_weights=bool(getattr(make_port, "anchor_weights", False)), clock=clock or Clock())
+                anchor_weights=bool(getattr(make_port, "anchor_weights", False)), clock=clock or Clock(),
+                framework=getattr(make_port, "framework", None))
     _probe_momentum(port, hyper, loss_kind)
     try:
         step = make_port(bins=2, momentum=0.0, **hyper)
@@ -265,11 +273,23 @@ def _measure_scale(result: PropertyResult, port: Port, loss_kind: str, dialect: 
     case = adapt(result.property.corpus(loss_kind)[0], port)
     try:
         result.measurements.append(measure("the port", port, case))
-        bundled = bundled_measurement(case, dialect)
+        bundled = bundled_measurement(case, dialect, port.framework, port.label_weight)
         if bundled is not None:
             result.measurements.append(bundled)
     except (Exception, SystemExit) as e:  # noqa: BLE001
         result.note = (result.note + "; " if result.note else "") + f"not measured: {type(e).__name__}: {e}"
+
+
+def _passes_off_class(prop: Property, move, port: Port, loss_kind: str, dialect: str, max_examples: int,
+                      seed: int | None) -> bool:
+    """The property's whole search again with every input moved out of the class (``move``): a port
+    wrong only in that class passes it; one wrong elsewhere too (a port wrong *near* edges,
+    floor(g (M - 1e-4)); a dialect that differs on most inputs) does not."""
+    moved = Property(prop.id, prop.title, lambda k: prop.strategy(k).map(move), prop.check,
+                     corpus=lambda k: [move(c) for c in prop.corpus(k)], dialect_dependent=prop.dialect_dependent,
+                     tolerance=prop.tolerance)
+    search = _Search(moved, port, dialect)
+    return not search.run(loss_kind, max_examples, seed) and not search.failures and not search.timed_out
 
 
 def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, max_examples: int = 30,
@@ -283,7 +303,16 @@ def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, ma
     search = _Search(prop, port, dialect)
     error_note = search.run(loss_kind, max_examples, seed)
     result = _result(search, name_dialect, error_note, time.perf_counter() - start, port.clock.times[first_call:])
-    if prop.corpus_only and measure_scale and result.status != ERROR:
+    if result.status == FAILED and result.counterexample is not None:
+        ce = result.counterexample
+        result.input_class, result.class_confirmed = classify(prop.id, ce.case, ce.outcome, port, dialect,
+                                                              prop.tolerance)
+        if result.class_confirmed and prop.id == "value":
+            result.class_confirmed = _passes_off_class(prop, off_class(result.input_class), port, loss_kind, dialect,
+                                                       max_examples, seed)
+        if result.input_class and result.class_confirmed:
+            result.note = (result.note + "; " if result.note else "") + f"only for {result.input_class}"
+    if prop.id in COST_PROPERTIES and measure_scale and result.status != ERROR:
         _measure_scale(result, port, loss_kind, dialect)
     return result
 
@@ -295,12 +324,23 @@ def _jobs(large: bool, only: tuple[str, ...] | None, dialects: tuple[str, ...]) 
     return [(p, d) for p in props for d in (dialects if p.dialect_dependent else (dialects[0],))]
 
 
-def progress_line(result: PropertyResult, judged_in: str | None = None) -> str:
-    """A property's row as one line: its status, named for what it is (the other dialect's rows
-    inform the verdict; they do not fail)."""
+def progress_line(result: PropertyResult, forced: str | None = None) -> str:
+    """A property's row as one line, in words that hold whatever the verdict turns out to be: a
+    reference row of a detected dialect says whether the port agrees with that dialect's reference
+    (the verdict, printed last, says which dialect is the port's); other rows say passed / failed /
+    note / not applicable / error, as the report's table does."""
     times = result.call_seconds
     per_call = f", {statistics.median(times) * 1e3:.3g} ms per call" if times else ""
-    return f"{status_text(result, judged_in)} ({result.examples} inputs, {result.seconds:.1f} s{per_call})"
+    return f"{progress_status(result, forced)} ({result.examples} inputs, {result.seconds:.1f} s{per_call})"
+
+
+def progress_status(result: PropertyResult, forced: str | None = None) -> str:
+    if result.dialect is not None and forced is None and result.status in (PASSED, FAILED):
+        word = "agrees with" if result.status == PASSED else "differs from"
+        return f"{word} the {result.dialect} reference" + (f" ({result.note})" if result.class_confirmed else "")
+    if result.status == FAILED and result.property.kind == ROBUSTNESS:
+        return "note"
+    return result.status + (f" ({result.note})" if result.status == FAILED and result.class_confirmed else "")
 
 
 def status_text(result: PropertyResult, judged_in: str | None) -> str:
@@ -310,14 +350,6 @@ def status_text(result: PropertyResult, judged_in: str | None) -> str:
     if result.status == FAILED and result.property.kind == ROBUSTNESS:
         return "note"
     return result.status
-
-
-def _judged_so_far(results: list[PropertyResult], forced: str | None) -> str | None:
-    """The dialect the rows are judged in, once 'value' has run in every dialect tried (None
-    before: no row is 'the other dialect' yet)."""
-    if forced is not None or sum(r.property.id == "value" for r in results) < len(DIALECTS):
-        return None
-    return decide([r.row() for r in results], forced).judged_in
 
 
 def run_catalogue(make_port: PortFactory, loss_kind: str, *, target: str = "port", dialect: str | None = None,
@@ -348,11 +380,12 @@ def run_catalogue(make_port: PortFactory, loss_kind: str, *, target: str = "port
             ended = f"the run stopped at '{result.name}': {result.stopped}"
             say(f"[{target}] {i}/{len(jobs)} {result.name}: stopped ({result.stopped})")
             break
-        say(f"[{target}] {i}/{len(jobs)} {result.name}: {progress_line(result, _judged_so_far(results, dialect))}")
+        say(f"[{target}] {i}/{len(jobs)} {result.name}: {progress_line(result, dialect)}")
     verdict = decide([r.row() for r in results], dialect)
+    say(f"[{target}] verdict: {verdict.summary}")
     return Report(target, loss_kind, verdict, results, port, time.perf_counter() - start, ended)
 
 
 __all__ = ["ERROR", "FAILED", "NOT_APPLICABLE", "PASSED", "Counterexample", "PropertyResult", "Report", "Run",
-           "UsageError", "adapt", "counted", "probe", "progress_line", "run_catalogue", "run_property",
-           "status_text"]
+           "UsageError", "adapt", "counted", "probe", "progress_line", "progress_status", "run_catalogue",
+           "run_property", "status_text"]

@@ -127,4 +127,5 @@ def _without_label_weight(make_port: PortFactory) -> PortFactory:
     factory.label_weight = False
     factory.class_index = getattr(make_port, "class_index", False)
     factory.anchor_weights = getattr(make_port, "anchor_weights", False)
+    factory.framework = getattr(make_port, "framework", None)
     return factory

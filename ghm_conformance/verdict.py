@@ -21,6 +21,9 @@ PASSED, FAILED, NOT_APPLICABLE, ERROR = "passed", "failed", "not applicable", "e
 CONFORMANCE, ROBUSTNESS = "conformance", "robustness"
 # The rows that say which semantics a port follows (the others are properties of any port).
 SEMANTIC_MOMENTUM = ("ema", "ema_empty")
+# The reference rows besides 'value' that tell the dialects apart (region normalization, EMA):
+# they name the dialect of a port whose 'value' fails only in a narrow input class.
+TELLING_APART = ("ema", "ema_empty", "saturated", "scale")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Row:
     status: str
     kind: str = CONFORMANCE
     note: str = ""  # for a failed robustness row: what the port does, in a user's words
+    input_class: str = ""  # a failed row's narrow input class ("the gradient at pred = 0 exactly"), "" if none
+    confirmed: bool = False  # the failure is shown to be confined to that class
 
 
 @dataclass
@@ -41,6 +46,8 @@ class Verdict:
     faults: list[str] = field(default_factory=list)  # counted conformance rows that failed or errored
     notes: list[str] = field(default_factory=list)  # counted robustness rows that failed, in words
     passed: bool = False  # a dialect matches and no fault: the port conforms
+    except_for: str = ""  # the narrow input class outside which the port matches its dialect ("" if none)
+    classes: dict = field(default_factory=dict)  # fault -> its narrow input class, when it has one
 
     def conforms(self, strict: bool = False) -> bool:
         """What the exit status follows: no fault (and, with ``strict``, no note either)."""
@@ -49,7 +56,9 @@ class Verdict:
     @property
     def summary(self) -> str:
         head = f"conforms: {self.label}" if self.passed else f"dialect: {self.label}"
-        fails = f"; fails: {', '.join(self.faults)}" if self.faults else ""
+        named = [f"{f} ({self.classes[f]})" if self.classes.get(f) and self.classes[f] != self.except_for else f
+                 for f in self.faults]
+        fails = f"; fails: {', '.join(named)}" if self.faults else ""
         notes = f"; notes: {'; '.join(self.notes)}" if self.notes else ""
         return head + fails + notes
 
@@ -69,6 +78,40 @@ def _label(status: dict, dialect: str) -> tuple[str, str]:
     return dialect, f"'value[{dialect}]' and the EMA properties pass"
 
 
+def _narrow_class(rows: list[Row], dialect: str) -> str:
+    """The confirmed narrow class of 'value[dialect]''s failure, when every other failing reference
+    row of that dialect fails in the same class, or fails in every dialect alike (a fault of its
+    own, which says nothing of the dialect and stays listed); "" otherwise."""
+    value = next((r for r in rows if r.property == "value" and r.dialect == dialect), None)
+    if value is None or value.status != FAILED or not value.confirmed or not value.input_class:
+        return ""
+    bad = (FAILED, ERROR)
+
+    def fails_everywhere(prop: str) -> bool:
+        return all(r.status in bad for r in rows if r.property == prop and r.dialect is not None)
+
+    others = [r for r in rows if r.dialect == dialect and r.property in TELLING_APART and r.status in bad]
+    return value.input_class if all(r.input_class == value.input_class or fails_everywhere(r.property)
+                                    for r in others) else ""
+
+
+def _telling_apart_passes(rows: list[Row], dialect: str) -> int:
+    return sum(r.status == PASSED for r in rows if r.dialect == dialect and r.property in TELLING_APART)
+
+
+def _except(rows: list[Row], candidates: tuple[str, ...]) -> tuple[str, str]:
+    """(dialect, class) of a port that matches one dialect everywhere but in a narrow input class,
+    told apart from the other dialect by the rows that differ between dialects; ("", "") if none."""
+    narrow = {d: _narrow_class(rows, d) for d in candidates}
+    named = [d for d in candidates if narrow[d]]
+    for d in named:
+        rivals = [o for o in candidates if o != d]
+        if all(not narrow[o] or _telling_apart_passes(rows, d) > _telling_apart_passes(rows, o) for o in rivals):
+            if all(_telling_apart_passes(rows, d) >= _telling_apart_passes(rows, o) for o in rivals):
+                return d, narrow[d]
+    return "", ""
+
+
 def decide(rows: list[Row], forced: str | None = None) -> Verdict:
     """``forced``: the dialect given on the command line (only it is tried)."""
     status = {(r.property, r.dialect): r.status for r in rows}
@@ -84,10 +127,23 @@ def decide(rows: list[Row], forced: str | None = None) -> Verdict:
         judged_in = dialect = matches[0]
         label, reason = _label(status, dialect)
     else:
-        judged_in = max(candidates, key=passes)  # report its failures: the most useful comparison
-        dialect = label = "neither"
-        reason = f"'value' fails against the {' and the '.join(candidates)} reference; rows judged against {judged_in!r}"
+        named, narrow = _except(rows, candidates)
+        if named:
+            judged_in = dialect = named
+            label = f"{named} except {narrow}"
+            if status.get(("ema", named)) == NOT_APPLICABLE:
+                label += " (momentum not supported by the port)"
+            reason = (f"'value[{named}]' fails only for {narrow}, and the rows that tell the dialects apart "
+                      f"({', '.join(TELLING_APART)}) side with {named!r}")
+        else:
+            judged_in = max(candidates, key=passes)  # report its failures: the most useful comparison
+            dialect = label = "neither"
+            reason = (f"'value' fails against the {' and the '.join(candidates)} reference; rows judged against "
+                      f"{judged_in!r}")
+            narrow = ""
     rows_in = counted(rows, judged_in)
     faults = [r.property for r in rows_in if r.status == ERROR or (r.status == FAILED and r.kind == CONFORMANCE)]
     notes = [r.note or r.property for r in rows_in if r.status == FAILED and r.kind == ROBUSTNESS]
-    return Verdict(dialect, label, reason, judged_in, faults, notes, passed=bool(matches) and not faults)
+    classes = {r.property: r.input_class for r in rows_in if r.property in faults and r.input_class and r.confirmed}
+    return Verdict(dialect, label, reason, judged_in, faults, notes, passed=bool(matches) and not faults,
+                   except_for=narrow if not matches else "", classes=classes)

@@ -10,6 +10,7 @@ No port code is part of this project.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -66,6 +67,13 @@ class Adapter:
     patches: tuple[str, ...]
     entries: list[PortEntry] = field(default_factory=list)
     package: str | None = None  # a package it needs beyond torch / tensorflow
+    origin: str | None = None  # the repository this file was copied or derived from (None: its own origin)
+    copies: tuple[str, ...] = ()  # other repositories holding a copy of this code, found but not run again
+
+    @property
+    def source_of_record(self) -> str:
+        """The source this adapter counts under in the census: its origin when it is a copy."""
+        return self.origin or self.source.repo
 
 
 def stub(name: str, **attrs) -> types.ModuleType:
@@ -83,6 +91,20 @@ class Registry:
         if len(args) == 1 and isinstance(args[0], type) and not kwargs:
             return args[0]
         return lambda cls: cls
+
+
+@contextlib.contextmanager
+def cuda_is_a_no_op():
+    """A load-time patch for code that calls ``.cuda()`` in ``__init__`` (it needs a GPU to be
+    constructed): while the loss is built, ``Tensor.cuda`` returns the tensor unchanged."""
+    import torch
+
+    saved = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = saved
 
 
 def load(source: Source, *, module_name: str, stubs: dict[str, types.ModuleType] | None = None) -> types.ModuleType:

@@ -74,14 +74,14 @@ ghmr = LazyFactory(lambda: from_torch_module(
 
 ADAPTER = Adapter(SOURCE, "torch", PATCHES, [
     PortEntry("GHMCLoss (Det3D)", "ghmc", "c", "loss(pred (B, A, C), one-hot target, weights=(B, A)), per entry",
-              "dialect: neither; fails: value, ema, ema_empty, scale, one_region, masked, all_masked, finite_diff; "
-              "notes: reads masked values (NaN/Inf there propagates)",
-              "masked anchors are counted (valid = weight >= 0, not > 0); its hand-written cross entropy "
-              "max(x, 0) - x t + log1p(exp(-|x|)) gets a wrong autograd gradient at a logit of exactly 0 "
-              "((1 - t) instead of (1/2 - t): the subgradients of clamp and abs there)",
+              "dialect: mmdet except the gradient at pred = 0 exactly; fails: value, ema, ema_empty, scale, "
+              "one_region, masked, all_masked, finite_diff; notes: reads masked values (NaN/Inf there propagates)",
+              "the official semantics, but masked anchors are counted (valid = weight >= 0, not > 0), and its "
+              "hand-written cross entropy max(x, 0) - x t + log1p(exp(-|x|)) gets a wrong autograd gradient at a "
+              "logit of exactly 0 ((1 - t) instead of (1/2 - t): the subgradients of clamp and abs there)",
               wiring="as Det3D's heads call it: one weight per anchor"),
     PortEntry("GHMRLoss (Det3D)", "ghmr", "r", "loss(pred (B, A, 4), target, weights=(B, A)), summed",
               "conforms: mmdet; notes: reads masked values (NaN/Inf there propagates)",
               "the official semantics, per anchor (its per-entry losses carry the 1/N, the head sums them)",
               wiring="as Det3D's heads call it: per-anchor weights, the per-entry losses summed"),
-])
+], copies=("NathanDrake67/R2LDM",))

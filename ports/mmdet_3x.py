@@ -53,4 +53,4 @@ ADAPTER = Adapter(SOURCE, "torch", PATCHES, [
               "the official semantics; a NaN held by a masked anchor reaches the sum (0 * NaN)"),
     PortEntry("GHMR (v2.16+, v3.x)", "ghmr", "r", "module(pred, target, label_weight), all (N, 4)", READS_MASKED,
               "the official semantics (literal ASL1)"),
-])
+], origin="open-mmlab/mmdetection")

@@ -17,4 +17,4 @@ SOURCE = Source("shuxinyin/NLP-Loss-Pytorch", "ed42aa29014735dc937d5f34bf690e8ed
 ghmc, ghmr = factories(SOURCE, "nlp_loss_port.ghm_loss")
 
 ADAPTER = Adapter(SOURCE, "torch", (), [PortEntry(e.name, e.attr, e.loss, e.call, e.reading, e.reason)
-                                         for e in DHPO.entries])
+                                         for e in DHPO.entries], origin="DHPO/GHM_Loss.pytorch")

@@ -54,7 +54,7 @@ class _Weights:
         return np.asarray(beta)
 
 
-ghmc = LazyFactory(lambda: from_weights(lambda bins, momentum: _Weights(bins, momentum), "c"))
+ghmc = LazyFactory(lambda: from_weights(lambda bins, momentum: _Weights(bins, momentum), "c", framework="tf"))
 
 ADAPTER = Adapter(SOURCE, "tf (TF1 graph)", PATCHES, [
     PortEntry("get_ghm_weight", "ghmc", "c", "get_ghm_weight(sigmoid(logits), target, valid_mask): beta only",

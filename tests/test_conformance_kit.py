@@ -41,6 +41,16 @@ def _needs(module):
 
 # ---------------------------------------------------------------- the zoo
 
+def test_the_documented_adapters_are_exported():
+    # README and spec.md show `from ghm_conformance import from_jax_function` (and its siblings)
+    import ghm_conformance
+    from ghm_conformance import from_jax_function, from_keras_loss, from_torch_module  # noqa: F401
+
+    for name in ("from_jax_function", "from_keras_loss", "from_torch_module", "from_torch_function",
+                 "from_numpy_function", "from_weights", "assert_conforms"):
+        assert name in ghm_conformance.__all__ and callable(getattr(ghm_conformance, name)), name
+
+
 @pytest.mark.parametrize("zoo_port", ZOO, ids=lambda z: z.name)
 def test_zoo_port_gets_the_right_verdict_and_failure(zoo_port):
     _needs(zoo_port.needs)
@@ -146,6 +156,7 @@ FAILING_FOR = {  # property -> a port that fails it
     "all_masked": BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port,
     "finite_diff": BY_NAME["grad_unweighted"].make_port,
     "masked_unread": BY_NAME["official style in NumPy"].make_port,
+    "independent_instances": BY_NAME["EMA held by the class (shared by every instance)"].make_port,
 }
 
 
@@ -157,6 +168,8 @@ def test_every_property_has_a_failing_port_for_its_repro_test():
 def test_the_repro_replays_the_failure_and_exits_1(property_id, tmp_path):
     prop = BY_ID[property_id]
     dialect = "paper" if property_id == "ema_empty" else "mmdet"
+    # the repro runs in a fresh interpreter: a state shared by every instance (independent_instances)
+    # must show there too, from that process's first instance on
     result = run_property(prop, Port(FAILING_FOR[property_id]), "c", dialect, max_examples=examples())
     assert result.status == FAILED, f"{property_id}: {result.note}"
     ce = result.counterexample
@@ -171,6 +184,24 @@ def test_the_repro_replays_the_failure_and_exits_1(property_id, tmp_path):
     assert "MISMATCH" in out, out[-3000:]
     # every call the port received is shown (the transformed input, not the drawn one)
     assert out.count("call ") >= sum(len(run.calls) for run in ce.outcome.runs)
+
+
+def test_a_state_shared_by_every_instance_fails_independent_instances_and_its_repro_replays_both(tmp_path):
+    # An EMA held by the class passes every single-instance check the first time it runs in a
+    # process; two fresh instances given the same calls show it, and the repro replays both, in a
+    # fresh interpreter whose first instance starts clean.
+    shared = BY_NAME["EMA held by the class (shared by every instance)"].make_port
+    result = run_property(BY_ID["independent_instances"], Port(shared), "c", "mmdet", max_examples=examples())
+    assert result.status == FAILED and [r.label for r in result.counterexample.outcome.runs] == \
+        ["first instance", "second instance, after the first"]
+    own = run_property(BY_ID["independent_instances"], Port(port(MasksFirst)), "c", "mmdet", max_examples=examples())
+    assert own.status == PASSED, own.note
+    code = snippet("independent_instances", "mmdet", result.counterexample.case,
+                   "from zoo import shared_ema as make_port")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=ENV)
+    assert proc.returncode == 1 and "MISMATCH" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "run 1 'first instance'" in proc.stdout and "run 2 'second instance, after the first'" in proc.stdout
 
 
 def test_the_repro_of_a_passing_case_exits_0(tmp_path):
@@ -383,8 +414,12 @@ def test_assert_conforms_passes_with_notes_and_fails_with_the_verdict_and_a_repr
     official = BY_NAME["official style in NumPy"].make_port
     report = assert_conforms(official, loss="c", max_examples=3)
     assert report.verdict.notes, "passes, with its note, where the CLI exits 0"
-    with pytest.raises(AssertionError, match="masked_unread failed"):
+    with pytest.raises(AssertionError, match="masked_unread failed") as strict:
         assert_conforms(official, loss="c", max_examples=3, strict=True)
+    head = str(strict.value).splitlines()[0]
+    assert head.startswith("the GHM-C port conforms to the mmdet dialect, but strict=True makes its robustness "
+                           "notes fail: reads masked values"), head
+    assert "does not conform" not in head
     with pytest.raises(AssertionError) as failure:
         assert_conforms(BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port, loss="c", max_examples=3,
                         import_line="from zoo import unguarded_n as make_port")
@@ -414,6 +449,9 @@ def test_the_readme_pytest_example_runs_in_a_port_authors_repository(which, pass
     else:
         assert proc.returncode == 1, proc.stdout[-3000:]
         assert "fails: all_masked" in proc.stdout and "replay('all_masked'" in proc.stdout, proc.stdout[-3000:]
+        # the repro imports the port from where it is defined, not from the test file, and binds it once
+        assert "from zoo import unguarded_n" in proc.stdout, proc.stdout[-3000:]
+        assert "from test_ghm_conformance import" not in proc.stdout and "make_port = make_port" not in proc.stdout
 
 
 # ---------------------------------------------------------------- the CLI
@@ -421,6 +459,21 @@ def test_the_readme_pytest_example_runs_in_a_port_authors_repository(which, pass
 def _run_cli(*args, cwd=ROOT, timeout=600):
     return subprocess.run([sys.executable, "-m", "ghm_conformance", *args], capture_output=True, text=True,
                           cwd=cwd, env=ENV, timeout=timeout)
+
+
+def test_the_cost_baseline_is_the_port_s_framework_measured_as_the_port_is():
+    pytest.importorskip("torch")
+    from ghm_conformance.measure import bundled_measurement, measure
+    from ghm_conformance.targets import bundled_port
+
+    pred = np.linspace(-3, 3, 64, dtype=np.float32).reshape(16, 4)
+    case = Case("c", 10, 0.0, None, [Call(pred, (pred > 0).astype(np.float32), np.ones_like(pred))])
+    baseline = bundled_measurement(case, "mmdet", "torch")
+    assert baseline.name == "impl_torch.GHMCLoss" and baseline.first_seconds is not None
+    assert bundled_measurement(case, "mmdet", None).name == "impl_torch.GHMCLoss", "unknown framework: torch"
+    # the port and the baseline go through one function: the same code is measured the same way
+    same = measure("the port", Port(bundled_port("torch", "c", "mmdet")), case)
+    assert same.entries == baseline.entries == 64 and same.first_seconds is not None
 
 
 def test_cli_passing_port_exits_0_and_writes_matching_reports(tmp_path):
@@ -448,7 +501,12 @@ def test_a_passing_report_reads_right():
     for text in (proc.stdout, proc.stderr):
         assert "failed" not in text.lower() and "FAIL" not in text, text[-3000:]
         assert "None" not in text and "0.00000000" not in text
-    assert "other dialect: differs" in proc.stdout and "other dialect: differs" in proc.stderr
+    assert "other dialect: differs" in proc.stdout
+    # progress words hold whatever the verdict: a reference row says whether the port agrees with
+    # that reference, and the last line gives the verdict the table gives
+    assert "value[mmdet]: differs from the mmdet reference" in proc.stderr
+    assert "value[paper]: agrees with the paper reference" in proc.stderr
+    assert "verdict: conforms: paper" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_cli_official_style_conforms_with_a_note_and_strict_makes_it_fail():
@@ -464,7 +522,8 @@ def test_cli_failing_port_exits_1_with_a_repro_that_replays_it(tmp_path):
     proc = _run_cli("zoo:edge_closed", "--max-examples", "5", "--json", str(js))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "### value failed" in proc.stdout and "Repro" in proc.stdout
-    assert "dialect: neither; fails: value" in proc.stdout
+    # wrong only for an entry exactly on an edge: the dialect is named, with the input class
+    assert "dialect: mmdet except g exactly on a region edge; fails: value" in proc.stdout
     doc = json.loads(js.read_text())
     (value,) = [p for p in doc["targets"][0]["properties"] if p["property"] == "value" and p["counts"]]
     repro = subprocess.run([sys.executable, "-c", value["counterexample"]["repro"]], capture_output=True, text=True,
@@ -476,7 +535,9 @@ def test_cli_failing_port_exits_1_with_a_repro_that_replays_it(tmp_path):
 JAX_PORTS = [  # (kit_ports.jax_ports factory, the verdict it deserves)
     ("official", "conforms: mmdet (momentum not supported by the port); notes: reads masked values"),
     ("counting_masked", "fails: masked"),
-    ("max_abs_bce", "fails: value"),
+    # the official semantics but for autograd's subgradient at 0: the dialect is named, with the input class
+    ("max_abs_bce", "dialect: mmdet except the gradient at pred = 0 exactly (momentum not supported by the port); "
+                    "fails: value"),
 ]
 
 
@@ -496,6 +557,10 @@ def test_a_jax_port_is_checked_through_from_jax_function(name, verdict, tmp_path
     (value,) = [p for p in json.loads(js.read_text())["targets"][0]["properties"]
                 if p["property"] == "value" and p["counts"]]
     assert "(f32([[0]]), " in value["counterexample"]["repro"], "shrunk to pred = 0: " + value["counterexample"]["repro"]
+    assert value["input_class"] == "the gradient at pred = 0 exactly" and value["class_confirmed"]
+    scale = json.loads(js.read_text())["targets"][0]["scale"][0]["measurements"]
+    assert [m["name"] for m in scale] == ["the port", "impl_jax.ghm_c_loss (jit)"], "a JAX port is costed against JAX"
+    assert all(m["first_call_seconds"] is not None for m in scale), "compilation is reported apart"
     repro = subprocess.run([sys.executable, "-c", value["counterexample"]["repro"]], capture_output=True, text=True,
                            cwd=ROOT, env=ENV, timeout=300)
     assert repro.returncode == 1 and "MISMATCH" in repro.stdout, repro.stdout + repro.stderr[-2000:]
@@ -580,5 +645,9 @@ def test_cli_default_target_checks_the_bundled_losses(tmp_path):
     if importlib.util.find_spec("jax"):
         expected |= {f"impl_jax.{f}(dialect={d!r})" for f in ("ghm_c_loss", "ghm_r_loss") for d in ("paper", "mmdet")}
     assert names == expected and all(t["passed"] for t in doc["targets"])
+    # one summary table of every verdict at the end of the Markdown report
+    text = to_markdown(doc)
+    summary = text[text.index("## Summary"):]
+    assert all(f"| {name} |" in summary for name in names), summary
     assert all(not t["verdict"]["notes"] for t in doc["targets"]), "the bundled losses never read masked values"
     assert {t["verdict"]["dialect"] for t in doc["targets"]} == {"paper", "mmdet"}

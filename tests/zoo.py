@@ -290,6 +290,17 @@ class PaperEmaStart(Port):
         return super().density(counts, any_valid)
 
 
+class SharedEma(Port):
+    """The accumulator is a class attribute: every instance (every loss object of the program)
+    shares one EMA, so a second loss continues from the first's state."""
+
+    shared: dict = {}
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.acc = SharedEma.shared.setdefault((self.bins, self.loss, self.dialect), np.zeros(self.bins, self.dtype))
+
+
 class EmaClamped(Port):
     """Clamps the weights at 1: rare regions are never up-weighted."""
 
@@ -605,7 +616,8 @@ ZOO = [
     ZooPort("mmdetection call contract (avg_factor, class indices)", mmdet_module_port, verdict="mmdet",
             needs="torch"),
     # one fault each
-    ZooPort("edge_closed (lo <= g <= hi)", P(EdgeClosed), fails="value", verdict="neither"),
+    ZooPort("edge_closed (lo <= g <= hi)", P(EdgeClosed), fails="value",
+            verdict="mmdet except g exactly on a region edge"),
     ZooPort("binary_targets (soft targets read as 0/1)", P(BinaryTargets), fails="value"),
     ZooPort("float16_counts", P(Float16Counts), fails="scale"),
     ZooPort("int16_counts", P(Int16Counts), fails="scale", verdict="mmdet"),
@@ -629,6 +641,8 @@ ZOO = [
     ZooPort("grad_unweighted", P(GradUnweighted), fails="value", verdict="neither"),
     ZooPort("weight_multiplied", P(WeightMultiplied), fails="weight_mask", verdict="mmdet"),
     ZooPort("ema_clamped", P(EmaClamped), fails="ema", verdict="mmdet (without momentum only)"),
+    ZooPort("EMA held by the class (shared by every instance)", P(SharedEma), fails="independent_instances",
+            verdict="mmdet (without momentum only)"),
     ZooPort("ema_from_zero (paper)", P(EmaFromZero), fails="ema", verdict="paper (without momentum only)"),
     ZooPort("paper_ema_start (mmdet)", P(PaperEmaStart), fails="ema", verdict="mmdet (without momentum only)"),
     ZooPort("GHM-R undefined_mu", P(UndefinedMu), "r", fails="value", verdict="neither"),
@@ -647,6 +661,7 @@ float32_sequential_counts = port(Float32SequentialCounts)
 bins_by_n_broadcast = port(BinsByNBroadcast)
 drops_saturated = port(DropsSaturated)
 edge_closed = port(EdgeClosed)
+shared_ema = port(SharedEma)
 unguarded_n = port(UnguardedN)
 ghm_r_mmdet_port = port(MasksFirst, loss="r")
 not_callable = 42
