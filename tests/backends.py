@@ -51,7 +51,11 @@ class TorchBackend:
         return self.impl.ghm_c_loss if kind == "c" else self.impl.ghm_r_loss
 
     def tensor(self, a, dtype: str | None = None):
-        t = self.torch.as_tensor(np.asarray(a), device=self.device)
+        a = np.asarray(a)
+        if a.dtype.name == "bfloat16":  # ml_dtypes' bfloat16, which torch does not read: by its bits
+            t = self.torch.from_numpy(a.view(np.int16).copy()).view(self.torch.bfloat16).to(self.device)
+        else:
+            t = self.torch.as_tensor(a, device=self.device)
         return t if dtype is None else t.to(getattr(self.torch, dtype))
 
     def apply(self, f, pred, target, label_weight=None, **kw):
