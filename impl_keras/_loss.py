@@ -141,6 +141,9 @@ class GHMLossBase(keras.losses.Loss):
         after it (``v.assign(value)``) to keep the EMA in the loss. Every backend; on JAX it is the
         way to keep an EMA inside a ``jax.jit`` of your own (a plain call there raises)."""
         variables = self.state.variables
+        if len(state_variables) != len(variables):
+            raise ValueError(f"state_variables must hold the {len(variables)} values of loss.state.variables "
+                             f"([ema, initialized]), got {len(state_variables)}")
         with keras.StatelessScope(state_mapping=list(zip(variables, state_variables))) as scope:
             loss = self(y_true, y_pred, sample_weight)
         return loss, [scope.get_current_value(v) for v in variables]
