@@ -38,8 +38,8 @@ def _jax_calls(plan: fz.Plan, sequence: list[list[fz.Call]]):
     for row in sequence:
         weighted = row[0].label_weight is not None
         if plan.transform == "jit_vmap":
-            stack = lambda name: np.stack([getattr(c, name) for c in row])  # noqa: E731
-            args = (stack("pred"), stack("target")) + ((stack("label_weight"),) if weighted else ())
+            args = tuple(np.stack([getattr(c, name) for c in row])
+                         for name in ("pred", "target") + (("label_weight",) if weighted else ()))
             mapped = jax.jit(jax.vmap(lambda s, p, t, *w: f(p, t, *w, state=s, **hyper),
                                       in_axes=(0 if state else None,) + (0,) * len(args)))
             losses, state = mapped(state, *args)
@@ -57,9 +57,8 @@ def _jax_calls(plan: fz.Plan, sequence: list[list[fz.Call]]):
             if plan.transform == "jit_grad":
                 step = jax.jit(step)
             (_, (loss, state)), grad = step(*args, s=state)
-        else:
-            step = (lambda p, t, *w, s: f(p, t, *w, state=s, **hyper))
-            loss, state = (jax.jit(step) if plan.transform == "jit" else step)(*args, s=state)
+        else:  # "jit"
+            loss, state = jax.jit(lambda p, t, *w, s: f(p, t, *w, state=s, **hyper))(*args, s=state)
             grad = None
         out.append([(loss, grad, state)])
     return out
