@@ -63,7 +63,7 @@ class Dataset:
 
 def render(n: int, seed: int) -> Dataset:
     """n images with their boxes and labels, all drawn from ``seed``."""
-    from .detector import iou
+    from .common import iou
 
     rng = np.random.default_rng(seed)
     images = np.empty((n, 1, IMAGE, IMAGE), np.float32)
@@ -112,7 +112,7 @@ def anchors() -> np.ndarray:
 def match(anchor_boxes: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
     """RetinaNet's assignment with low-quality matches (``detector.assign``): class target (A, C),
     classification weight (A,), box offsets (A, 4), positive mask (A,)."""
-    from .detector import assign
+    from .common import assign
 
     return assign(anchor_boxes, boxes, labels, CLASSES, low_quality=True)
 
