@@ -7,8 +7,7 @@ import jax.numpy as jnp
 
 from ghm_args import check_mu
 
-from ._checks import (FLOATING, as_array, check_hyper, check_shape, check_state, check_static, compute_dtype,
-                      valid_mask)
+from ._checks import FLOATING, as_array, check_hyper, check_shape, check_state, check_static, compute_dtype, valid_mask
 from ._harmonize import GHMState, harmonized_loss, region_index
 
 

@@ -144,7 +144,7 @@ class GHMLossBase(keras.losses.Loss):
         if len(state_variables) != len(variables):
             raise ValueError(f"state_variables must hold the {len(variables)} values of loss.state.variables "
                              f"([ema, initialized]), got {len(state_variables)}")
-        with keras.StatelessScope(state_mapping=list(zip(variables, state_variables))) as scope:
+        with keras.StatelessScope(state_mapping=list(zip(variables, state_variables, strict=True))) as scope:
             loss = self(y_true, y_pred, sample_weight)
         return loss, [scope.get_current_value(v) for v in variables]
 

@@ -49,8 +49,13 @@ class Plan:
     seed: int
 
     def hyper(self) -> dict:
-        h = dict(bins=self.bins, momentum=self.momentum, dialect=self.dialect, reduction=self.reduction,
-                 loss_weight=self.loss_weight)
+        h = dict(
+            bins=self.bins,
+            momentum=self.momentum,
+            dialect=self.dialect,
+            reduction=self.reduction,
+            loss_weight=self.loss_weight,
+        )
         return {**h, "mu": self.mu} if self.kind == "r" else h
 
     @property
@@ -59,8 +64,14 @@ class Plan:
 
 
 @st.composite
-def plans(draw, *, transforms: tuple[str, ...], pred_dtypes=("float32", "float16", "bfloat16", "float64"),
-          weight_dtypes=WEIGHT_DTYPES, max_dim: int = 5):
+def plans(
+    draw,
+    *,
+    transforms: tuple[str, ...],
+    pred_dtypes=("float32", "float16", "bfloat16", "float64"),
+    weight_dtypes=WEIGHT_DTYPES,
+    max_dim: int = 5,
+):
     kind = draw(st.sampled_from("cr"), label="kind")
     target_form = draw(st.sampled_from(TARGET_FORMS), label="target form") if kind == "c" else "real"
     indices = target_form.endswith("indices")
@@ -71,17 +82,23 @@ def plans(draw, *, transforms: tuple[str, ...], pred_dtypes=("float32", "float16
     momentum = draw(st.sampled_from((0.0, 0.0, 0.5, 0.9)), label="momentum")
     weights = draw(st.sampled_from((None, "entry", "anchor")), label="label weights")
     return Plan(
-        kind=kind, dialect=draw(st.sampled_from(("paper", "mmdet")), label="dialect"),
+        kind=kind,
+        dialect=draw(st.sampled_from(("paper", "mmdet")), label="dialect"),
         reduction=draw(st.sampled_from(("mean", "sum", "none")), label="reduction"),
-        bins=draw(st.sampled_from((1, 2, 3, 5, 10, 30)), label="bins"), momentum=momentum,
+        bins=draw(st.sampled_from((1, 2, 3, 5, 10, 30)), label="bins"),
+        momentum=momentum,
         loss_weight=draw(st.sampled_from((1.0, 2.5, -0.5)), label="loss weight"),
-        mu=draw(st.sampled_from(cs.MUS), label="mu"), shape=shape,
-        pred_dtype=draw(st.sampled_from(pred_dtypes), label="pred dtype"), target_form=target_form,
-        weights=weights, weight_dtype=draw(st.sampled_from(weight_dtypes), label="weight dtype"),
+        mu=draw(st.sampled_from(cs.MUS), label="mu"),
+        shape=shape,
+        pred_dtype=draw(st.sampled_from(pred_dtypes), label="pred dtype"),
+        target_form=target_form,
+        weights=weights,
+        weight_dtype=draw(st.sampled_from(weight_dtypes), label="weight dtype"),
         garbage=draw(st.booleans(), label="garbage in masked entries"),
         calls=1 if momentum == 0.0 else draw(st.integers(1, 3), label="calls"),
         transform=draw(st.sampled_from(transforms), label="transform"),
-        seed=draw(st.integers(0, 2 ** 32 - 1), label="seed"))
+        seed=draw(st.integers(0, 2**32 - 1), label="seed"),
+    )
 
 
 @dataclass
@@ -145,8 +162,9 @@ def _one_call(plan: Plan, rng: np.random.Generator) -> Call:
             target[~mask] = np.float32(rng.choice([np.nan, 7.0, -3.0]))
         elif target.dtype.kind == "i":
             target[~mask] = 5
-    label_weight = None if plan.weights is None else _weights(plan, mask if plan.weights == "entry" else mask[..., 0],
-                                                              rng)
+    label_weight = (
+        None if plan.weights is None else _weights(plan, mask if plan.weights == "entry" else mask[..., 0], rng)
+    )
     return Call(pred, target, label_weight, ref_pred, ref_target, mask.astype(np.float64))
 
 
@@ -158,7 +176,8 @@ def _weights(plan: Plan, valid: np.ndarray, rng: np.random.Generator) -> np.ndar
         return valid.copy()
     if dtype == "int32":
         return np.where(valid, rng.integers(1, 4, size=valid.shape), rng.choice([0, -2], size=valid.shape)).astype(
-            np.int32)
+            np.int32
+        )
     positive = rng.choice([1.0, 0.5, 3.0, SUBNORMAL[dtype]], size=valid.shape)
     masked = rng.choice([0.0, -0.0, -1.0, np.nan], size=valid.shape)
     return np.where(valid, positive, masked).astype(dtype)

@@ -32,8 +32,12 @@ def _private_uses(path: Path) -> list[str]:
 
 
 def test_no_private_keras_api_outside_the_isolated_module():
-    offenders = {str(p.relative_to(ROOT)): _private_uses(p) for package in PACKAGES
-                 for p in sorted((ROOT / package).rglob("*.py")) if p != ISOLATED}
+    offenders = {
+        str(p.relative_to(ROOT)): _private_uses(p)
+        for package in PACKAGES
+        for p in sorted((ROOT / package).rglob("*.py"))
+        if p != ISOLATED
+    }
     offenders = {p: uses for p, uses in offenders.items() if uses}
     assert not offenders, f"Keras's private API outside {ISOLATED.name}: {offenders}"
     assert _private_uses(ISOLATED), "the isolated module is where the private imports are"
