@@ -125,11 +125,10 @@ def test_no_package_imports_a_package_that_imports_it_back():
         " <-> ".join(c) + " (" + ", ".join(where[a, b] for a in c for b in c if (a, b) in where) + ")" for c in cycles)
 
 
-@pytest.mark.parametrize("package", [pytest.param(p, marks=pytest.mark.xfail(
-    strict=True, reason="issue 29, not yet done: benchmarks' __main__, detector and detection import each other "
-                        "(their shared helpers are to move to one module)")) if p == "benchmarks" else p
-    for p in PACKAGES if (ROOT / p).is_dir()])
+@pytest.mark.parametrize("package", [p for p in PACKAGES if (ROOT / p).is_dir()])
 def test_no_module_imports_a_module_that_imports_it_back(package):
+    # issue 29: benchmarks' __main__, detector and detection imported each other (their shared
+    # helpers are in benchmarks/common.py now)
     edges, modules = defaultdict(set), {_module_name(p) for p in _files(package)}
     for path in _files(package):
         for module, _ in _imports(path):
