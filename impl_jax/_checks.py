@@ -3,14 +3,32 @@ shapes only (under ``jax.jit`` shapes and dtypes are static; values are never re
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 import ghm_args
 
 FLOATING, BOOL, INTEGER = "floating", "bool", "integer"
 
+STATIC_HINT = ("hyper-parameters are static Python numbers and strings (one compilation per setting): pass "
+               "float(x) / int(x) for a concrete array; under jax.jit mark them static, "
+               "jax.jit(ghm_c_loss, static_argnames=('bins', 'momentum', 'dialect', 'reduction', 'loss_weight')), "
+               "or bind them first, jax.jit(functools.partial(ghm_c_loss, bins=30, momentum=0.75))")
+
+
+def check_static(**hyper) -> None:
+    """A JAX array (a tracer under jax.jit, or a concrete jnp scalar) given as a hyper-parameter:
+    a ValueError that says they are static and how to pass them, rather than "momentum must be
+    a real number in [0, 1), got JitTracer"."""
+    for name, value in hyper.items():
+        if isinstance(value, jax.Array):
+            kind = "a traced value" if isinstance(value, jax.core.Tracer) else f"a JAX array {value!r}"
+            raise ValueError(f"{name} must be a Python number, got {kind}: {STATIC_HINT}")
+
 
 def check_hyper(*, bins, momentum, dialect, reduction, loss_weight) -> None:
+    check_static(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     ghm_args.check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
 
 
@@ -20,6 +38,25 @@ def _kind(dtype) -> str:
     if jnp.issubdtype(dtype, jnp.floating):
         return FLOATING
     return INTEGER if jnp.issubdtype(dtype, jnp.integer) else str(dtype)
+
+
+def _narrowed_by_jax(x) -> bool:
+    """A host (NumPy) array that JAX's default 32-bit mode would narrow on entry: int64/uint64
+    wrap modulo 2^32, float64 rounds (1e-50 becomes 0)."""
+    return (not jax.config.jax_enable_x64 and isinstance(x, (np.ndarray, np.generic))
+            and x.dtype.kind in "iuf" and x.dtype.itemsize == 8)
+
+
+def host_labels(target):
+    """64-bit integer host labels in 32-bit mode as int32, a value int32 cannot hold as -1 (out of
+    range for both readings of an integer target, so a valid one poisons the loss, as the reference
+    rejects it, spec.md 7) instead of JAX's wrap (2^32 + 1 would be read as class 1). Anything
+    else is returned as it is."""
+    if not (_narrowed_by_jax(target) and target.dtype.kind in "iu"):
+        return target
+    labels, info = np.asarray(target), np.iinfo(np.int32)
+    fits = labels <= info.max if labels.dtype.kind == "u" else (labels >= info.min) & (labels <= info.max)
+    return np.where(fits, labels, -1).astype(np.int32)
 
 
 def as_array(name: str, x, *, allowed: tuple[str, ...]):
@@ -39,14 +76,32 @@ def compute_dtype(pred):
     return jnp.float64 if pred.dtype == jnp.float64 else jnp.float32
 
 
+def positive(w, xp=jnp):
+    """w > 0 exactly, subnormal weights included (spec.md 1): a float is compared by its bits, as
+    the integer view of its sign and magnitude (0 < bits <= bits(+inf): positive, not NaN), because
+    XLA on CPU and TensorFlow flush subnormals to zero in a float comparison (1e-40 > 0 was False).
+    ``xp``: jnp, or np for host arrays."""
+    if w.dtype == xp.bool_:
+        return w
+    if not xp.issubdtype(w.dtype, xp.floating):
+        return w > 0
+    as_int = xp.dtype(f"int{8 * xp.dtype(w.dtype).itemsize}")
+    bits = w.view(as_int) if xp is np else jax.lax.bitcast_convert_type(w, as_int)
+    inf = np.array(np.inf, w.dtype).view(as_int)
+    return (bits > 0) & (bits <= inf)
+
+
 def valid_mask(label_weight, pred):
-    """valid = label_weight > 0 (NaN and negative weights are masked), shaped like pred; per-anchor
-    weights (pred.shape[:-1]) are broadcast. None when every entry is valid."""
+    """valid = label_weight > 0 (NaN and negative weights are masked; a subnormal positive weight is
+    valid), shaped like pred; per-anchor weights (pred.shape[:-1]) are broadcast. None when every
+    entry is valid."""
     if label_weight is None:
         return None
+    if _narrowed_by_jax(label_weight):  # decided on the host, before 32-bit JAX wraps or rounds it to 0
+        label_weight = positive(np.asarray(label_weight), np)
     w = as_array("label_weight", label_weight, allowed=(FLOATING, BOOL, INTEGER))
     check_shape("label_weight", w, pred.shape, pred.shape[:-1])
-    valid = w if w.dtype == jnp.bool_ else w > 0
+    valid = positive(w)
     return valid if valid.ndim == pred.ndim else jnp.broadcast_to(valid[..., None], pred.shape)
 
 
@@ -77,6 +132,14 @@ def check_state(state, bins: int, momentum: float):
         return None
     if state is None:
         return init_state(bins)
-    if tuple(state.ema.shape) != (bins,):
-        raise ValueError(f"state.ema must have shape ({bins},) (one value per region), got {tuple(state.ema.shape)}")
+    ema, initialized = jnp.asarray(state.ema), jnp.asarray(state.initialized)
+    if tuple(ema.shape) != (bins,):
+        raise ValueError(f"state.ema must have shape ({bins},) (one value per region), got {tuple(ema.shape)}")
+    # an integer EMA would be truncated every call, a half one rounded: float32 (init_state's), or float64
+    if ema.dtype not in (jnp.float32, jnp.float64):
+        raise TypeError(f"state.ema must be float32 (init_state's) or float64, got {ema.dtype}: an integer or "
+                        f"half-precision EMA would be truncated or rounded at every call")
+    if tuple(initialized.shape) != () or initialized.dtype != jnp.bool_:
+        raise TypeError(f"state.initialized must be a bool scalar (init_state's), got {initialized.dtype} of shape "
+                        f"{tuple(initialized.shape)}")
     return state

@@ -101,9 +101,11 @@ SECOND_ORDER_ERROR = ("the GHM losses are differentiable once: their gradient is
 
 
 @jax.custom_jvp
-def _differentiable_once(pred, value):
-    """``value`` (a gradient formed without autodiff), tied to ``pred``: differentiating it (only a
-    second derivative does) raises instead of returning a silent 0."""
+def _differentiable_once(pred, target, value):
+    """``value`` (a gradient formed without autodiff), tied to ``pred`` and ``target``:
+    differentiating it with respect to either (only a second derivative does: d/dpred or d/dtarget
+    of a gradient) raises instead of returning a silent 0. JAX calls this rule only when a tangent
+    is not symbolically zero, so a first derivative never reaches it."""
     return value
 
 
@@ -121,7 +123,9 @@ def _attach(pred, target, loss, grad, target_grad):
 
 def _attach_fwd(pred, target, loss, grad, target_grad):
     # zero-size arrays carry the inputs' dtypes into the backward (residuals must be arrays)
-    grad, target_grad = _differentiable_once(pred, grad), _differentiable_once(pred, target_grad)
+    # tied to both inputs: a tangent entering through the target alone (d/dtarget of d loss/d pred,
+    # a Hessian in the target) must raise too, not find a gradient that does not depend on it
+    grad, target_grad = _differentiable_once(pred, target, grad), _differentiable_once(pred, target, target_grad)
     return loss, (grad, target_grad, jnp.zeros((0,), pred.dtype), jnp.zeros((0,), target.dtype))
 
 

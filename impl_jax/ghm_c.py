@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from . import _diagnostics
-from ._checks import (BOOL, FLOATING, INTEGER, as_array, check_hyper, check_state, compute_dtype,
+from ._checks import (BOOL, FLOATING, INTEGER, as_array, check_hyper, check_state, compute_dtype, host_labels,
                       is_class_index_target, valid_mask)
-from ._harmonize import GHMState, harmonized_loss, region_index
+from ._harmonize import GHMState, count_dtype, harmonized_loss, region_index
 
 
 def cross_entropy(x: jax.Array, t: jax.Array) -> jax.Array:
@@ -27,7 +27,10 @@ def _targets(pred, target, valid, dtype):
     """(t, ok): the per-entry target and whether every valid entry is in range (spec.md 6-7)."""
     if is_class_index_target(target, pred):  # class indices; label C = background (an all-zero row)
         n_classes = pred.shape[-1]
-        labels = target.astype(jnp.int32)
+        # compared in the widest integer JAX holds (int64 under x64: an int64 or uint64 label 2^32 + 1
+        # must stay out of range, not wrap to class 1); narrower labels widen exactly, and a uint
+        # value past the signed range wraps negative, out of range too
+        labels = target.astype(count_dtype())
         in_range = (labels >= 0) & (labels <= n_classes)
         if valid is not None:
             in_range |= ~jnp.any(valid, axis=-1)
@@ -75,7 +78,7 @@ def ghm_c_loss(pred, target, label_weight=None, *, bins: int = 30, momentum: flo
     check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     state = check_state(state, bins, momentum)
     pred = as_array("pred", pred, allowed=(FLOATING,))
-    target = as_array("target", target, allowed=(FLOATING, BOOL, INTEGER))
+    target = as_array("target", host_labels(target), allowed=(FLOATING, BOOL, INTEGER))
     valid = valid_mask(label_weight, pred)
     dtype = compute_dtype(pred)
     x = jax.lax.stop_gradient(pred.astype(dtype))

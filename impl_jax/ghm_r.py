@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from ghm_args import check_mu
 
 from . import _diagnostics
-from ._checks import FLOATING, as_array, check_hyper, check_shape, check_state, compute_dtype, valid_mask
+from ._checks import FLOATING, as_array, check_hyper, check_shape, check_state, check_static, compute_dtype, valid_mask
 from ._harmonize import GHMState, harmonized_loss, region_index
 
 
@@ -51,6 +51,7 @@ def ghm_r_loss(pred, target, label_weight=None, *, mu: float = 0.02, bins: int =
         momentum, state, dialect, reduction, loss_weight, diagnostics: as in :func:`ghm_c_loss`.
             Defaults: 0.0, None, "paper", "mean", 1.0, False (GHM-R's positive_fraction is NaN).
     """
+    check_static(mu=mu)
     check_mu(mu)
     check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     state = check_state(state, bins, momentum)

@@ -8,7 +8,8 @@ importing this package needs none of them."""
 from __future__ import annotations
 
 import keras
-from keras.src.backend.common.masking import get_keras_mask
+
+from ._keras_internals import get_keras_mask, get_stateless_scope, in_symbolic_scope
 
 
 def _tensorflow(obj, y_true, y_pred, sample_weight):
@@ -90,20 +91,34 @@ def _torch(obj, y_true, y_pred, sample_weight):
 KERNELS = {"tensorflow": _tensorflow, "jax": _jax, "torch": _torch}
 
 
-def check_state_is_carried(obj) -> None:
-    """On the JAX backend, Keras's ``fit`` / ``evaluate`` run in a stateless scope that carries only
-    the model's variables and its metrics' (compiled, or tracked as attributes): an update of the
-    loss's own state would be silently dropped. Say how to carry it instead."""
+def check_state_is_carried(obj, new_ema) -> None:
+    """On the JAX backend, an EMA update that would be lost is an error (spec.md 12), in the two ways
+    it can be lost: Keras's ``fit`` / ``evaluate`` run in a stateless scope that carries only the
+    model's variables and its metrics' (compiled, or tracked as attributes), dropping any other
+    update; and a user's own ``jax.jit`` (or other transformation) outside any Keras scope would
+    store a tracer in the variable (leaked, and the next step sees the old state)."""
     if keras.backend.backend() != "jax":
         return
-    from keras.src.backend.common.stateless_scope import get_stateless_scope
-    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+    import jax
 
     scope = get_stateless_scope()
-    if scope is None or in_symbolic_scope():  # eager, or Keras's shape inference (nothing is kept)
+    if scope is None:
+        if isinstance(new_ema, jax.core.Tracer):
+            raise ValueError(
+                f"{type(obj).__name__} with momentum on the JAX backend was called under a JAX transformation "
+                f"(jax.jit, jax.grad, ...) outside Keras's training loop: its EMA update is a traced value that "
+                f"cannot be stored in a Keras variable (it would leak, and every step would see the old state). "
+                f"In a training loop of your own, carry the state through the step as Keras's JAX guide carries "
+                f"metrics: `loss_value, state = loss.stateless_call(state, y_true, y_pred)` with "
+                f"`state = [v.value for v in loss.state.variables]` passed in and returned by the jitted function, "
+                f"then `for v, s in zip(loss.state.variables, state): v.assign(s)`; or train with model.fit "
+                f"(compiled with metrics=[loss.state])")
+        return
+    if in_symbolic_scope():  # Keras's shape inference: nothing is kept
         return
     if scope.get_current_value(obj.state.ema) is None:
         raise ValueError(f"{type(obj).__name__} with momentum on the JAX backend: Keras's compiled step carries only "
                          f"the model's variables and its metrics', so the loss's EMA state would not move. Carry it "
                          f"as a metric: model.compile(..., loss=loss, metrics=[loss.state]), or, for a model that "
-                         f"takes no metrics (keras-hub's detectors), impl_keras.carry_state(model, loss)")
+                         f"takes no metrics (keras-hub's detectors), impl_keras.carry_state(model, loss), which is "
+                         f"not saved with the model: call it again after keras.models.load_model")

@@ -86,8 +86,7 @@ class GHMDiagnostics(keras.metrics.Metric):
         with keras.name_scope(self.name.replace("/", ">"), caller=self):
             variable = keras.Variable(initializer="zeros", shape=shape, dtype=dtype, trainable=False,
                                       aggregation="only_first_replica", synchronization="on_write", name=name)
-        self._tracker.add_to_store("variables", variable)
-        return variable
+        return variable  # tracked as the metric's variable by the caller's attribute assignment
 
     def record(self, diagnostics) -> None:
         """Assign one call's values (the kernel's Diagnostics, any backend's)."""
@@ -120,16 +119,24 @@ class GHMDiagnostics(keras.metrics.Metric):
         return {"bins": self.bins, "classification": self.classification, "prefix": self.prefix, "name": self.name}
 
 
-def check_carried(loss) -> None:
+def check_carried(loss, diagnostics) -> None:
     """On the JAX backend Keras's compiled steps carry only the model's and its metrics' variables:
     diagnostics assigned outside them would be dropped silently. Say how to carry them instead."""
     if keras.backend.backend() != "jax":
         return
-    from keras.src.backend.common.stateless_scope import get_stateless_scope
-    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+    import jax
+
+    from ._keras_internals import get_stateless_scope, in_symbolic_scope
 
     scope = get_stateless_scope()
-    if scope is None or in_symbolic_scope():
+    if scope is None:
+        if isinstance(diagnostics[0], jax.core.Tracer):
+            raise ValueError(f"{type(loss).__name__}(diagnostics=True) on the JAX backend was called under a JAX "
+                             f"transformation (jax.jit, ...) outside Keras's training loop: the diagnostics are traced "
+                             f"values that cannot be stored in Keras variables (they would leak). In a loop of your "
+                             f"own, build the loss without diagnostics, or call it eagerly")
+        return
+    if in_symbolic_scope():
         return
     if scope.get_current_value(loss.diagnostics.counts) is None:
         raise ValueError(f"{type(loss).__name__}(diagnostics=True) on the JAX backend: Keras's compiled step carries "

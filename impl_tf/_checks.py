@@ -97,13 +97,31 @@ def expand_per_anchor(mask: tf.Tensor, pred: tf.Tensor, name: str) -> tf.Tensor:
     return tf.broadcast_to(mask[..., None], tf.shape(pred))
 
 
+_SIGNED = {2: tf.int16, 4: tf.int32, 8: tf.int64}
+
+
+def positive(w: tf.Tensor) -> tf.Tensor:
+    """w > 0 exactly, subnormal weights included (spec.md 1): a float is compared by its bits, as
+    the integer view of its sign and magnitude (0 < bits <= bits(+inf): positive, not NaN), because
+    TensorFlow's CPU kernels and XLA flush subnormals to zero in a float comparison (1e-40 > 0 was
+    False there)."""
+    if w.dtype == tf.bool:
+        return w
+    if not w.dtype.is_floating:
+        return w > tf.zeros([], w.dtype)
+    as_int = _SIGNED[w.dtype.size]
+    bits = tf.bitcast(w, as_int)
+    inf = tf.bitcast(tf.constant(float("inf"), w.dtype), as_int)
+    return (bits > tf.zeros([], as_int)) & (bits <= inf)
+
+
 def to_mask(name: str, weight, pred: tf.Tensor) -> tf.Tensor:
-    """valid = weight > 0 (NaN and negative weights are masked), shaped like pred or like
-    pred.shape[:-1] (per anchor, broadcast). Which of the two is decided by the ranks: when one
+    """valid = weight > 0 (NaN and negative weights are masked, a subnormal positive one is valid),
+    shaped like pred or like pred.shape[:-1] (per anchor, broadcast). Which of the two is decided by the ranks: when one
     is unknown at trace time, when the graph runs."""
     w = as_tensor(name, weight, allowed=(FLOATING, BOOL, INTEGER))
     check_shape(name, w, pred.shape, pred.shape[:-1] if pred.shape.rank else tf.TensorShape(None))
-    valid = w if w.dtype == tf.bool else w > tf.zeros([], w.dtype)
+    valid = positive(w)
     if w.shape.rank is None or pred.shape.rank is None:
         if in_xla():  # XLA compiles both branches of a cond, and one of them has mismatched shapes
             raise ValueError(f"{name} and y_pred must have known ranks when traced for XLA (jit_compile): with a "

@@ -151,18 +151,19 @@ SECOND_ORDER_ERROR = ("the GHM losses are differentiable once: their gradient is
                       "or a Hessian-vector product through the loss)")
 
 
-def _differentiable_once(x: tf.Tensor, value: tf.Tensor) -> tf.Tensor:
-    """``value`` (a gradient with respect to ``x``), as a function of ``x`` whose derivative raises:
-    an outer tape would otherwise see no dependence and return a silent None."""
+def _differentiable_once(inputs: tuple[tf.Tensor, ...], value: tf.Tensor) -> tf.Tensor:
+    """``value`` (a gradient of the loss), as a function of every input of the loss (``pred``, and
+    a float ``target``) whose derivative raises: an outer tape would otherwise see no dependence
+    on an input and return a silent None (d/dpred of d loss/d target, say)."""
 
     @tf.custom_gradient
-    def guard(unused):
+    def guard(*unused):
         def backward(upstream):
             raise NotImplementedError(SECOND_ORDER_ERROR)
 
         return tf.identity(value), backward
 
-    return guard(x)
+    return guard(*inputs)
 
 
 def _with_gradient(pred: tf.Tensor, loss: tf.Tensor, grad: tf.Tensor, target_terms=None) -> tf.Tensor:
@@ -173,20 +174,21 @@ def _with_gradient(pred: tf.Tensor, loss: tf.Tensor, grad: tf.Tensor, target_ter
     cast to the input's dtype: rounding first would flush float16 gradients of 1e-7 to 0, and
     casting the upstream first would overflow a scale of 2^16 (spec.md 8)."""
 
-    def times(upstream, x, g):
-        return _differentiable_once(x, tf.cast(tf.cast(upstream, g.dtype) * g, x.dtype))
+    def times(upstream, x, g, inputs):
+        return _differentiable_once(inputs, tf.cast(tf.cast(upstream, g.dtype) * g, x.dtype))
 
     if target_terms is None:
         @tf.custom_gradient
         def attach(p):
-            return tf.identity(loss), lambda upstream: times(upstream, p, grad)
+            return tf.identity(loss), lambda upstream: times(upstream, p, grad, (p,))
 
         return attach(pred)
     target, target_grad = target_terms
 
     @tf.custom_gradient
     def attach_both(p, t):
-        return tf.identity(loss), lambda upstream: (times(upstream, p, grad), times(upstream, t, target_grad))
+        return tf.identity(loss), lambda upstream: (times(upstream, p, grad, (p, t)),
+                                                    times(upstream, t, target_grad, (p, t)))
 
     return attach_both(pred, target)
 

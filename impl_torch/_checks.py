@@ -60,14 +60,33 @@ def compute_dtype(pred: torch.Tensor) -> torch.dtype:
     return torch.float64 if pred.dtype == torch.float64 else torch.float32
 
 
+# a float dtype -> (the signed integer of its width, the bits of +inf in it)
+_INF_BITS = {torch.float16: (torch.int16, 0x7C00), torch.bfloat16: (torch.int16, 0x7F80),
+             torch.float32: (torch.int32, 0x7F800000), torch.float64: (torch.int64, 0x7FF0000000000000)}
+
+
+def positive(w: torch.Tensor) -> torch.Tensor:
+    """w > 0 exactly, subnormal weights included (spec.md 1): a float is compared by its bits, as
+    the integer view of its sign and magnitude (0 < bits <= bits(+inf): positive, not NaN), so
+    that a flush-to-zero mode (``torch.set_flush_denormal(True)``) cannot mask 1e-40."""
+    if w.dtype == torch.bool:
+        return w
+    if w.dtype not in _INF_BITS:  # integers (and float8, which no weight needs)
+        return w > 0
+    as_int, inf = _INF_BITS[w.dtype]
+    bits = w.view(as_int)
+    return (bits > 0) & (bits <= inf)
+
+
 def valid_mask(label_weight: torch.Tensor | None, pred: torch.Tensor) -> torch.Tensor | None:
-    """valid = label_weight > 0 (NaN and negative weights are masked), shaped like pred; per-anchor
-    weights (shape pred.shape[:-1]) are broadcast. None when every entry is valid."""
+    """valid = label_weight > 0 (NaN and negative weights are masked, a subnormal positive one is
+    valid), shaped like pred; per-anchor weights (shape pred.shape[:-1]) are broadcast. None when
+    every entry is valid."""
     if label_weight is None:
         return None
     check_tensor("label_weight", label_weight, allowed=(FLOATING, BOOL, INTEGER))
     check_shape("label_weight", label_weight, pred.shape, pred.shape[:-1])
-    valid = label_weight if label_weight.dtype == torch.bool else label_weight > 0
+    valid = positive(label_weight)
     return valid if valid.dim() == pred.dim() else valid.unsqueeze(-1).expand(pred.shape)
 
 

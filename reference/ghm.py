@@ -96,20 +96,30 @@ def _check_state(state, *, bins: int, momentum: float) -> np.ndarray | None:
     return s.copy()
 
 
+def _positive(w: np.ndarray) -> np.ndarray:
+    """w > 0 for the number as stored, subnormals included (spec.md 1): a float by its bits, the
+    integer view of sign and magnitude in (0, bits(+inf)], so that no flush-to-zero mode (FTZ/DAZ,
+    which a library loaded into the process may set) can read 1e-40 as 0."""
+    if not np.issubdtype(w.dtype, np.floating):
+        return w > 0
+    as_int = np.dtype(f"int{8 * w.dtype.itemsize}")
+    return (w.view(as_int) > 0) & (w.view(as_int) <= np.array(np.inf, w.dtype).view(as_int))
+
+
 def _valid_mask(label_weight, shape: tuple[int, ...]) -> np.ndarray:
-    """spec.md sections 1 and 6: an entry is valid iff its label weight is > 0 (a mask); the
-    weights are shaped like pred, or like pred.shape[:-1] (per anchor, broadcast)."""
+    """spec.md sections 1 and 6: an entry is valid iff its label weight is > 0 (a mask; a subnormal
+    positive weight is valid); the weights are shaped like pred, or like pred.shape[:-1] (per
+    anchor, broadcast)."""
     if label_weight is None:
         return np.ones(shape, dtype=bool)
-    w = _as_real_array("label_weight", label_weight, allow_int=True).astype(np.float64)
+    w = np.ascontiguousarray(_as_real_array("label_weight", label_weight, allow_int=True))
     anchor_shape = shape[:-1] if shape else None
     if w.shape != shape and w.shape != anchor_shape:
         raise ValueError(f"label_weight must have shape {shape} or {anchor_shape} (per anchor), got {w.shape}")
     if np.any(np.isnan(w)) or np.any(w < 0):
         raise ValueError("label_weight must be non-negative and not NaN (entries with weight 0 are masked)")
-    if w.shape != shape:
-        w = np.broadcast_to(w[..., None], shape)
-    return w > 0
+    valid = _positive(w)
+    return valid if w.shape == shape else np.broadcast_to(valid[..., None], shape)
 
 
 def _is_class_index_target(t: np.ndarray, shape: tuple[int, ...]) -> bool:

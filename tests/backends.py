@@ -7,7 +7,7 @@ between calls.
     backend.function("r")                 ghm_c_loss / ghm_r_loss
     backend.call(f, pred, target, lw)     -> Result(loss, grad): float64 NumPy, grad of the sum
     backend.call_with_target(f, ...)      -> (Result, d sum / d target) for a target that is trained
-    backend.second_derivative(f, ...)     raises backend.SECOND_ORDER[0] (differentiable once)
+    backend.second_derivative(f, ..., wrt=("target", "pred"))   raises backend.SECOND_ORDER[0] (differentiable once)
     backend.state(obj)                    -> (ema as float64 NumPy, initialized as bool)
     backend.diagnose(f, pred, target, lw) -> (Result, {field: NumPy}): a call with diagnostics (spec.md 13);
                                              f "c" or "r" (the stateless function), or a loss object
@@ -61,7 +61,11 @@ class TorchBackend:
         return self.impl.ghm_c_loss if kind == "c" else self.impl.ghm_r_loss
 
     def tensor(self, a, dtype: str | None = None):
-        t = self.torch.as_tensor(np.asarray(a), device=self.device)
+        a = np.asarray(a)
+        if a.dtype.name == "bfloat16":  # ml_dtypes' bfloat16, which torch does not read: by its bits
+            t = self.torch.from_numpy(a.view(np.int16).copy()).view(self.torch.bfloat16).to(self.device)
+        else:
+            t = self.torch.as_tensor(a, device=self.device)
         return t if dtype is None else t.to(getattr(self.torch, dtype))
 
     def apply(self, f, pred, target, label_weight=None, **kw):
@@ -87,12 +91,14 @@ class TorchBackend:
     # a second derivative through the loss raises this (spec.md 5)
     SECOND_ORDER = (RuntimeError, "differentiable once")
 
-    def second_derivative(self, f, pred, target, **kw):
-        """d/dpred of sum(d loss / d pred), as a gradient penalty would take it."""
-        x = self.tensor(pred).requires_grad_(True)
-        (g,) = self.torch.autograd.grad(f(x, self.tensor(target), **kw).sum(), x, create_graph=True)
-        (hessian_diagonal,) = self.torch.autograd.grad(g.sum(), x)
-        return hessian_diagonal
+    def second_derivative(self, f, pred, target, wrt=("pred", "pred"), **kw):
+        """d/d wrt[1] of sum(d loss / d wrt[0]) (each "pred" or "target"), as a gradient penalty or
+        a Hessian-vector product would take it."""
+        x, t = self.tensor(pred).requires_grad_(True), self.tensor(target).requires_grad_(True)
+        inputs = {"pred": x, "target": t}
+        (g,) = self.torch.autograd.grad(f(x, t, **kw).sum(), inputs[wrt[0]], create_graph=True)
+        (second,) = self.torch.autograd.grad(g.sum(), inputs[wrt[1]], allow_unused=True)
+        return second
 
     @contextlib.contextmanager
     def threads(self, n: int | None):
@@ -188,17 +194,18 @@ class TFBackend:
 
     SECOND_ORDER = (NotImplementedError, "differentiable once")
 
-    def second_derivative(self, f, pred, target, **kw):
+    def second_derivative(self, f, pred, target, wrt=("pred", "pred"), **kw):
         tf = self.tf
         with tf.device(self.device):
             x, t = self.tensor(pred), self.tensor(target)
+            inputs = {"pred": x, "target": t}
             with tf.GradientTape() as outer:
-                outer.watch(x)
+                outer.watch(inputs[wrt[1]])
                 with tf.GradientTape() as inner:
-                    inner.watch(x)
+                    inner.watch([x, t])
                     total = tf.reduce_sum(f(t, x, **kw))
-                g = inner.gradient(total, x)
-            return outer.gradient(g, x)
+                g = inner.gradient(total, inputs[wrt[0]])
+            return outer.gradient(g, inputs[wrt[1]])
 
     @contextlib.contextmanager
     def threads(self, n: int | None):
@@ -303,10 +310,11 @@ class JaxBackend:
 
     SECOND_ORDER = (NotImplementedError, "differentiable once")
 
-    def second_derivative(self, f, pred, target, **kw):
+    def second_derivative(self, f, pred, target, wrt=("pred", "pred"), **kw):
         x, t, jnp = self.tensor(pred), self.tensor(target), self.jnp
-        first = self.jax.grad(lambda y: jnp.sum(f(y, t, **kw)))
-        return self.jax.grad(lambda y: jnp.sum(first(y)))(x)
+        first, second = ({"pred": 0, "target": 1}[w] for w in wrt)
+        g = self.jax.grad(lambda x, t: jnp.sum(f(x, t, **kw)), argnums=first)
+        return self.jax.grad(lambda x, t: jnp.sum(g(x, t)), argnums=second)(x, t)
 
     @contextlib.contextmanager
     def threads(self, n: int | None):

@@ -150,3 +150,63 @@ def test_a_poisoned_batch_under_jit_gives_nan_and_keeps_the_state(kind):
     assert np.isnan(float(loss)), "a NaN logit in a valid entry must poison the loss"
     np.testing.assert_array_equal(np.asarray(after.ema), np.asarray(state.ema),
                                   err_msg="a poisoned batch must leave the EMA state as it was")
+
+
+@pytest.mark.parametrize("kind", ["c", "r"])
+def test_a_state_of_the_wrong_dtype_is_refused_not_truncated(kind):
+    # issue 28: an integer ema was accepted and truncated at every call
+    x, t, lw = _steps(kind, 1)[0]
+    bad = {"integer ema": GHMState(jnp.zeros(10, jnp.int32), jnp.zeros((), bool)),
+           "float16 ema": GHMState(jnp.zeros(10, jnp.float16), jnp.zeros((), bool)),
+           "integer initialized": GHMState(jnp.zeros(10, jnp.float32), jnp.zeros((), jnp.int32)),
+           "initialized per region": GHMState(jnp.zeros(10, jnp.float32), jnp.zeros(10, bool))}
+    for why, state in bad.items():
+        with pytest.raises(TypeError, match=r"state\.(ema|initialized) must be"):
+            FUNCTIONS[kind](x, t, lw, bins=10, momentum=0.5, state=state)
+            pytest.fail(f"{why}: accepted")
+    with jax.enable_x64(True):  # float64, where it exists, is a state too
+        _, state = FUNCTIONS[kind](x, t, lw, bins=10, momentum=0.5,
+                                   state=GHMState(jnp.zeros(10, jnp.float64), jnp.zeros((), bool)))
+        assert state.ema.dtype == jnp.float64
+
+
+@pytest.mark.parametrize("kind", ["c", "r"])
+def test_hyper_parameters_are_static_and_the_error_says_how_to_pass_them(kind):
+    # issue 28: momentum=jnp.float32(0.5) was "not a real number in [0, 1)"; jax.jit(ghm_c_loss) said
+    # "bins must be an integer >= 1, got JitTracer"
+    import functools
+
+    x, t, lw = _steps(kind, 1)[0]
+    f = FUNCTIONS[kind]
+    with pytest.raises(ValueError, match=r"momentum must be a Python number, got a JAX array.*static"):
+        f(x, t, lw, bins=10, momentum=jnp.float32(0.5))
+    with pytest.raises(ValueError, match=r"bins must be a Python number, got a traced value.*static_argnames"):
+        jax.jit(f)(x, t, lw, bins=10)
+    if kind == "r":
+        with pytest.raises(ValueError, match=r"mu must be a Python number.*functools\.partial"):
+            jax.jit(lambda x, t, mu: f(x, t, mu=mu))(x, t, 0.5)
+    want = f(x, t, lw, bins=10, momentum=0.5)[0]
+    by_name = jax.jit(f, static_argnames=("bins", "momentum"))(x, t, lw, bins=10, momentum=0.5)[0]
+    bound = jax.jit(functools.partial(f, bins=10, momentum=0.5))(x, t, lw)[0]
+    close(np.asarray(by_name), np.asarray(want), "static_argnames")
+    close(np.asarray(bound), np.asarray(want), "functools.partial")
+
+
+def test_64_bit_host_labels_and_weights_are_read_before_32_bit_jax_narrows_them():
+    # JAX's default mode makes int64 int32 (2^32 + 1 -> 1) and float64 float32 (1e-50 -> 0) on entry:
+    # called with NumPy arrays, the loss decides what they mean on the host first
+    assert not jax.config.jax_enable_x64
+    x = np.zeros((3, 2), np.float32)
+    for labels in (np.array([0, 2 ** 32 + 1, 1], np.int64), np.array([0, 2 ** 32 + 1, 1], np.uint64),
+                   np.array([[0, 1], [2 ** 32, 0], [1, 0]], np.int64)):
+        loss, state = ghm_c_loss(x, labels, bins=10, momentum=0.5)
+        assert np.isnan(float(loss)) and not bool(state.initialized), f"{labels.dtype} {labels.tolist()} wrapped"
+    ok = np.array([0, 2, 1], np.int64)
+    close(float(ghm_c_loss(x, ok, bins=10)[0]), reference.ghm_c(x, ok, bins=10).loss)
+    x = np.array([[0.0, 3.0], [1.0, -2.0], [0.5, 4.0]], np.float32)
+    t = np.array([[0, 1], [1, 0], [0, 0]], np.float32)
+    for weights in (np.array([[1e-50, 1], [1, 1], [0, 1]]), np.array([[2 ** 32, 1], [1, 1], [0, 1]], np.int64)):
+        got = float(ghm_c_loss(x, t, weights, bins=10, reduction="sum")[0])
+        want = reference.ghm_c(x, t, weights, bins=10, reduction="sum").loss
+        assert want != reference.ghm_c(x, t, np.where(weights == 1, 1, 0), bins=10, reduction="sum").loss
+        close(got, want, f"{weights.dtype} weights: the first entry is valid")

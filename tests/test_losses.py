@@ -148,6 +148,51 @@ def test_narrow_integer_labels_are_compared_as_int64(backend, dtype, n_classes):
     close(got.loss, reference.ghm_c(x, labels.astype(np.int64), bins=30).loss)
 
 
+@pytest.mark.parametrize("dtype", ["int64", "uint64"])
+def test_a_64_bit_label_past_int32_is_out_of_range_not_wrapped(backend, dtype):
+    # issue 28: impl_jax cast class indices to int32, so with 64-bit labels (JAX: x64) 2^32 + 1
+    # was read as class 1 and moved the EMA; spec.md 7: labels are compared as int64 (NaN, state kept)
+    x = np.zeros((3, 2), np.float32)
+    obj = backend.loss("c", bins=10, momentum=0.5)
+    for labels in (np.array([0, 2 ** 32 + 1, 1], dtype), np.array([[0, 1], [2 ** 32, 0], [1, 0]], dtype)):
+        with backend.float64_mode():
+            got = backend.call(obj, x, labels)
+        assert np.isnan(got.loss), f"{dtype} label past 2^32 read as in range: loss {got.loss}"
+        state, initialized = backend.state(obj)
+        assert not initialized and not state.any(), "a poisoned batch moved the EMA"
+    with backend.float64_mode():  # in range, the same dtype means the same as int32 labels
+        got = backend.call(backend.function("c"), x, np.array([0, 2, 1], dtype), bins=10)
+    close(got.loss, reference.ghm_c(x, np.array([0, 2, 1]), bins=10).loss)
+
+
+SUBNORMAL = {"float16": 1e-6, "bfloat16": 1e-39, "float32": 1e-40, "float64": 1e-310}
+
+
+@pytest.mark.parametrize("dtype", list(SUBNORMAL))
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_subnormal_positive_weight_is_valid(backend, kind, dtype):
+    # spec.md 1 (issue 28): w > 0 for the number as stored; XLA and TensorFlow on CPU flush
+    # subnormals to zero in a comparison, which counted 1e-40 as masked there
+    import ml_dtypes
+
+    x, t = _batches(1, seed=6)[0]
+    mask = np.ones(x.shape)
+    mask[::4] = 0.0
+    np_dtype = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    lw = mask.astype(np_dtype)
+    lw[1] = np.array(SUBNORMAL[dtype], np_dtype)  # a row of subnormal weights, each entry valid
+    lw[2, 0] = np.array(-SUBNORMAL[dtype], np_dtype)  # and a negative subnormal one, masked
+    mask[2, 0] = 0.0
+    tiny = np.abs(lw[1].astype(np.float64))
+    assert (tiny > 0).all() and (tiny < np.finfo(np_dtype).smallest_normal).all(), "the weights must be subnormal"
+    with backend.float64_mode():
+        got = backend.call(backend.function(kind), x, t, lw, bins=5)
+    ref = REF[kind](x, t, mask, bins=5)
+    assert not np.isclose(ref.loss, REF[kind](x, t, np.where(np.arange(16)[:, None] == 1, 0, mask), bins=5).loss)
+    close(got.loss, ref.loss, what=f"{dtype} subnormal weights as valid entries")
+    close(got.grad, ref.grad, what="gradient")
+
+
 @pytest.mark.parametrize("shape", [(8,), (8, 1)])
 def test_integer_target_with_one_logit_is_rejected_not_inverted(backend, shape):
     # spec.md 6: with C = 1 an integer target of shape pred.shape[:-1] could be a class index
@@ -354,13 +399,16 @@ def _soft_case(kind: str):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_second_derivative_through_the_loss_is_an_error_not_a_silent_zero(backend, kind):
-    # spec.md 5: the gradient is formed with the loss; a gradient penalty through it must not get
-    # None or 0 (the loss's curvature is not 0) but a clear error
+@pytest.mark.parametrize("wrt", [("pred", "pred"), ("target", "target"), ("pred", "target"), ("target", "pred")],
+                         ids="-".join)
+def test_a_second_derivative_through_the_loss_is_an_error_not_a_silent_zero(backend, kind, wrt):
+    # spec.md 5: the gradient is formed with the loss; a gradient penalty through it, or a Hessian
+    # in the target, must not get None or 0 (d/dt of d loss/dx is -beta/N, not 0) but a clear
+    # error, in every argument (issue 28: JAX returned 0 for a tangent entering through the target)
     x, t, _ = _soft_case(kind)
     error, match = backend.SECOND_ORDER
     with pytest.raises(error, match=match):
-        backend.second_derivative(backend.function(kind), x, t, bins=5)
+        backend.second_derivative(backend.function(kind), x, t, wrt=wrt, bins=5)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -157,6 +157,16 @@ def test_label_weight_values_act_only_as_a_mask():
     assert a.loss == b.loss
 
 
+@pytest.mark.parametrize("weight", [np.float16(1e-6), np.float32(1e-40), np.float64(1e-310), np.float64(np.inf)],
+                         ids=lambda w: f"{w.dtype}-{w}")
+def test_a_subnormal_or_infinite_positive_weight_is_valid_and_signed_zeros_are_masked(weight):
+    # spec.md 1: w > 0 for the number as stored, decided on its bits (no flush-to-zero mode can mask it)
+    base = ghm_c(X1, T1, np.array([1.0, 1.0, 0.0, 1.0]), bins=4)
+    w = np.array([1.0, weight, -0.0, 1.0], weight.dtype)
+    got = ghm_c(X1, T1, w, bins=4)
+    assert got.loss == base.loss and got.weights[1] > 0 and got.weights[2] == 0.0
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dialect", ["paper", "mmdet"])
 def test_non_finite_valid_entry_gives_nan_and_keeps_state(bad, dialect):

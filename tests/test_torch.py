@@ -324,3 +324,23 @@ def test_non_contiguous_inputs_give_the_reference(layout, loss, weight_dtype):
     out.backward()
     np.testing.assert_allclose(out.item(), want.loss, **TOLERANCE["float32"])
     np.testing.assert_allclose(pred.grad.numpy(), want.grad, **TOLERANCE["float32"])
+
+
+@pytest.mark.parametrize("kind", ["c", "r"])
+@pytest.mark.parametrize("dtype, tiny", [(np.float32, 1e-40), (np.float16, 1e-6), (np.float64, 1e-310)])
+def test_a_subnormal_weight_is_valid_under_flush_to_zero(kind, dtype, tiny):
+    # spec.md 1 (issue 28): w > 0 for the number as stored, so torch.set_flush_denormal(True) (which
+    # makes 1e-40 > 0 False) must not mask it: the weight is compared by its bits
+    x, t = _batches(1, seed=7)[0]
+    mask = np.ones((16, 3))
+    mask[::4] = 0.0
+    w = mask.astype(dtype)
+    w[1] = tiny
+    ref = REF[kind](x.numpy(), t.numpy(), mask, bins=5)
+    assert not np.isclose(ref.loss, REF[kind](x.numpy(), t.numpy(), np.where(w >= 1, 1.0, 0.0), bins=5).loss)
+    torch.set_flush_denormal(True)
+    try:
+        got = FUNCTIONS[kind](x, t, torch.from_numpy(w), bins=5)
+    finally:
+        torch.set_flush_denormal(False)
+    np.testing.assert_allclose(float(got), ref.loss, **TOLERANCE["float32"])
