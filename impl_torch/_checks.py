@@ -60,13 +60,19 @@ def compute_dtype(pred: torch.Tensor) -> torch.dtype:
     return torch.float64 if pred.dtype == torch.float64 else torch.float32
 
 
+def check_label_weight(label_weight: torch.Tensor | None, pred: torch.Tensor) -> None:
+    """A label weight of a numeric dtype, shaped like pred or like pred.shape[:-1] (per anchor)."""
+    if label_weight is not None:
+        check_tensor("label_weight", label_weight, allowed=(FLOATING, BOOL, INTEGER))
+        check_shape("label_weight", label_weight, pred.shape, pred.shape[:-1])
+
+
 def valid_mask(label_weight: torch.Tensor | None, pred: torch.Tensor) -> torch.Tensor | None:
     """valid = label_weight > 0 (NaN and negative weights are masked), shaped like pred; per-anchor
     weights (shape pred.shape[:-1]) are broadcast. None when every entry is valid."""
     if label_weight is None:
         return None
-    check_tensor("label_weight", label_weight, allowed=(FLOATING, BOOL, INTEGER))
-    check_shape("label_weight", label_weight, pred.shape, pred.shape[:-1])
+    check_label_weight(label_weight, pred)
     valid = label_weight if label_weight.dtype == torch.bool else label_weight > 0
     return valid if valid.dim() == pred.dim() else valid.unsqueeze(-1).expand(pred.shape)
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._checks import check_hyper
-from ._harmonize import harmonized_loss
+from ._harmonize import harmonized_loss, native_loss
 
 STATE_DTYPE = torch.float32  # spec.md section 8: the EMA state is float32 whatever the module is cast to
 
@@ -49,6 +49,20 @@ class GHMLossBase(nn.Module):
             dialect=self.dialect, reduction=reduction or self.reduction, loss_weight=self.loss_weight,
             state=self.ema, initialized=self.ema_initialized, scratch=scratch, sync_density=self.sync_density,
             process_group=self.process_group, target=target, per_entry_target_grad=per_entry_target_grad)
+        if self.momentum > 0.0 and self.training:
+            with torch.no_grad():
+                self.ema.copy_(new_state)
+                self.ema_initialized.copy_(new_initialized)
+        return loss
+
+    def _native(self, pred, x, t, ind, counts, sums, ok, *, kind: str, mu: float = 0.0, reduction: str,
+                target=None) -> torch.Tensor:
+        """``_harmonized`` for the fused kernels' forward (``_native``)."""
+        loss, new_state, new_initialized = native_loss(
+            pred, x, t, ind, counts, sums, ok, kind=kind, mu=mu, bins=self.bins, momentum=self.momentum,
+            dialect=self.dialect, reduction=reduction, loss_weight=self.loss_weight, state=self.ema,
+            initialized=self.ema_initialized, sync_density=self.sync_density, process_group=self.process_group,
+            target=target)
         if self.momentum > 0.0 and self.training:
             with torch.no_grad():
                 self.ema.copy_(new_state)

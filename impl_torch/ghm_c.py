@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import (BOOL, FLOATING, INTEGER, check_hyper, check_tensor, compute_dtype, is_class_index_target,
-                      valid_mask)
-from ._harmonize import harmonized_loss, poison_in_counts, region_index
+from ._checks import (BOOL, FLOATING, INTEGER, check_hyper, check_label_weight, check_tensor, compute_dtype,
+                      is_class_index_target, valid_mask)
+from ._harmonize import harmonized_loss, native_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
+from ._native import native_forward, serves, weight_kind
 
 
 def cross_entropy(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -109,6 +110,25 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
     return per_entry_loss, per_entry_grad, ind, ok, t if owned_t else None, per_entry_target_grad
 
 
+def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, bins: int):
+    """``_prepare`` for the fused kernels (``_native``; float32 CPU pred, ``serves``): the same
+    checks, then one pass computing the region indices, the counts and the per-region loss sums.
+    Returns (x, t, ind, counts, sums, ok): the float32 inputs the kernels read, their outputs, and
+    the class indices' range check (None for other targets: the kernels check t themselves)."""
+    check_tensor("target", target, allowed=(FLOATING, BOOL, INTEGER))
+    check_label_weight(label_weight, pred)
+    with torch.no_grad():
+        ok = None
+        if is_class_index_target(target, pred):
+            t, check_t, ok = _targets(pred, target, valid_mask(label_weight, pred), torch.float32)
+        else:
+            t, check_t = target.detach().to(torch.float32), target.dtype != torch.bool
+        x, t = pred.detach(), t.contiguous()
+        lw, lw_kind = weight_kind(label_weight, pred)
+        ind, counts, sums = native_forward(x, t, lw, lw_kind, bins, "c", check_t, 0.0)
+    return x, t, ind, counts, sums, ok
+
+
 class GHMCLoss(GHMLossBase):
     """GHM-C loss (Li et al., AAAI 2019, Eqs. 1-13): sigmoid cross entropy reweighted by the
     inverse density of the gradient norm ``g = |sigmoid(pred) - target|``.
@@ -174,9 +194,14 @@ class GHMCLoss(GHMLossBase):
         """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
         accepted and ignored (GHM normalises by its own N, as the official GHMC does);
         ``reduction_override`` replaces ``reduction`` for this call."""
+        reduction = self._reduction(reduction_override)
+        check_tensor("pred", pred, allowed=(FLOATING,))
+        if serves(pred, self.bins):
+            x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, self.bins)
+            return self._native(pred, x, t, ind, counts, sums, ok, kind="c", reduction=reduction, target=target)
         per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, self.bins)
-        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, scratch, reduction=self._reduction(
-            reduction_override), target=target, per_entry_target_grad=target_grad)
+        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, scratch, reduction=reduction,
+                                target=target, per_entry_target_grad=target_grad)
 
 
 def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *, bins: int = 30,
@@ -184,6 +209,13 @@ def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
                process_group=None) -> torch.Tensor:
     """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+    check_tensor("pred", pred, allowed=(FLOATING,))
+    if serves(pred, bins):
+        x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, bins)
+        loss, _, _ = native_loss(pred, x, t, ind, counts, sums, ok, kind="c", mu=0.0, bins=bins, momentum=0.0,
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight,
+                                 sync_density=sync_density, process_group=process_group, target=target)
+        return loss
     per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, bins)
     loss, _, _ = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
                                  dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch,
