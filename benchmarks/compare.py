@@ -12,11 +12,13 @@ runners. Per group (framework and mode), after warm-up, the processes take turns
 at a time, in the order A B B A A B ... (so that a drift of the machine hits both alike; the idle
 process waits on a pipe and uses no CPU). A round is ``--reps`` forward + backward passes of the
 GHM loss and of the plain loss, interleaved, and gives the round's ratio GHM / plain (medians
-of its passes). Reported per side: the median ratio over the rounds and its spread (min-max);
-and the quotient B / A of each pair of rounds (B's ratio over A's in the same pair), its
-median and spread. The verdict says "regression" when the whole spread of the quotient lies
-above 1 (every pair of rounds found B slower, relative to its plain loss), "faster" when it lies
-below 1, and "same within spread" otherwise.
+of its passes). Reported per side: the median ratio over the rounds and its spread; and the
+quotient B / A of each pair of rounds (B's ratio over A's in the same pair), its median and
+spread. The spread is the interval of order statistics that holds the median with probability
+>= 90% whatever the distribution (with 12 rounds: the 3rd smallest to the 3rd largest; with
+fewer than 5, the full range), so that a round in which another process took the CPU does not
+decide it. The verdict says "regression" when the whole spread of the quotient lies above 1,
+"faster" when it lies below 1, and "same within spread" otherwise.
 
 Ratios, not times, are compared: a ratio to the plain loss of the same framework and mode, measured
 in the same process a moment apart, cancels most of the machine's state. Timings are only
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -46,6 +49,19 @@ BASELINES = {("torch", "c"): "BCE", ("tf", "c"): "sigmoid CE", ("jax", "c"): "si
              ("torch", "r"): "ASL1", ("tf", "r"): "ASL1", ("jax", "r"): "ASL1"}
 BASELINE_TEXT = {"torch-compiled": "compiled {}", "tf-XLA": "XLA {}", "jax-jit": "jitted {}"}
 HEADLINE = {"c": (4_000_000, 30), "r": (1_600_000, 10)}  # entries, bins: as ``python -m benchmarks``
+
+
+def median_interval(values: list[float], coverage: float = 0.9) -> tuple[float, float]:
+    """The k-th smallest and k-th largest of ``values``, with k the largest for which the interval
+    holds the true median with probability >= ``coverage`` whatever the distribution (order
+    statistics: P(k-th smallest <= median <= k-th largest) = 1 - 2 P(Binomial(n, 1/2) < k)).
+    So one wild round (another process took the CPU) widens nothing; with fewer than 5 values
+    it is the full range."""
+    ordered = sorted(values)
+    n, k = len(ordered), 1
+    while k < n // 2 and 1 - 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n >= coverage:
+        k += 1
+    return ordered[k - 1], ordered[n - k]
 
 
 def verdict(low: float, high: float) -> str:
@@ -173,7 +189,8 @@ def run_group(workers: dict, group: str, loss: str, entries: int, bins: int, mom
 
 
 def _spread(values: list[float], digits: int = 2, unit: str = "") -> str:
-    return f"{statistics.median(values):.{digits}f}{unit} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+    low, high = median_interval(values)
+    return f"{statistics.median(values):.{digits}f}{unit} [{low:.{digits}f}-{high:.{digits}f}]"
 
 
 def table(rows: list[Row]) -> list[str]:
@@ -189,7 +206,7 @@ def table(rows: list[Row]) -> list[str]:
         q = r.quotients()
         ms = {label: f"{g:.2f}, {p:.2f}" for label, (g, p) in r.ms.items()}
         lines.append(f"| {name} | {r.plain} | {_spread(r.ratios['A'], unit='x')} | {_spread(r.ratios['B'], unit='x')} | "
-                     f"{_spread(q, 3)} | {verdict(min(q), max(q))} | {ms['A']} | {ms['B']} |")
+                     f"{_spread(q, 3)} | {verdict(*median_interval(q))} | {ms['A']} | {ms['B']} |")
     return lines
 
 
@@ -214,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", type=int, default=None, help="entries per call. Default: 4,000,000 (C), 1,600,000 (R)")
     ap.add_argument("--bins", type=int, default=None, help="Default: 30 (C), 10 (R)")
     ap.add_argument("--momentum", type=float, default=0.0, help="Default: 0")
-    ap.add_argument("--rounds", type=int, default=8, help="rounds per side and group. Default: 8")
+    ap.add_argument("--rounds", type=int, default=12, help="rounds per side and group. Default: 12")
     ap.add_argument("--reps", type=int, default=5, help="forward + backward passes of each loss per round. Default: 5")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: torch eager, GHM-C, 100,000 entries, 3 rounds of 3 passes")
@@ -284,11 +301,11 @@ def main(argv: list[str] | None = None) -> int:
            + "".join(f"; {v}" for v in versions.values() if v),
            f"- {loss_text}, mmdet dialect, momentum {args.momentum:g}, label weights given (all 1); forward + "
            f"backward; {args.rounds} rounds of {args.reps} interleaved passes per side, sides alternating "
-           f"A B B A ...; ratio = GHM / plain (median of a round's passes), median [min-max] over the rounds; "
-           f"B / A per pair of rounds", ""]
+           f"A B B A ...; ratio = GHM / plain (median of a round's passes), median [90% interval of the median, "
+           f"order statistics] over the rounds; B / A per pair of rounds", ""]
     out += table(rows)
     print("\n".join(out))
-    regressed = any(not r.error and verdict(min(r.quotients()), max(r.quotients())) == "regression" for r in rows)
+    regressed = any(not r.error and verdict(*median_interval(r.quotients())) == "regression" for r in rows)
     return 1 if regressed and args.fail_on_regression else 0
 
 

@@ -122,6 +122,16 @@ def test_compare_verdict_needs_the_whole_spread_off_one(low, high, said):
     assert verdict(low, high) == said
 
 
+def test_compare_spread_is_not_decided_by_one_wild_round():
+    from benchmarks.compare import median_interval, verdict
+
+    quotients = [1.2, 1.25, 1.18, 1.22, 1.3, 1.21, 1.19, 1.24, 1.23, 1.2, 1.26, 0.4]  # one round disturbed
+    low, high = median_interval(quotients)
+    assert (low, high) == (1.19, 1.25), "12 rounds: the 3rd smallest to the 3rd largest"
+    assert verdict(low, high) == "regression"
+    assert median_interval([1.0, 2.0, 3.0]) == (1.0, 3.0), "too few rounds: the full range"
+
+
 _SLOWER = """
 import time as _time
 
