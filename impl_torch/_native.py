@@ -4,7 +4,8 @@ exact counts and per-region loss sums) and one pass backward, for float32 CPU te
 The C source is compiled at first use with the system's C compiler (the one torch.compile's CPU
 backend needs too) into a per-user cache (``$GHM_LOSS_CACHE``, else ``$XDG_CACHE_HOME/ghm_loss`` or
 ``~/.cache/ghm_loss``), keyed by the source, the compiler and the CPU, and loaded with ctypes;
-the ops release the GIL and split large inputs over ``torch.get_num_threads()`` threads. They are
+the ops release the GIL and split large inputs into chunks of 2^18 entries over
+``torch.get_num_threads()`` threads. They are
 ``torch.library`` custom ops, so ``torch.compile(fullgraph=True)`` calls them as they are.
 
 Where the kernels cannot serve a call (no compiler, another device or dtype, a non-contiguous
@@ -33,7 +34,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("_native.c")
 MAX_BINS = 254  # region index, spare slot and poison slot in one byte
-_PARALLEL_MIN = 1 << 17  # entries below which one thread does the whole call
+CHUNK = 1 << 18  # entries per kernel call: the unit of work of a thread
 LW_NONE, LW_F32, LW_U8, LW_F32_ROW, LW_U8_ROW = range(5)
 
 _lock = threading.Lock()
@@ -189,18 +190,27 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _chunks(n: int) -> list[tuple[int, int]]:
-    parts = min(torch.get_num_threads(), 64) if n >= _PARALLEL_MIN else 1
-    step = -(-n // max(parts, 1))
-    step += -step % 64  # cache-line-aligned starts
-    return [(s, min(step, n - s)) for s in range(0, n, step)]
+    """(start, size) of fixed-size chunks: the per-chunk sums, added in chunk order, do not depend on
+    the number of threads (a result is bit-identical on 1 thread and on all)."""
+    return [(s, min(CHUNK, n - s)) for s in range(0, n, CHUNK)]
 
 
 def _parallel(fn, chunks) -> list:
-    if len(chunks) == 1:
-        return [fn(*chunks[0])]
-    futures = [_pool().submit(fn, *c) for c in chunks[1:]]
-    first = fn(*chunks[0])
-    return [first] + [f.result() for f in futures]
+    """fn(k, start, size) for every chunk k, the chunks split into contiguous runs over
+    torch.get_num_threads() threads (the kernels release the GIL); the results in chunk order."""
+    threads = min(torch.get_num_threads(), len(chunks))
+    results = [None] * len(chunks)
+
+    def work(part: range) -> None:
+        for k in part:
+            results[k] = fn(k, *chunks[k])
+
+    parts = [range(len(chunks) * i // threads, len(chunks) * (i + 1) // threads) for i in range(threads)]
+    futures = [_pool().submit(work, part) for part in parts[1:]]
+    work(parts[0])
+    for f in futures:
+        f.result()
+    return results
 
 
 def _ptr(a: torch.Tensor | None):
@@ -227,7 +237,7 @@ def _forward_impl(x: torch.Tensor, t: torch.Tensor, lw: torch.Tensor | None, lw_
         return lib.ghm_r_forward(px, pt, plw, lw_kind, cols, start, size, bins, mu, pind, counts[k].data_ptr(),
                                  sums[k].data_ptr())
 
-    status = _parallel(run, [(k, s, m) for k, (s, m) in enumerate(chunks)])
+    status = _parallel(run, chunks)
     if any(status):
         raise ValueError(f"the native kernels take at most {MAX_BINS} bins, got {bins}")
     return ind, counts.sum(0), sums.sum(0)
@@ -254,7 +264,7 @@ def _backward_impl(x: torch.Tensor, t: torch.Tensor, ind: torch.Tensor, table: t
     px, pt, pind, ptab = x.data_ptr(), t.data_ptr(), ind.data_ptr(), table.data_ptr()
     pgx, pgt, pl = (_ptr(o) for o in outs)
 
-    def run(start: int, size: int) -> None:
+    def run(k: int, start: int, size: int) -> None:
         if kind == "c":
             lib.ghm_c_backward(px, pt, pind, ptab, start, size, bins, pgx, pgt, pl)
         else:

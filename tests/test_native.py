@@ -164,13 +164,13 @@ def test_a_poisoned_batch_is_nan_on_both_paths_and_the_ema_is_untouched(loss, po
 
 @pytest.mark.parametrize("cols", [1, 7, 80])
 def test_threads_split_the_entries_anywhere_in_a_row(cols):
-    """Above 2^17 entries the kernels run on several threads, whose ranges start mid-row: the
-    per-anchor weights and the counts must not notice."""
+    """Above 2^18 entries the kernels run in chunks on several threads, and a chunk may start
+    mid-row: the per-anchor weights and the counts must not notice."""
     threads = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
         rng = np.random.default_rng(cols)
-        rows = (1 << 18) // cols + 3
+        rows = 2 * _native.CHUNK // cols + 3
         x, t = _c_inputs(rng, (rows, cols), 30, "binary")
         w = _weights(rng, (rows, cols), "per-anchor float32")
         assert len(_native._chunks(x.numel())) == 3
