@@ -189,6 +189,16 @@ def _pool() -> ThreadPoolExecutor:
         return _pool_
 
 
+def _forget_pool() -> None:
+    """In a forked child (a DataLoader worker) the parent's pool threads do not exist: start anew."""
+    global _pool_, _lock
+    _pool_, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _chunks(n: int) -> list[tuple[int, int]]:
     """(start, size) of fixed-size chunks: the per-chunk sums, added in chunk order, do not depend on
     the number of threads (a result is bit-identical on 1 thread and on all)."""
