@@ -243,3 +243,41 @@ void ghm_r_backward(const float *restrict x, const float *restrict t, const uint
         if (ls) ls[i] = k == bins ? 0.0f : w * (d * u / (1.0f + ms / r));
     }
 }
+
+/* Whole calls, split into chunks of `chunk` entries (per-chunk counts and sums: rows of
+ * counts / sums, bins + 2 each), the chunks spread over `threads` threads of the OpenMP runtime
+ * torch itself runs on (built with -fopenmp, this library shares torch's libgomp: no second pool
+ * of threads competing with torch's). The results do not depend on the number of threads. */
+int ghm_forward_chunks(int32_t kind, const float *x, const float *t, const void *lw, int32_t lw_kind, int64_t cols,
+                       int64_t n, int64_t chunk, int32_t threads, int32_t bins, int32_t check_t, float mu, uint8_t *ind,
+                       int64_t *counts, double *sums) {
+    const int64_t chunks = (n + chunk - 1) / chunk, slots = bins + 2;
+    int status = 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1) reduction(| : status)
+#endif
+    for (int64_t k = 0; k < chunks; k++) {
+        const int64_t start = k * chunk, size = n - start < chunk ? n - start : chunk;
+        status |= kind == 0 ? ghm_c_forward(x, t, lw, lw_kind, cols, start, size, bins, check_t, ind,
+                                            counts + k * slots, sums + k * slots)
+                            : ghm_r_forward(x, t, lw, lw_kind, cols, start, size, bins, mu, ind, counts + k * slots,
+                                            sums + k * slots);
+    }
+    return status;
+}
+
+void ghm_backward_chunks(int32_t kind, const float *x, const float *t, const uint8_t *ind, const float *table,
+                         int64_t n, int64_t chunk, int32_t threads, int32_t bins, float mu, float *grad_x,
+                         float *grad_t, float *loss) {
+    const int64_t chunks = (n + chunk - 1) / chunk;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && chunks > 1)
+#endif
+    for (int64_t k = 0; k < chunks; k++) {
+        const int64_t start = k * chunk, size = n - start < chunk ? n - start : chunk;
+        if (kind == 0)
+            ghm_c_backward(x, t, ind, table, start, size, bins, grad_x, grad_t, loss);
+        else
+            ghm_r_backward(x, t, ind, table, start, size, bins, mu, grad_x, grad_t, loss);
+    }
+}

@@ -5,7 +5,8 @@ The C source is compiled at first use with the system's C compiler (the one torc
 backend needs too) into a per-user cache (``$GHM_LOSS_CACHE``, else ``$XDG_CACHE_HOME/ghm_loss`` or
 ``~/.cache/ghm_loss``), keyed by the source, the compiler and the CPU, and loaded with ctypes;
 the ops release the GIL and split large inputs into chunks of 2^18 entries over
-``torch.get_num_threads()`` threads. They are
+``torch.get_num_threads()`` threads of torch's own OpenMP runtime (the library links the
+``libgomp.so.1`` that torch has loaded), so they add no threads of their own. They are
 ``torch.library`` custom ops, so ``torch.compile(fullgraph=True)`` calls them as they are.
 
 Where the kernels cannot serve a call (no compiler, another device or dtype, a non-contiguous
@@ -26,7 +27,6 @@ import sys
 import tempfile
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,14 +34,13 @@ import torch
 
 SOURCE = Path(__file__).with_name("_native.c")
 MAX_BINS = 254  # region index, spare slot and poison slot in one byte
-CHUNK = 1 << 18  # entries per kernel call: the unit of work of a thread
+CHUNK = 1 << 18  # entries per chunk: the unit of work of a thread
 LW_NONE, LW_F32, LW_U8, LW_F32_ROW, LW_U8_ROW = range(5)
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
 _switch = [os.environ.get("GHM_LOSS_NATIVE", "1") != "0"]
-_pool_: ThreadPoolExecutor | None = None
 
 
 def _cache_dir() -> Path:
@@ -69,10 +68,12 @@ def _compiler() -> str | None:
     return None
 
 
-# Tried in order: vector math from glibc's libmvec (expf, log1pf: glibc >= 2.35), then scalar libm,
-# then without -march=native.
-_FLAVOURS = (["-march=native", "-DGHM_MVEC"], ["-march=native"], [])
-_COMMON = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared", "-std=c99"]
+# Tried in order: OpenMP (torch's own runtime: the library's libgomp.so.1 is the one torch has
+# loaded) with vector math from glibc's libmvec (expf, log1pf: glibc >= 2.35), without libmvec,
+# without OpenMP (one thread), without -march=native.
+_FLAVOURS = (["-march=native", "-fopenmp", "-DGHM_MVEC"], ["-march=native", "-fopenmp"],
+             ["-march=native", "-fopenmp-simd"], ["-fopenmp-simd"])
+_COMMON = ["-O3", "-fno-math-errno", "-fPIC", "-shared", "-std=c99"]
 
 
 def _build() -> ctypes.CDLL | None:
@@ -117,14 +118,10 @@ def _build() -> ctypes.CDLL | None:
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     p, i32, i64, f32 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64, ctypes.c_float
-    lib.ghm_c_forward.argtypes = [p, p, p, i32, i64, i64, i64, i32, i32, p, p, p]
-    lib.ghm_c_forward.restype = ctypes.c_int
-    lib.ghm_r_forward.argtypes = [p, p, p, i32, i64, i64, i64, i32, f32, p, p, p]
-    lib.ghm_r_forward.restype = ctypes.c_int
-    lib.ghm_c_backward.argtypes = [p, p, p, p, i64, i64, i32, p, p, p]
-    lib.ghm_c_backward.restype = None
-    lib.ghm_r_backward.argtypes = [p, p, p, p, i64, i64, i32, f32, p, p, p]
-    lib.ghm_r_backward.restype = None
+    lib.ghm_forward_chunks.argtypes = [i32, p, p, p, i32, i64, i64, i64, i32, i32, i32, f32, p, p, p]
+    lib.ghm_forward_chunks.restype = ctypes.c_int
+    lib.ghm_backward_chunks.argtypes = [i32, p, p, p, p, i64, i64, i32, i32, f32, p, p, p]
+    lib.ghm_backward_chunks.restype = None
     return lib
 
 
@@ -181,46 +178,10 @@ def weight_kind(label_weight: torch.Tensor | None, pred: torch.Tensor):
     return lw.contiguous(), kind
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _pool_
-    with _lock:
-        if _pool_ is None:
-            _pool_ = ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 2), thread_name_prefix="ghm-native")
-        return _pool_
-
-
-def _forget_pool() -> None:
-    """In a forked child (a DataLoader worker) the parent's pool threads do not exist: start anew."""
-    global _pool_, _lock
-    _pool_, _lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _chunks(n: int) -> list[tuple[int, int]]:
-    """(start, size) of fixed-size chunks: the per-chunk sums, added in chunk order, do not depend on
-    the number of threads (a result is bit-identical on 1 thread and on all)."""
-    return [(s, min(CHUNK, n - s)) for s in range(0, n, CHUNK)]
-
-
-def _parallel(fn, chunks) -> list:
-    """fn(k, start, size) for every chunk k, the chunks split into contiguous runs over
-    torch.get_num_threads() threads (the kernels release the GIL); the results in chunk order."""
-    threads = min(torch.get_num_threads(), len(chunks))
-    results = [None] * len(chunks)
-
-    def work(part: range) -> None:
-        for k in part:
-            results[k] = fn(k, *chunks[k])
-
-    parts = [range(len(chunks) * i // threads, len(chunks) * (i + 1) // threads) for i in range(threads)]
-    futures = [_pool().submit(work, part) for part in parts[1:]]
-    work(parts[0])
-    for f in futures:
-        f.result()
-    return results
+def chunks(n: int) -> int:
+    """Number of fixed-size chunks of a call: per-chunk sums, added in chunk order, make a result
+    independent of the number of threads (bit-identical on 1 thread and on all)."""
+    return -(-n // CHUNK)
 
 
 def _ptr(a: torch.Tensor | None):
@@ -228,27 +189,18 @@ def _ptr(a: torch.Tensor | None):
 
 
 def _forward_impl(x: torch.Tensor, t: torch.Tensor, lw: torch.Tensor | None, lw_kind: int, bins: int,
-                   kind: str, check_t: bool, mu: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  kind: str, check_t: bool, mu: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ind uint8 shaped like x, counts int64 (bins + 2), per-region loss sums float64 (bins + 2)):
     slot ``bins`` holds the masked entries, ``bins + 1`` the valid entries that poison the batch."""
-    lib = library()
     n, slots = x.numel(), bins + 2
     cols = x.shape[-1] if x.dim() else 1
     ind = torch.empty(x.shape, dtype=torch.uint8)
-    chunks = _chunks(n)
-    counts = torch.empty((len(chunks), slots), dtype=torch.int64)
-    sums = torch.empty((len(chunks), slots), dtype=torch.float64)
-    px, pt, plw, pind = x.data_ptr(), t.data_ptr(), _ptr(lw), ind.data_ptr()
-
-    def run(k: int, start: int, size: int) -> int:
-        if kind == "c":
-            return lib.ghm_c_forward(px, pt, plw, lw_kind, cols, start, size, bins, int(check_t), pind,
-                                     counts[k].data_ptr(), sums[k].data_ptr())
-        return lib.ghm_r_forward(px, pt, plw, lw_kind, cols, start, size, bins, mu, pind, counts[k].data_ptr(),
-                                 sums[k].data_ptr())
-
-    status = _parallel(run, chunks)
-    if any(status):
+    counts = torch.empty((chunks(n), slots), dtype=torch.int64)
+    sums = torch.empty((chunks(n), slots), dtype=torch.float64)
+    status = library().ghm_forward_chunks(0 if kind == "c" else 1, x.data_ptr(), t.data_ptr(), _ptr(lw), lw_kind,
+                                          cols, n, CHUNK, torch.get_num_threads(), bins, int(check_t), mu,
+                                          ind.data_ptr(), counts.data_ptr(), sums.data_ptr())
+    if status:
         raise ValueError(f"the native kernels take at most {MAX_BINS} bins, got {bins}")
     return ind, counts.sum(0), sums.sum(0)
 
@@ -263,24 +215,16 @@ def _(x, t, lw, lw_kind, bins, kind, check_t, mu):
 
 
 def _backward_impl(x: torch.Tensor, t: torch.Tensor, ind: torch.Tensor, table: torch.Tensor, bins: int, kind: str,
-                    mu: float, need_x: bool, need_t: bool, need_loss: bool
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   mu: float, need_x: bool, need_t: bool, need_loss: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """table[ind] * dL/dx, table[ind] * dL/dt and table[ind] * L per entry (0 where masked), each
     an empty tensor unless asked for; ``table`` has bins + 2 float32 values."""
-    lib = library()
     table = table.to(torch.float32).contiguous()
     outs = [torch.empty(x.shape, dtype=torch.float32) if need else x.new_empty(0) for need in
             (need_x, need_t, need_loss)]
-    px, pt, pind, ptab = x.data_ptr(), t.data_ptr(), ind.data_ptr(), table.data_ptr()
-    pgx, pgt, pl = (_ptr(o) for o in outs)
-
-    def run(k: int, start: int, size: int) -> None:
-        if kind == "c":
-            lib.ghm_c_backward(px, pt, pind, ptab, start, size, bins, pgx, pgt, pl)
-        else:
-            lib.ghm_r_backward(px, pt, pind, ptab, start, size, bins, mu, pgx, pgt, pl)
-
-    _parallel(run, _chunks(x.numel()))
+    library().ghm_backward_chunks(0 if kind == "c" else 1, x.data_ptr(), t.data_ptr(), ind.data_ptr(),
+                                  table.data_ptr(), x.numel(), CHUNK, torch.get_num_threads(), bins, mu,
+                                  *(_ptr(o) for o in outs))
     return tuple(outs)
 
 
