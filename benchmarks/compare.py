@@ -21,7 +21,10 @@ decide it. The verdict says "regression" when the whole spread of the quotient l
 "faster" when it lies below 1, and "same within spread" otherwise.
 
 Ratios, not times, are compared: a ratio to the plain loss of the same framework and mode, measured
-in the same process a moment apart, cancels most of the machine's state. Timings are only
+in the same process a moment apart, cancels most of the machine's state. The last column is the
+plain quotient of the GHM loss's own times (B over A, per pair of rounds): on a machine that other
+processes share, a plain loss on OpenMP threads can run at a speed that depends on what its
+process did before, and this column does not involve it. Timings are only
 comparable within one run of this command: on a shared machine, run it alone (on the project's
 machine: ``flock /tmp/ghm-heavy.lock python -m benchmarks.compare ...``).
 """
@@ -152,9 +155,13 @@ class Row:
     ms: dict  # label -> (GHM ms, plain ms), medians over the rounds
     error: dict  # label -> why the side could not run this group
     setup: dict = field(default_factory=dict)  # label -> the worker's setup reply (what it imported, versions)
+    ghm_seconds: dict = field(default_factory=lambda: {"A": [], "B": []})  # label -> [GHM time per round]
 
     def quotients(self) -> list[float]:
         return [b / a for a, b in zip(self.ratios["A"], self.ratios["B"])]
+
+    def time_quotients(self) -> list[float]:
+        return [b / a for a, b in zip(self.ghm_seconds["A"], self.ghm_seconds["B"])]
 
 
 def run_group(workers: dict, group: str, loss: str, entries: int, bins: int, momentum: float, rounds: int,
@@ -183,6 +190,7 @@ def run_group(workers: dict, group: str, loss: str, entries: int, bins: int, mom
                 return row
             samples[label].append((reply["ghm"], reply["plain"]))
             row.ratios[label].append(reply["ghm"] / reply["plain"])
+            row.ghm_seconds[label].append(reply["ghm"])
     for label, pairs in samples.items():
         row.ms[label] = tuple(statistics.median(p[i] for p in pairs) * 1e3 for i in (0, 1))
     return row
@@ -195,19 +203,27 @@ def _spread(values: list[float], digits: int = 2, unit: str = "") -> str:
 
 def table(rows: list[Row]) -> list[str]:
     lines = ["| group | GHM / | A: ratio [spread] | B: ratio [spread] | B / A [spread] | verdict | "
-             "A ms (GHM, plain) | B ms (GHM, plain) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "A ms (GHM, plain) | B ms (GHM, plain) | GHM time B / A [spread] |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         name = f"{r.group.replace('-', ' ')}, GHM-{r.loss.upper()}"
         if r.error:
             why = "; ".join(f"{label}: {e}" for label, e in sorted(r.error.items()))
-            lines.append(f"| {name} | {r.plain} | | | | not run ({why}) | | |")
+            lines.append(f"| {name} | {r.plain} | | | | not run ({why}) | | | |")
             continue
         q = r.quotients()
         ms = {label: f"{g:.2f}, {p:.2f}" for label, (g, p) in r.ms.items()}
         lines.append(f"| {name} | {r.plain} | {_spread(r.ratios['A'], unit='x')} | {_spread(r.ratios['B'], unit='x')} | "
-                     f"{_spread(q, 3)} | {verdict(*median_interval(q))} | {ms['A']} | {ms['B']} |")
+                     f"{_spread(q, 3)} | {verdict(*median_interval(q))} | {ms['A']} | {ms['B']} | "
+                     f"{_spread(r.time_quotients(), 3)} |")
     return lines
+
+
+def load_average() -> str:
+    try:
+        return "/".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def cpu_name() -> str:
@@ -248,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--rounds and --reps must be >= 1")
 
     repo = repo_root()
+    load_before = load_average()
     _git(repo, "worktree", "prune")  # worktrees of an earlier run that was killed
     rows: list[Row] = []
     versions: dict[str, str] = {}
@@ -302,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
            f"- {loss_text}, mmdet dialect, momentum {args.momentum:g}, label weights given (all 1); forward + "
            f"backward; {args.rounds} rounds of {args.reps} interleaved passes per side, sides alternating "
            f"A B B A ...; ratio = GHM / plain (median of a round's passes), median [90% interval of the median, "
-           f"order statistics] over the rounds; B / A per pair of rounds", ""]
+           f"order statistics] over the rounds; B / A per pair of rounds",
+           f"- Load average (1/5/15 min) before: {load_before}, after: {load_average()} (on {os.cpu_count()} "
+           f"CPUs: more than the run itself means other processes shared the CPU, and ratios to a plain loss "
+           f"that runs on OpenMP threads suffer most from that)", ""]
     out += table(rows)
     print("\n".join(out))
     regressed = any(not r.error and verdict(*median_interval(r.quotients())) == "regression" for r in rows)
