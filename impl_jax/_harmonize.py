@@ -64,7 +64,7 @@ def region_counts(ind: jax.Array, bins: int, poison_slot: bool = False) -> jax.A
     slots = bins + 1 + int(poison_slot)
     k = max(j for j in (1, 2, 3, 4) if j == 1 or slots ** j <= _PACKED_SLOTS)
     body = flat.size - flat.size % k
-    if k == 1 or body == 0:
+    if k == 1 or flat.size < _PACKED_MIN:  # small: the plain scatter is quick, and quicker to compile
         return jnp.zeros((slots,), dtype).at[flat].add(1, mode="promise_in_bounds")
     # XLA's CPU scatter is a serial loop of a few ns per update: k indices packed into one code
     # i_1 S^(k-1) + ... + i_k (S = slots) are counted in N / k updates, and each position's counts
@@ -83,6 +83,7 @@ def region_counts(ind: jax.Array, bins: int, poison_slot: bool = False) -> jax.A
 
 
 _PACKED_SLOTS = 1 << 15  # the joint histogram stays in the L1/L2 cache (128 KB of int32)
+_PACKED_MIN = 1 << 16  # entries from which the packed counts pay for their longer compilation
 
 
 def ema(s_prev: jax.Array, r: jax.Array, alpha: float) -> jax.Array:
