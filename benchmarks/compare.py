@@ -117,10 +117,13 @@ class Worker:
     checkout: Checkout
     framework: str
     log: object = None
+    threads: int | None = None
     proc: subprocess.Popen = field(init=False, default=None)
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONPATH=str(self.checkout.root), TF_CPP_MIN_LOG_LEVEL="3")
+        if self.threads:  # torch's OpenMP threads (TF and JAX keep their own pools)
+            env["OMP_NUM_THREADS"] = str(self.threads)
         self.proc = subprocess.Popen([sys.executable, str(WORKER), str(self.checkout.root)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
                                      cwd=self.checkout.root)
@@ -251,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="forward + backward passes of each loss per round. Default: 5")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: torch eager, GHM-C, 100,000 entries, 3 rounds of 3 passes")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch's intra-op threads in both sides' processes (OMP_NUM_THREADS). Default: torch's own "
+                         "choice. One thread takes the OpenMP barriers of the plain loss out of a shared machine's noise")
     ap.add_argument("--fail-on-regression", action="store_true", help="exit status 1 when a row says regression")
     args = ap.parse_args(argv)
     if args.quick:
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label}: {side.describe}", file=sys.stderr, flush=True)
             for framework in dict.fromkeys(GROUPS[g][0] for g in groups):
                 logs = {label: open(scratch / f"{label}-{framework}.log", "w+") for label in sides}
-                workers = {label: Worker(side, framework, logs[label]) for label, side in sides.items()}
+                workers = {label: Worker(side, framework, logs[label], args.threads) for label, side in sides.items()}
                 try:
                     for w in workers.values():
                         w.start()
@@ -314,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
     out = [f"A/B benchmark: `{command}`", "",
            f"- A: {sides['A'].describe}", f"- B: {sides['B'].describe}",
-           f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}"
+           f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs"
+           + (f" ({args.threads} torch thread{'s' if args.threads > 1 else ''}: --threads)" if args.threads else "")
+           + f"; Python {platform.python_version()}"
            + "".join(f"; {v}" for v in versions.values() if v),
            f"- {loss_text}, mmdet dialect, momentum {args.momentum:g}, label weights given (all 1); forward + "
            f"backward; {args.rounds} rounds of {args.reps} interleaved passes per side, sides alternating "
