@@ -69,7 +69,7 @@ def collect(*, positive, ind, per_entry_grad, counts, ok, beta, new_ema, n_valid
     dtype = beta.dtype
     flat = ind.reshape(-1)
     norms = jnp.abs(per_entry_grad).reshape(-1)  # |dL_i/dx_i|: g (GHM-C) or gr (GHM-R)
-    plain = jnp.zeros((bins + 1,), dtype).at[flat].add(norms)[:bins]
+    plain = jnp.zeros((bins + 2,), dtype).at[flat].add(norms)[:bins]  # + the masked and the poison slots
     if reduction == "mean":
         plain = plain / jnp.maximum(n_valid, 1).astype(dtype)
     r = counts[:bins]

@@ -84,9 +84,9 @@ def ghm_c_loss(pred, target, label_weight=None, *, bins: int = 30, momentum: flo
     x = jax.lax.stop_gradient(pred.astype(dtype))
     t, ok, check_range = _targets(pred, jax.lax.stop_gradient(target), valid, dtype)
     entry_ok = jnp.isfinite(x) & ((t >= 0) & (t <= 1) if check_range else True)
-    ok = ok & jnp.all(entry_ok if valid is None else entry_ok | ~valid)
     per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
-    ind = region_index(jnp.abs(per_entry_grad), bins, valid)  # Eq. (3)
+    # Eq. (3); a valid entry that is not entry_ok poisons the batch: counted in the slot bins + 1
+    ind = region_index(jnp.abs(per_entry_grad), bins, valid, bad=~entry_ok)
     return harmonized_loss(pred, target, per_entry_loss, per_entry_grad, -x, ind, ok, valid, bins=bins,
                            momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
                            state=state, diagnose=_diagnostics.collector(t == 1) if diagnostics else None)

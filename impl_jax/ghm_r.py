@@ -62,10 +62,10 @@ def ghm_r_loss(pred, target, label_weight=None, *, mu: float = 0.02, bins: int =
     dtype = compute_dtype(pred)
     d = jax.lax.stop_gradient(pred.astype(dtype) - target.astype(dtype))
     finite = jnp.isfinite(d)
-    ok = jnp.all(finite if valid is None else finite | ~valid)
+    ok = jnp.ones((), bool)  # a valid non-finite residual poisons the batch: counted in the slot bins + 1
     per_entry_loss, per_entry_grad = _asl1_terms(jnp.where(finite, d, 0.0), mu)
     per_entry_loss = jnp.where(finite, per_entry_loss, jnp.nan)
-    ind = region_index(jnp.abs(per_entry_grad), bins, valid)
+    ind = region_index(jnp.abs(per_entry_grad), bins, valid, bad=~finite)
     return harmonized_loss(pred, target, per_entry_loss, per_entry_grad, -per_entry_grad, ind, ok, valid, bins=bins,
                            momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
                            state=state, diagnose=_diagnostics.collector() if diagnostics else None)

@@ -79,7 +79,7 @@ def collect(*, positive, ind, per_entry_grad, counts, local_counts, ok, beta, ne
     dtype = beta.dtype
     flat = tf.reshape(ind, [-1])
     norms = tf.reshape(tf.abs(per_entry_grad), [-1])  # |dL_i/dx_i|: g (GHM-C) or gr (GHM-R)
-    plain = tf.math.unsorted_segment_sum(norms, flat, bins + 1)[:bins]
+    plain = tf.math.unsorted_segment_sum(norms, flat, bins + 2)[:bins]  # + the masked and the poison slots
     if reduction == "mean":
         plain = plain / tf.cast(tf.maximum(n_valid, 1), dtype)
     r = counts[:bins]

@@ -18,31 +18,45 @@ import tensorflow as tf
 from ._checks import in_xla
 
 
-def region_index(g: tf.Tensor, bins: int, valid: tf.Tensor | None = None) -> tf.Tensor:
+def region_index(g: tf.Tensor, bins: int, valid: tf.Tensor | None = None, bad: tf.Tensor | None = None) -> tf.Tensor:
     """ind(g) = min(floor(g * M), M - 1), with g = 1 in the last region (spec.md 2.3). ``g`` is a
     gradient norm (>= 0); NaN or Inf (only in a poisoned batch) lands in the last region, never
-    out of range. Entries not ``valid`` go to the spare region M."""
+    out of range. Entries not ``valid`` go to the spare region M; valid entries flagged ``bad``
+    (they poison the batch) to the slot M + 1, so that the histogram says whether the batch is
+    poisoned (``poison_in_counts``)."""
     g = tf.where(g <= 1.0, g, tf.ones_like(g))  # NaN <= 1 is False
     ind = tf.minimum(tf.cast(g * bins, tf.int32), bins - 1)  # truncation == floor for g >= 0
+    if bad is not None:
+        ind = tf.where(bad, bins + 1, ind)
     if valid is not None:
         ind = tf.where(valid, ind, bins)
     return ind
 
 
-def region_counts(ind: tf.Tensor, bins: int) -> tf.Tensor:
-    """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries).
+def poison_in_counts() -> bool:
+    """Whether the batch's validity is read from the histogram's poison slot M + 1 (under XLA)
+    rather than from a separate reduction over the inputs (eager, tf.function): XLA computes the
+    per-entry check in the loop that forms the region index, and a pass over the inputs and a
+    boolean intermediate go; outside XLA each op is a pass of its own anyway."""
+    return in_xla()
+
+
+def region_counts(ind: tf.Tensor, bins: int, poison_slot: bool = False) -> tf.Tensor:
+    """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries), or
+    bins + 2 with ``poison_slot`` (the last counts the entries ``region_index`` flagged bad).
     Outside XLA, DenseBincount with int32 counts (10x faster there than a segment sum; int32 is
     the integer type it has a GPU kernel for, so it stays on the device), widened to int64 and
     summed over chunks of 2^30 entries, so exact at any size; under XLA, a segment sum of packed
     indices (``_packed_segment_counts``: DenseBincount's XLA lowering is a scatter too, after
     writing a ones array as long as the input)."""
     flat = tf.reshape(ind, [-1])
+    slots = bins + 1 + int(poison_slot)
     if in_xla():
-        return _packed_segment_counts(flat, bins + 1)
+        return _packed_segment_counts(flat, slots)
     n = flat.shape[0]
     if n is not None and n <= _BINCOUNT_CHUNK:
-        return tf.cast(_bincount_int32(flat, bins + 1), tf.int64)
-    return _chunked_counts(flat, bins + 1)
+        return tf.cast(_bincount_int32(flat, slots), tf.int64)
+    return _chunked_counts(flat, slots)
 
 
 _BINCOUNT_CHUNK = 1 << 30  # entries per int32 histogram: exact, with room to spare below 2^31
@@ -75,25 +89,34 @@ def _packed_segment_counts(flat: tf.Tensor, slots: int) -> tf.Tensor:
     (i_1 S^(k-1) + ... + i_k with the alphabet S = slots + 1, the extra letter padding the tail to
     a multiple of k), the codes are counted once (N / k scatter steps instead of N), and the
     counts of each position's letter are the sums of that joint histogram over the other
-    positions. k is the largest (at most 4) with S^k <= 2^15."""
-    alphabet = slots + 1
-    k = max(j for j in (1, 2, 3, 4) if j == 1 or alphabet ** j <= _PACKED_SLOTS)
+    positions. k is the largest (at most 4) with S^k <= 2^15. With a static size the last
+    N mod k entries are counted on their own (the codes then read the region indices where they
+    are computed: no padded copy of them is written); with an unknown size the tail is padded
+    with the extra letter S (alphabet S + 1)."""
     n = flat.shape[0]
+    alphabet = slots if n is not None else slots + 1
+    k = max(j for j in (1, 2, 3, 4) if j == 1 or alphabet ** j <= _PACKED_SLOTS)
     # XLA writes the ones out in full: int32 halves that, and is exact below 2^31 entries per call
     # (the static size decides; an unknown one keeps int64)
     count_dtype = tf.int32 if n is not None and n < 2 ** 31 else tf.int64
-    if k == 1:
+    if k == 1 or (n is not None and n < k):
         ones = tf.ones_like(flat, dtype=count_dtype)
         return tf.cast(tf.math.unsorted_segment_sum(ones, flat, slots), tf.int64)
-    pad = tf.math.floormod(-tf.size(flat), k)
-    letters = tf.reshape(tf.pad(flat, [[0, pad]], constant_values=slots), [-1, k])
+    if n is not None:
+        body = n - n % k
+        letters, tail = tf.reshape(flat[:body], [-1, k]), flat[body:]
+    else:
+        pad = tf.math.floormod(-tf.size(flat), k)
+        letters, tail = tf.reshape(tf.pad(flat, [[0, pad]], constant_values=slots), [-1, k]), None
     code = letters[:, 0]
     for j in range(1, k):
         code = code * alphabet + letters[:, j]
     joint = tf.math.unsorted_segment_sum(tf.ones_like(code, dtype=count_dtype), code, alphabet ** k)
     joint = tf.reshape(joint, [alphabet] * k)
-    counts = tf.add_n([tf.reduce_sum(joint, axis=[a for a in range(k) if a != j]) for j in range(k)])
-    return tf.cast(counts[:slots], tf.int64)
+    counts = tf.add_n([tf.reduce_sum(joint, axis=[a for a in range(k) if a != j]) for j in range(k)])[:slots]
+    if tail is not None and n % k:
+        counts += tf.math.unsorted_segment_sum(tf.ones_like(tail, dtype=count_dtype), tail, slots)
+    return tf.cast(counts, tf.int64)
 
 
 def _accurate_sum(values: tf.Tensor) -> tf.Tensor:
@@ -219,7 +242,11 @@ def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, t
     global batch's (spec.md section 11). Returns (loss, new_state, new_initialized), and the
     diagnostics of spec.md 13 as a fourth value when ``diagnose`` (``_diagnostics.collector``) is given."""
     dtype = per_entry_loss.dtype
-    counts = region_counts(ind, bins)
+    poisoned_slot = poison_in_counts()
+    counts = region_counts(ind, bins, poison_slot=poisoned_slot)
+    if poisoned_slot:
+        ok = ok & tf.equal(counts[bins + 1], 0)
+        counts = counts[: bins + 1]
     local_counts = counts
     if sync_density:
         counts, ok = sum_counts(counts, ok, bins)
@@ -228,7 +255,10 @@ def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, t
     scale = tf.constant(loss_weight, dtype)
     if reduction == "mean":
         scale = scale / tf.cast(tf.maximum(n_valid, 1), dtype)
-    w = tf.gather(beta * scale, ind)  # beta_i * scale, per entry
+    table = beta * scale
+    if poisoned_slot:  # the poison slot's weight (its batch's beta is NaN everywhere anyway)
+        table = tf.concat([table, tf.constant([float("nan")], dtype)], 0)
+    w = tf.gather(table, ind)  # beta_i * scale, per entry
     if valid is not None:  # masked products are 0, whatever NaN or Inf the entry holds
         w_of = lambda terms: tf.where(valid, w * terms, tf.zeros([], dtype))  # noqa: E731
     else:

@@ -7,7 +7,7 @@ import tensorflow as tf
 from . import _diagnostics
 from ._checks import (BOOL, FLOATING, INTEGER, as_tensor, check_hyper, compute_dtype, is_class_index_target,
                       same_shape, to_mask)
-from ._harmonize import harmonized_loss, region_index
+from ._harmonize import harmonized_loss, poison_in_counts, region_index
 
 
 def cross_entropy(x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
@@ -23,13 +23,19 @@ def cross_entropy_grad(x: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
     return tf.sigmoid(x) - t
 
 
-def _all_valid_finite_and_in_range(x: tf.Tensor, t: tf.Tensor | None, valid: tf.Tensor | None) -> tf.Tensor:
-    """Every valid x finite and, when t is given, every valid t in [0, 1] (which NaN fails): one
-    boolean reduction, no host round trip. Written with is_finite and comparisons, which no graph
-    optimiser may fold (x * 0 could be folded to 0, hiding a NaN)."""
+def _finite_and_in_range(x: tf.Tensor, t: tf.Tensor | None) -> tf.Tensor:
+    """Per entry: x finite and, when t is given, t in [0, 1] (which NaN fails). Written with
+    is_finite and comparisons, which no graph optimiser may fold (x * 0 could be folded to 0,
+    hiding a NaN)."""
     ok = tf.math.is_finite(x)
     if t is not None:
         ok = ok & (t >= 0.0) & (t <= 1.0)
+    return ok
+
+
+def _all_valid_finite_and_in_range(x: tf.Tensor, t: tf.Tensor | None, valid: tf.Tensor | None) -> tf.Tensor:
+    """Every valid entry ``_finite_and_in_range``: one boolean reduction, no host round trip."""
+    ok = _finite_and_in_range(x, t)
     if valid is not None:
         ok = ok | tf.logical_not(valid)
     return tf.reduce_all(ok)
@@ -60,9 +66,14 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
     t = same_shape("y_true", t, x)
     if valid is not None:
         valid = same_shape("label_weight", valid, x)
-    ok = ok & _all_valid_finite_and_in_range(x, t if not classes and target.dtype != tf.bool else None, valid)
+    checked_t = t if not classes and target.dtype != tf.bool else None
+    bad = None
+    if poison_in_counts():  # XLA: a per-entry flag, computed with the region index, counted in slot M + 1
+        bad = tf.logical_not(_finite_and_in_range(x, checked_t))
+    else:
+        ok = ok & _all_valid_finite_and_in_range(x, checked_t, valid)
     per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
-    ind = region_index(tf.abs(per_entry_grad), bins, valid)  # Eq. (3)
+    ind = region_index(tf.abs(per_entry_grad), bins, valid, bad)  # Eq. (3)
     # dL/dt = -x (spec.md 5), for a float target shaped like pred that the tape may watch
     target_terms = (target, -x) if not classes and target.dtype.is_floating else None
     return per_entry_loss, per_entry_grad, ind, ok, valid, target_terms

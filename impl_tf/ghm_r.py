@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from . import _diagnostics
 from ._checks import FLOATING, as_tensor, check_hyper, check_mu, check_shape, compute_dtype, same_shape, to_mask
-from ._harmonize import harmonized_loss, region_index
+from ._harmonize import harmonized_loss, poison_in_counts, region_index
 
 
 def _asl1_terms(d: tf.Tensor, mu: float) -> tuple[tf.Tensor, tf.Tensor]:
@@ -43,10 +43,13 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: 
     finite = tf.math.is_finite(d)  # not d * 0 == 0, which a graph optimiser may fold
     if valid is not None:
         valid = same_shape("label_weight", valid, x)
-        finite = finite | tf.logical_not(valid)
-    ok = tf.reduce_all(finite)
+    bad, ok = None, tf.constant(True)
+    if poison_in_counts():  # XLA: a per-entry flag, computed with the region index, counted in slot M + 1
+        bad = tf.logical_not(finite)
+    else:
+        ok = tf.reduce_all(finite if valid is None else finite | tf.logical_not(valid))
     per_entry_loss, per_entry_grad = _asl1_terms(d, mu)
-    ind = region_index(tf.abs(per_entry_grad), bins, valid)
+    ind = region_index(tf.abs(per_entry_grad), bins, valid, bad)
     # d ASL1(x - t) / dt = -d ASL1 / dd (spec.md 5), for a target the tape may watch
     return per_entry_loss, per_entry_grad, ind, ok, valid, (target, -per_entry_grad)
 

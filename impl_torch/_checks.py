@@ -78,14 +78,20 @@ def positive(w: torch.Tensor) -> torch.Tensor:
     return (bits > 0) & (bits <= inf)
 
 
+def check_label_weight(label_weight: torch.Tensor | None, pred: torch.Tensor) -> None:
+    """A label weight of a numeric dtype, shaped like pred or like pred.shape[:-1] (per anchor)."""
+    if label_weight is not None:
+        check_tensor("label_weight", label_weight, allowed=(FLOATING, BOOL, INTEGER))
+        check_shape("label_weight", label_weight, pred.shape, pred.shape[:-1])
+
+
 def valid_mask(label_weight: torch.Tensor | None, pred: torch.Tensor) -> torch.Tensor | None:
     """valid = label_weight > 0 (NaN and negative weights are masked, a subnormal positive one is
     valid), shaped like pred; per-anchor weights (shape pred.shape[:-1]) are broadcast. None when
     every entry is valid."""
     if label_weight is None:
         return None
-    check_tensor("label_weight", label_weight, allowed=(FLOATING, BOOL, INTEGER))
-    check_shape("label_weight", label_weight, pred.shape, pred.shape[:-1])
+    check_label_weight(label_weight, pred)
     valid = positive(label_weight)
     return valid if valid.dim() == pred.dim() else valid.unsqueeze(-1).expand(pred.shape)
 

@@ -239,6 +239,30 @@ class _WithGradient(torch.autograd.Function):
         return d_pred, d_target, None, None, None
 
 
+def weights_table(counts: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float, dialect: str, reduction: str,
+                  loss_weight, dtype: torch.dtype, state=None, initialized=None, sync_density: bool = False,
+                  process_group=None, details: bool = False):
+    """beta_j * scale per region from the counts (bins + 1: the last, the masked entries', 0), with
+    scale = loss_weight (/ N for "mean"; times the world size W with ``sync_density``, spec.md 11).
+    Returns (table, new_state, new_initialized), and with ``details`` a fourth value
+    (counts, ok, beta, n_valid), the counts and validity global under ``sync_density``."""
+    workers = 1
+    if sync_density:
+        from ._distributed import sum_counts, world_size
+
+        workers = world_size(process_group)
+        counts, ok = sum_counts(counts, ok, bins, process_group)
+    beta, new_state, new_initialized, n_valid = (_harmonize_compiled if torch.compiler.is_compiling() else harmonize)(
+        counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized)
+    scale = loss_weight * workers if reduction != "none" else loss_weight
+    if reduction == "mean":
+        scale = scale / n_valid.clamp(min=1).to(dtype)
+    table = (beta * scale).to(dtype)
+    if details:  # what the diagnostics read (spec.md 13): the global counts and validity, beta, N
+        return table, new_state, new_initialized, (counts, ok, beta, n_valid)
+    return table, new_state, new_initialized
+
+
 def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_grad: torch.Tensor,
                     ind: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float, dialect: str,
                     reduction: str, loss_weight, state=None, initialized=None, scratch: torch.Tensor | None = None,
@@ -258,30 +282,27 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
     Returns (loss, new_state, new_initialized), and the diagnostics of spec.md 13 as a fourth
     value when ``diagnose`` (``_diagnostics.collector``) is given."""
     dtype = per_entry_loss.dtype
-    workers = 1
-    if sync_density:
-        from ._distributed import sum_counts, world_size
-
-        workers = world_size(process_group)
     with torch.no_grad():
         poisoned_slot = poison_in_counts()
         counts = region_counts(ind, bins, poison_slot=poisoned_slot)
         if poisoned_slot:
             ok = ok & (counts[bins + 1] == 0)
             counts = counts[: bins + 1]
-        local_counts = counts
-        if sync_density:
-            counts, ok = sum_counts(counts, ok, bins, process_group)
-        beta, new_state, new_initialized, n_valid = (_harmonize_compiled if torch.compiler.is_compiling() else harmonize)(
-            counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized)
-        diagnostics = None if diagnose is None else diagnose(  # before per_entry_grad becomes the gradient
-            ind=ind, per_entry_grad=per_entry_grad, counts=counts, local_counts=local_counts, ok=ok, beta=beta,
-            new_state=new_state, n_valid=n_valid, bins=bins, momentum=momentum, reduction=reduction,
-            loss_weight=loss_weight)
-        scale = loss_weight * workers if reduction != "none" else loss_weight
-        if reduction == "mean":
-            scale = scale / n_valid.clamp(min=1).to(dtype)
-        table = (beta * scale).to(dtype)
+        if diagnose is None:
+            table, new_state, new_initialized = weights_table(
+                counts, ok, bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
+                loss_weight=loss_weight, dtype=dtype, state=state, initialized=initialized, sync_density=sync_density,
+                process_group=process_group)
+        else:
+            local_counts = counts
+            table, new_state, new_initialized, (counts, ok, beta, n_valid) = weights_table(
+                counts, ok, bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
+                loss_weight=loss_weight, dtype=dtype, state=state, initialized=initialized, sync_density=sync_density,
+                process_group=process_group, details=True)
+            diagnostics = diagnose(  # before per_entry_grad becomes the gradient
+                ind=ind, per_entry_grad=per_entry_grad, counts=counts, local_counts=local_counts, ok=ok, beta=beta,
+                new_state=new_state, n_valid=n_valid, bins=bins, momentum=momentum, reduction=reduction,
+                loss_weight=loss_weight)
         if poisoned_slot:
             table = torch.cat([table, table.new_full((1,), torch.nan)])  # the poison slot's weight
         if torch.compiler.is_compiling():
@@ -301,3 +322,64 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
         attached = target if target_grad is not None else None
         loss = _WithGradient.apply(pred, attached, loss, grad, target_grad)
     return (loss, new_state, new_initialized) if diagnose is None else (loss, new_state, new_initialized, diagnostics)
+
+
+class _NativeGradient(torch.autograd.Function):
+    """A loss from the fused kernels (``_native``), whose backward is the kernels' second pass:
+    table[ind_i] * dL_i/dx_i recomputed from the saved inputs and the one-byte region index,
+    with the upstream gradient folded into the float32 table (spec.md 8: the product is formed
+    in float32). Differentiable once, as ``_WithGradient``."""
+
+    @staticmethod
+    def forward(ctx, pred, target, loss, x, t, ind, table, kind, bins, mu, per_entry_upstream):
+        ctx.save_for_backward(x, t, ind, table)
+        ctx.config = (kind, bins, mu, per_entry_upstream, None if target is None else target.dtype)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative is on its way
+            raise RuntimeError(SECOND_ORDER_ERROR)
+        from ._native import native_backward
+
+        x, t, ind, table = ctx.saved_tensors
+        kind, bins, mu, per_entry_upstream, target_dtype = ctx.config
+        need_x, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        scaled = table if per_entry_upstream else table * grad_out
+        d_pred, d_target, _ = native_backward(x, t, ind, scaled, bins, kind, mu, need_x, need_t, False)
+        if per_entry_upstream:  # reduction "none": an upstream gradient per entry
+            d_pred = d_pred.mul_(grad_out) if need_x else None
+            d_target = d_target.mul_(grad_out) if need_t else None
+        return (d_pred if need_x else None, d_target.to(target_dtype) if need_t else None,
+                None, None, None, None, None, None, None, None, None)
+
+
+def native_loss(pred: torch.Tensor, x: torch.Tensor, t: torch.Tensor, ind: torch.Tensor, counts: torch.Tensor,
+                sums: torch.Tensor, ok: torch.Tensor | None, *, kind: str, mu: float, bins: int, momentum: float,
+                dialect: str, reduction: str, loss_weight, state=None, initialized=None, sync_density: bool = False,
+                process_group=None, target: torch.Tensor | None = None):
+    """Eqs. (11) / (19) from the fused kernels' forward (``_native.native_forward``: ``ind``,
+    ``counts`` and per-region loss sums ``sums``, each with the masked slot ``bins`` and the
+    poison slot ``bins + 1``): sum_i beta_i L_i = sum_j beta_j S_j, summed in float64. ``x`` /
+    ``t`` are the float32 inputs the kernels read (kept for the backward pass), ``target`` the
+    caller's target when it requires a gradient. Returns (loss, new_state, new_initialized)."""
+    from ._native import native_backward
+
+    dtype = torch.float32
+    with torch.no_grad():
+        clean = counts[bins + 1] == 0
+        ok = clean if ok is None else ok & clean
+        table, new_state, new_initialized = weights_table(
+            counts[: bins + 1], ok, bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
+            loss_weight=loss_weight, dtype=dtype, state=state, initialized=initialized, sync_density=sync_density,
+            process_group=process_group)
+        table = torch.cat([table, table.new_full((1,), torch.nan)])  # the poison slot's weight
+        if reduction == "none":
+            loss = native_backward(x, t, ind, table, bins, kind, mu, False, False, True)[2]
+        else:
+            loss = (table[: bins + 1].to(torch.float64) * sums[: bins + 1]).sum().to(dtype)
+    attached = target if target is not None and target.requires_grad else None
+    if not pred.requires_grad and attached is None:
+        return loss, new_state, new_initialized
+    return (_NativeGradient.apply(pred, attached, loss, x, t, ind, table, kind, bins, mu, reduction == "none"),
+            new_state, new_initialized)

@@ -7,7 +7,7 @@ from torch import nn
 
 from . import _diagnostics
 from ._checks import check_hyper
-from ._harmonize import harmonized_loss
+from ._harmonize import harmonized_loss, native_loss
 
 STATE_DTYPE = torch.float32  # spec.md section 8: the EMA state is float32 whatever the module is cast to
 _FLOAT32_BUFFERS = ("ema",) + _diagnostics.FLOAT_BUFFERS
@@ -75,6 +75,20 @@ class GHMLossBase(nn.Module):
         Copies of the buffers (on the loss's device; reading them is the caller's only sync).
         Needs ``diagnostics=True``; zeros before the first call."""
         return _diagnostics.read(self)
+
+    def _native(self, pred, x, t, ind, counts, sums, ok, *, kind: str, mu: float = 0.0, reduction: str,
+                target=None) -> torch.Tensor:
+        """``_harmonized`` for the fused kernels' forward (``_native``)."""
+        loss, new_state, new_initialized = native_loss(
+            pred, x, t, ind, counts, sums, ok, kind=kind, mu=mu, bins=self.bins, momentum=self.momentum,
+            dialect=self.dialect, reduction=reduction, loss_weight=self.loss_weight, state=self.ema,
+            initialized=self.ema_initialized, sync_density=self.sync_density, process_group=self.process_group,
+            target=target)
+        if self.momentum > 0.0 and self.training:
+            with torch.no_grad():
+                self.ema.copy_(new_state)
+                self.ema_initialized.copy_(new_initialized)
+        return loss
 
     def extra_repr(self) -> str:
         return (f"bins={self.bins}, momentum={self.momentum}, dialect={self.dialect!r}, "

@@ -6,19 +6,37 @@ import torch
 import torch.nn.functional as F
 
 from . import _diagnostics
-from ._checks import (BOOL, FLOATING, INTEGER, check_hyper, check_tensor, compute_dtype, is_class_index_target,
-                      valid_mask)
-from ._harmonize import harmonized_loss, poison_in_counts, region_index
+from ._checks import (BOOL, FLOATING, INTEGER, check_hyper, check_label_weight, check_tensor, compute_dtype,
+                      is_class_index_target, valid_mask)
+from ._harmonize import harmonized_loss, native_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
+from ._native import native_forward, serves, weight_kind
 
 
 def cross_entropy(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Eq. (1) for logits and soft targets, max(x, 0) - x t + log(1 + e^-|x|), written as
     x (H(x) - t) + softplus(-|x|) with H(x) = [x > 0]: both terms are >= 0, so nothing cancels
     (softplus(x) - x t loses four digits at x = 7, t = 1 and gives 0 from x = 17; spec.md 8),
-    and nothing overflows for any finite x. H(x) - t is exact (Sterbenz for t >= 1/2)."""
-    step_minus_t = (x > 0).to(x.dtype).sub_(t)
-    return F.softplus(x.abs().neg_()).addcmul_(x, step_minus_t)
+    and nothing overflows for any finite x. H(x) - t is exact (Sterbenz for t >= 1/2).
+
+    Eager, in six passes and two buffers: heaviside gives H(x) in the float dtype at once, and
+    softplus with beta = -1 writes -softplus(-|x|) = -log1p(e^-|x|) over |x| in place."""
+    if torch.compiler.is_compiling():
+        return x * ((x > 0).to(x.dtype) - t) + F.softplus(-x.abs())
+    ce = torch.heaviside(x, x.new_zeros(())).sub_(t).mul_(x)
+    neg_softplus = x.abs()
+    torch._C._nn.softplus(neg_softplus, -1.0, 20.0, out=neg_softplus)
+    return ce.sub_(neg_softplus)
+
+
+def _loss_and_grad(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Eq. 1, Eq. 2). Compiled, from one e = exp(-|x|): p = 1 / (1 + e) for x >= 0, else
+    e / (1 + e), and log(1 + e^-|x|) = log1p(e); one exponential per entry instead of two."""
+    if not torch.compiler.is_compiling():
+        return cross_entropy(x, t), cross_entropy_grad(x, t)
+    e = torch.exp(-x.abs())
+    p = torch.where(x >= 0, 1.0, e) / (1.0 + e)
+    return x * ((x > 0).to(x.dtype) - t) + torch.log1p(e), p - t
 
 
 def cross_entropy_grad(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -83,7 +101,7 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
                 ok = ok & _in_unit_interval(t)
         if ok is None:
             ok = torch.ones((), dtype=torch.bool, device=x.device)
-        per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
+        per_entry_loss, per_entry_grad = _loss_and_grad(x, t)
         # dL/dt = -x (spec.md 5), only for a target that is itself trained (a soft teacher)
         per_entry_target_grad = -x if target.requires_grad else None
         # From here on x is only scratch memory (a fresh 4 N-byte buffer costs page faults).
@@ -91,6 +109,25 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
         g = torch.abs(per_entry_grad, out=x) if owned and not torch.compiler.is_compiling() else per_entry_grad.abs()
         ind = region_index(g, bins, valid, bad)
     return per_entry_loss, per_entry_grad, ind, ok, t if owned_t else None, per_entry_target_grad
+
+
+def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, bins: int):
+    """``_prepare`` for the fused kernels (``_native``; float32 CPU pred, ``serves``): the same
+    checks, then one pass computing the region indices, the counts and the per-region loss sums.
+    Returns (x, t, ind, counts, sums, ok): the float32 inputs the kernels read, their outputs, and
+    the class indices' range check (None for other targets: the kernels check t themselves)."""
+    check_tensor("target", target, allowed=(FLOATING, BOOL, INTEGER))
+    check_label_weight(label_weight, pred)
+    with torch.no_grad():
+        ok = None
+        if is_class_index_target(target, pred):
+            t, check_t, ok = _targets(pred, target, valid_mask(label_weight, pred), torch.float32)
+        else:
+            t, check_t = target.detach().to(torch.float32), target.dtype != torch.bool
+        x, t = pred.detach(), t.contiguous()
+        lw, lw_kind = weight_kind(label_weight, pred)
+        ind, counts, sums = native_forward(x, t, lw, lw_kind, bins, "c", check_t, 0.0)
+    return x, t, ind, counts, sums, ok
 
 
 class GHMCLoss(GHMLossBase):
@@ -162,9 +199,14 @@ class GHMCLoss(GHMLossBase):
         """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
         accepted and ignored (GHM normalises by its own N, as the official GHMC does);
         ``reduction_override`` replaces ``reduction`` for this call."""
+        reduction = self._reduction(reduction_override)
+        check_tensor("pred", pred, allowed=(FLOATING,))
+        if not self.diagnostics and serves(pred, self.bins):  # the diagnostics hook lives in the pure-torch path
+            x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, self.bins)
+            return self._native(pred, x, t, ind, counts, sums, ok, kind="c", reduction=reduction, target=target)
         per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, self.bins)
-        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, scratch, reduction=self._reduction(
-            reduction_override), target=target, per_entry_target_grad=target_grad)
+        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, scratch, reduction=reduction,
+                                target=target, per_entry_target_grad=target_grad)
 
 
 def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *, bins: int = 30,
@@ -173,6 +215,13 @@ def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
     """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`. With
     ``diagnostics=True`` returns ``(loss, Diagnostics)`` (spec.md 13), else the loss."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+    check_tensor("pred", pred, allowed=(FLOATING,))
+    if not diagnostics and serves(pred, bins):  # the diagnostics hook lives in the pure-torch path
+        x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, bins)
+        loss, _, _ = native_loss(pred, x, t, ind, counts, sums, ok, kind="c", mu=0.0, bins=bins, momentum=0.0,
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight,
+                                 sync_density=sync_density, process_group=process_group, target=target)
+        return loss
     per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, bins)
     out = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
                           dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 from . import _diagnostics
-from ._checks import FLOATING, check_hyper, check_mu, check_shape, check_tensor, compute_dtype, valid_mask
-from ._harmonize import harmonized_loss, poison_in_counts, region_index
+from ._checks import (FLOATING, check_hyper, check_label_weight, check_mu, check_shape, check_tensor, compute_dtype,
+                      valid_mask)
+from ._harmonize import harmonized_loss, native_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
+from ._native import native_forward, serves, weight_kind
 
 
 def _asl1_terms(d: torch.Tensor, mu) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,6 +68,25 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
     return per_entry_loss, per_entry_grad, ind, ok, per_entry_target_grad
 
 
+def _serves(pred: torch.Tensor, mu, bins: int) -> bool:
+    """The fused kernels take a concrete mu only (under torch.compile(dynamic=True) it may be symbolic)."""
+    return isinstance(mu, float) and serves(pred, bins)
+
+
+def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, mu: float,
+                    bins: int):
+    """``_prepare`` for the fused kernels (``_native``): the same checks, then one pass computing
+    the region indices, the counts and the per-region ASL1 sums. Returns (x, t, ind, counts, sums)."""
+    check_tensor("target", target, allowed=(FLOATING,))
+    check_shape("target", target, pred.shape)
+    check_label_weight(label_weight, pred)
+    with torch.no_grad():
+        x, t = pred.detach(), target.detach().to(torch.float32).contiguous()
+        lw, lw_kind = weight_kind(label_weight, pred)
+        ind, counts, sums = native_forward(x, t, lw, lw_kind, bins, "r", False, mu)
+    return x, t, ind, counts, sums
+
+
 class GHMRLoss(GHMLossBase):
     """GHM-R loss (Li et al., AAAI 2019, Eqs. 17-19): Authentic Smooth L1
     ``ASL1(d) = sqrt(d^2 + mu^2) - mu`` of ``d = pred - target``, reweighted by the inverse
@@ -114,9 +135,15 @@ class GHMRLoss(GHMLossBase):
         """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
         accepted and ignored (GHM normalises by its own N, as the official GHMC does);
         ``reduction_override`` replaces ``reduction`` for this call."""
+        reduction = self._reduction(reduction_override)
+        check_tensor("pred", pred, allowed=(FLOATING,))
+        if not self.diagnostics and _serves(pred, self.mu, self.bins):  # diagnostics: the pure-torch path
+            x, t, ind, counts, sums = _prepare_native(pred, target, label_weight, self.mu, self.bins)
+            return self._native(pred, x, t, ind, counts, sums, None, kind="r", mu=self.mu, reduction=reduction,
+                                target=target)
         per_entry_loss, per_entry_grad, ind, ok, target_grad = _prepare(pred, target, label_weight, self.mu, self.bins)
-        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, reduction=self._reduction(
-            reduction_override), target=target, per_entry_target_grad=target_grad)
+        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, reduction=reduction, target=target,
+                                per_entry_target_grad=target_grad)
 
     def extra_repr(self) -> str:
         return f"mu={self.mu}, " + super().extra_repr()
@@ -130,6 +157,13 @@ def ghm_r_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
     ``diagnostics=True`` returns ``(loss, Diagnostics)`` (spec.md 13), else the loss."""
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+    check_tensor("pred", pred, allowed=(FLOATING,))
+    if not diagnostics and _serves(pred, mu, bins):  # diagnostics: the pure-torch path
+        x, t, ind, counts, sums = _prepare_native(pred, target, label_weight, mu, bins)
+        loss, _, _ = native_loss(pred, x, t, ind, counts, sums, None, kind="r", mu=mu, bins=bins, momentum=0.0,
+                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight,
+                                 sync_density=sync_density, process_group=process_group, target=target)
+        return loss
     per_entry_loss, per_entry_grad, ind, ok, target_grad = _prepare(pred, target, label_weight, mu, bins)
     out = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
                           dialect=dialect, reduction=reduction, loss_weight=loss_weight,

@@ -1,6 +1,14 @@
 """The benchmarks time what they say: the official-loop baselines compute the official loss (the
 mmdet dialect without momentum), the detector's anchor assignment follows RetinaNet's rule, and
-the detection task gives every object a positive anchor among tens of thousands."""
+the detection task gives every object a positive anchor among tens of thousands; the A/B
+benchmark imports each side from its own checkout and says "regression" when there is one."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +112,72 @@ def test_learning_rate_search_grows_the_grid_off_its_edge(monkeypatch, peak, cho
     assert sorted(outcome.grid) == tried, "the rates tried on seed 0"
     assert [c for c in calls if c[0] > 0] == [(1, chosen), (2, chosen)], "seeds 1 and 2 repeat the chosen rate"
     assert len(outcome.runs) == 3 and "model" not in outcome.runs[0]
+
+
+@pytest.mark.parametrize("low, high, said", [(1.01, 1.3, "regression"), (0.7, 0.99, "faster"),
+                                             (0.95, 1.05, "same within spread"), (1.0, 1.2, "same within spread")])
+def test_compare_verdict_needs_the_whole_spread_off_one(low, high, said):
+    from benchmarks.compare import verdict
+
+    assert verdict(low, high) == said
+
+
+def test_compare_spread_is_not_decided_by_one_wild_round():
+    from benchmarks.compare import median_interval, verdict
+
+    quotients = [1.2, 1.25, 1.18, 1.22, 1.3, 1.21, 1.19, 1.24, 1.23, 1.2, 1.26, 0.4]  # one round disturbed
+    low, high = median_interval(quotients)
+    assert (low, high) == (1.19, 1.25), "12 rounds: the 3rd smallest to the 3rd largest"
+    assert verdict(low, high) == "regression"
+    assert median_interval([1.0, 2.0, 3.0]) == (1.0, 3.0), "too few rounds: the full range"
+
+
+_SLOWER = """
+import time as _time
+
+_forward = GHMCLoss.forward
+
+
+def _slower(self, *args, **kwargs):  # a regression the A/B benchmark must see
+    _time.sleep(0.02)
+    return _forward(self, *args, **kwargs)
+
+
+GHMCLoss.forward = _slower
+"""
+
+
+def test_compare_quick_finds_a_regression_in_the_working_tree(tmp_path):
+    """``python -m benchmarks.compare HEAD --quick`` in a scratch repository whose working tree
+    slows GHM-C down: side A (HEAD) runs from a temporary worktree, side B from the working tree,
+    each importing its own impl_torch; the row says regression; no worktree is left behind."""
+    pytest.importorskip("torch")
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    here = Path(__file__).resolve().parents[1]
+    repo = tmp_path / "repo"
+    for part in ("impl_torch", "benchmarks"):
+        shutil.copytree(here / part, repo / part, ignore=shutil.ignore_patterns("__pycache__", "*.png", "*.json",
+                                                                                 "results.md", "jax"))
+    shutil.copy(here / "ghm_args.py", repo / "ghm_args.py")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "base"], check=True)
+    with open(repo / "impl_torch" / "ghm_c.py", "a") as f:
+        f.write(_SLOWER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.compare", "HEAD", "--quick", "--fail-on-regression"],
+                          cwd=repo, env=dict(env, PYTHONPATH=str(repo)), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, f"--fail-on-regression exits 1 on a regression:\n{proc.stdout}\n{proc.stderr}"
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| torch eager, GHM-C |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    ratio_a, ratio_b, quotient = (float(re.match(r"[\d.]+", c).group()) for c in cells[2:5])
+    assert cells[5] == "regression", row
+    assert quotient > 1.5 and ratio_b > ratio_a, f"a 20 ms sleep per call is a large regression at 1e5 entries: {row}"
+    imported = dict(re.findall(r"^([AB]) imported (\S+)$", proc.stderr, re.M))
+    assert Path(imported["B"]) == repo / "impl_torch" / "__init__.py", "B is the working tree"
+    assert repo not in Path(imported["A"]).parents, "A is a checkout of its own"
+    assert "- B: working tree (" in proc.stdout and "+ uncommitted changes" in proc.stdout
+    worktrees = subprocess.run([*git, "worktree", "list"], capture_output=True, text=True, check=True).stdout
+    assert len(worktrees.splitlines()) == 1, f"the temporary worktree is removed: {worktrees}"
