@@ -125,7 +125,12 @@ WHERE = (
     "ghmc_loss.py, losses/ghmc_loss.py, losses/GradientHarmonizedLoss.py (Duarte-Almeida), GradientHarmonizedLoss.py, "
     "siamfc/losses.py (14 trackers), yolox/models/ghm_loss.py (lz06787/CCH-YOLOX), lgdet/loss/loss_base/ghm_loss.py "
     "(nuogel/lg_pro_sets: mmdetection 2.x's), network_files/losses_/ghm_loss.py, neuron/ops/losses.py, ops/losses.py, "
-    "unimol_tools/models/loss.py and unimol_tools/unimol_tools/models/loss.py (Uni-Mol: DHPO's)",
+    "unimol_tools/models/loss.py and unimol_tools/unimol_tools/models/loss.py (Uni-Mol: DHPO's), src/ghm_loss.py "
+    "(miaoshuyu/object-detection-usages), src/loss/ghm_loss.py (two of Jiangtao's repositories), losses/GHMLoss.py "
+    "(JohannesLiu's loss collection), deeptables/models/layers.py (DataCanvasIO/DeepTables: xyfZzz's GHMCLoss), "
+    "models/loss/ghm_loss.py, core/loss/ghm_loss.py, lib/loss/ghm_loss.py, criterion/ghm_loss.py, nets/ghm_loss.py, "
+    "model/loss/ghm_loss.py, code/ghm_loss.py, ghm_loss_tf.py, loss/GHMC.py, utils/ghmc.py, model/ghm.py, "
+    "losses/ghm_c.py, GHMC_Loss.py, GHM.py (54 repositories, one GHM: GXYM's)",
     "second search, repository names containing: xuyouze, neuron, srseg, harmoniz, imbalance-loss, loss-function, "
     "wanzo (the XGBoost objective's service: not found)",
 )
