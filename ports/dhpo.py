@@ -36,4 +36,5 @@ ADAPTER = Adapter(SOURCE, "torch", (), [
     PortEntry("GHMR_Loss", "ghmr", "r", "module(x, target), no label weight", "dialect: neither; fails: value, ema",
               "regions by floor(g (M - 1e-4)): a gr just above an edge (by up to 1e-4 k / M^2) lands in the region "
               "below; the same mixed EMA"),
-], copies=("shuxinyin/NLP-Loss-Pytorch", "wanglaotou/ssd_mbv2_fpn"))
+], copies=("deepmodeling/Uni-Mol", "lei1993/CCKS_Task1", "shuxinyin/NLP-Loss-Pytorch",
+                 "wanglaotou/ssd_mbv2_fpn"))

@@ -8,6 +8,9 @@ Download: ``git clone https://github.com/xyfZzz/GHM_Loss_Tensorflow DIR/xyfZzz/G
 Load-time patch: its ``import tensorflow as tf`` gets TensorFlow 2 with the TF1 function
 ``tf.assign`` (= ``tf.compat.v1.assign``) added; it then runs eagerly (its ``tf.control_dependencies``
 is a no-op there, its assignments happen in order).
+
+Copies: DataCanvasIO/DeepTables keeps this GHMCLoss in deeptables/models/layers.py (a tabular deep
+learning library; ``tf.compat.v1.assign`` spelled out), counted once, here.
 """
 
 import types
@@ -62,4 +65,4 @@ ADAPTER = Adapter(SOURCE, "tf", PATCHES, [
               "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)",
               "divides the weights by the number of non-empty regions without a guard: NaN when every entry is "
               "masked; O(bins x N) memory", wiring="with its mask (is_mask=True)"),
-])
+], copies=("DataCanvasIO/DeepTables",))

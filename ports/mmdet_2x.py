@@ -23,12 +23,13 @@ from ._load import Adapter, LazyFactory, PortEntry, Registry, Source, load, stub
 
 SOURCE = Source("fengyouliang/wheat_detection", "1034be436c210fb988eec644cab027a9422b5c44",
                 "mmdet/models/losses/ghm_loss.py")
-COPIES = ("CurryYuan/mmdetection", "Einspanner123/chromosome-kd", "Jion-Oshima/mmdetection", "Li-Hongda/det",
+COPIES = ("CurryYuan/mmdetection", "Einspanner123/chromosome-kd", "Jion-Oshima/mmdetection",
+          "JohannesLiu/Deep-Learning-Loss-Function-Collection-for-Imbalanced-Data", "Li-Hongda/det",
           "Sense-X/TSD",
           "ShengkaiWu/IoU-aware-single-stage-object-detector", "UAVAI-code/DGTrack-code", "VinAIResearch/LP-OVOD",
           "a157801/TSD", "cjolivier01/mmdetection", "daixinguang/DBNet", "dandelin/mmdetection", "dutxubo/mmdetection",
           "facebookresearch/Generic-Grouping", "ggjy/HitDet.pytorch", "hhaAndroid/mmdetection-mini",
-          "hyperlist/mmdetection", "intflow/s2anet", "leftthomas/CARAFE", "lizhihao6/mmdetection",
+          "hyperlist/mmdetection", "intflow/s2anet", "leftthomas/CARAFE", "lizhihao6/mmdetection", "nuogel/lg_pro_sets",
           "ltjcherry/DetectFormer", "nijkah/Seodore", "shuyangsun/mmdetection", "stevenwudi/Kaggle_PKU_Baidu",
           "wangyue377/GSD-AL", "xiaoxiaoxh/mmdetection", "Singingkettle/ChangShuoRadioRecognition",
           "wanglaotou/ssd_mbv2_fpn")

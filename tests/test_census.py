@@ -58,7 +58,7 @@ def test_every_adapter_of_ports_names_its_source_and_reading_and_loads_nothing_o
     monkeypatch.delenv("GHM_PORT_SOURCES", raising=False)
     found = adapters("ports")
     assert len({m for m, _ in found}) >= 20 and sum(len(a.entries) for _, a in found) >= 30
-    assert len({a.source_of_record for _, a in found}) >= 15, "sources: copies count under their origin"
+    assert len({a.source_of_record for _, a in found}) >= 20, "sources: copies count under their origin"
     from ports._looked import NOT_RUN, WHERE
     assert NOT_RUN and WHERE and all(x.repo and x.reason for x in NOT_RUN)
     for module, adapter in found:
