@@ -243,7 +243,7 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
                     ind: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float, dialect: str,
                     reduction: str, loss_weight, state=None, initialized=None, scratch: torch.Tensor | None = None,
                     sync_density: bool = False, process_group=None, target: torch.Tensor | None = None,
-                    per_entry_target_grad: torch.Tensor | None = None):
+                    per_entry_target_grad: torch.Tensor | None = None, diagnose=None):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
     ``per_entry_loss`` / ``per_entry_grad`` (L_i and dL_i/dpred_i, computed without autograd)
@@ -255,7 +255,8 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
     ``process_group``, and the loss is scaled by the world size W: "mean" is
     W / N_global * sum_local, "sum" is W * sum_local, so that the average over workers (DDP's)
     of the values and of the gradients is the global batch's (spec.md section 11).
-    Returns (loss, new_state, new_initialized)."""
+    Returns (loss, new_state, new_initialized), and the diagnostics of spec.md 13 as a fourth
+    value when ``diagnose`` (``_diagnostics.collector``) is given."""
     dtype = per_entry_loss.dtype
     workers = 1
     if sync_density:
@@ -268,10 +269,15 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
         if poisoned_slot:
             ok = ok & (counts[bins + 1] == 0)
             counts = counts[: bins + 1]
+        local_counts = counts
         if sync_density:
             counts, ok = sum_counts(counts, ok, bins, process_group)
         beta, new_state, new_initialized, n_valid = (_harmonize_compiled if torch.compiler.is_compiling() else harmonize)(
             counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized)
+        diagnostics = None if diagnose is None else diagnose(  # before per_entry_grad becomes the gradient
+            ind=ind, per_entry_grad=per_entry_grad, counts=counts, local_counts=local_counts, ok=ok, beta=beta,
+            new_state=new_state, n_valid=n_valid, bins=bins, momentum=momentum, reduction=reduction,
+            loss_weight=loss_weight)
         scale = loss_weight * workers if reduction != "none" else loss_weight
         if reduction == "mean":
             scale = scale / n_valid.clamp(min=1).to(dtype)
@@ -291,7 +297,7 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
         target_grad = per_entry_target_grad.mul_(w) if per_entry_target_grad is not None else None
         # A pairwise sum (torch.sum), not torch.dot: BLAS accumulates sequentially, 5e-5 off at 2^24 entries.
         loss = w.mul_(per_entry_loss) if reduction == "none" else w.mul_(per_entry_loss).sum()
-    if grad is None and target_grad is None:
-        return loss, new_state, new_initialized
-    attached = target if target_grad is not None else None
-    return _WithGradient.apply(pred, attached, loss, grad, target_grad), new_state, new_initialized
+    if grad is not None or target_grad is not None:
+        attached = target if target_grad is not None else None
+        loss = _WithGradient.apply(pred, attached, loss, grad, target_grad)
+    return (loss, new_state, new_initialized) if diagnose is None else (loss, new_state, new_initialized, diagnostics)

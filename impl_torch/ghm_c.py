@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import _diagnostics
 from ._checks import (BOOL, FLOATING, INTEGER, check_hyper, check_tensor, compute_dtype, is_class_index_target,
                       valid_mask)
 from ._harmonize import harmonized_loss, poison_in_counts, region_index
@@ -137,6 +138,9 @@ class GHMCLoss(GHMLossBase):
             loss so that DDP's average over workers is the global batch's loss and gradient
             (spec.md section 11). Needs torch.distributed initialised. Default: False.
         process_group: the group to sum over. Default: None (the default group).
+        diagnostics: record what each call did (spec.md 13: counts, density, beta and gradient
+            masses per region, positive fraction) in buffers on the device, without a host sync;
+            read with :meth:`last_diagnostics`. Default: False.
 
     Call: ``loss(pred, target, label_weight=None, avg_factor=None, reduction_override=None)`` (the
     last two as mmdetection passes them: ``avg_factor`` is ignored, GHM normalises by its own N).
@@ -148,9 +152,10 @@ class GHMCLoss(GHMLossBase):
     """
 
     def __init__(self, bins: int = 30, momentum: float = 0.0, dialect: str = "paper", reduction: str = "mean",
-                 loss_weight: float = 1.0, sync_density: bool = False, process_group=None) -> None:
+                 loss_weight: float = 1.0, sync_density: bool = False, process_group=None,
+                 diagnostics: bool = False) -> None:
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                         sync_density=sync_density, process_group=process_group)
+                         sync_density=sync_density, process_group=process_group, diagnostics=diagnostics)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None,
                 avg_factor=None, reduction_override: str | None = None) -> torch.Tensor:
@@ -164,12 +169,14 @@ class GHMCLoss(GHMLossBase):
 
 def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *, bins: int = 30,
                dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
-               process_group=None) -> torch.Tensor:
-    """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`."""
+               process_group=None, diagnostics: bool = False):
+    """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`. With
+    ``diagnostics=True`` returns ``(loss, Diagnostics)`` (spec.md 13), else the loss."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, bins)
-    loss, _, _ = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
-                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch,
-                                 sync_density=sync_density, process_group=process_group, target=target,
-                                 per_entry_target_grad=target_grad)
-    return loss
+    out = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
+                          dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch,
+                          sync_density=sync_density, process_group=process_group, target=target,
+                          per_entry_target_grad=target_grad,
+                          diagnose=_diagnostics.collector("c", pred, target) if diagnostics else None)
+    return (out[0], out[3]) if diagnostics else out[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _diagnostics
 from ._checks import FLOATING, check_hyper, check_mu, check_shape, check_tensor, compute_dtype, valid_mask
 from ._harmonize import harmonized_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
@@ -89,18 +90,23 @@ class GHMRLoss(GHMLossBase):
             loss so that DDP's average over workers is the global batch's loss and gradient
             (spec.md section 11). Needs torch.distributed initialised. Default: False.
         process_group: the group to sum over. Default: None (the default group).
+        diagnostics: record what each call did (spec.md 13: counts, density, beta and gradient
+            masses per region, positive fraction) in buffers on the device, without a host sync;
+            read with :meth:`last_diagnostics`. Default: False.
 
     Call: ``loss(pred, target, label_weight=None, avg_factor=None, reduction_override=None)`` (the
     last two as mmdetection passes them; ``avg_factor`` is ignored): ``pred`` and ``target`` of one shape (e.g. (N, 4));
     ``label_weight`` of that shape or per anchor, ``pred.shape[:-1]``. Default: all valid.
     """
 
+    kind = "r"
+
     def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, dialect: str = "paper",
                  reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
-                 process_group=None) -> None:
+                 process_group=None, diagnostics: bool = False) -> None:
         check_mu(mu)
         super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                         sync_density=sync_density, process_group=process_group)
+                         sync_density=sync_density, process_group=process_group, diagnostics=diagnostics)
         self.mu = float(mu)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None,
@@ -118,13 +124,16 @@ class GHMRLoss(GHMLossBase):
 
 def ghm_r_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *,
                mu: float = 0.02, bins: int = 10, dialect: str = "paper", reduction: str = "mean",
-               loss_weight: float = 1.0, sync_density: bool = False, process_group=None) -> torch.Tensor:
-    """Stateless GHM-R (no momentum); same semantics and arguments as :class:`GHMRLoss`."""
+               loss_weight: float = 1.0, sync_density: bool = False, process_group=None,
+               diagnostics: bool = False):
+    """Stateless GHM-R (no momentum); same semantics and arguments as :class:`GHMRLoss`. With
+    ``diagnostics=True`` returns ``(loss, Diagnostics)`` (spec.md 13), else the loss."""
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     per_entry_loss, per_entry_grad, ind, ok, target_grad = _prepare(pred, target, label_weight, mu, bins)
-    loss, _, _ = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
-                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                                 sync_density=sync_density, process_group=process_group, target=target,
-                                 per_entry_target_grad=target_grad)
-    return loss
+    out = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
+                          dialect=dialect, reduction=reduction, loss_weight=loss_weight,
+                          sync_density=sync_density, process_group=process_group, target=target,
+                          per_entry_target_grad=target_grad,
+                          diagnose=_diagnostics.collector("r", pred, target) if diagnostics else None)
+    return (out[0], out[3]) if diagnostics else out[0]

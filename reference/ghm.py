@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import diagnostics as diag
 from . import equations as eq
 
 DIALECTS = ("paper", "mmdet")
@@ -29,6 +30,7 @@ class GHMResult:
         ``momentum == 0``, and in the "paper" dialect while no valid entry has been seen.
     target_grad: d loss / d target, shaped like ``pred``, beta held constant (spec.md 5); None
         for class-index targets, which have no gradient.
+    diagnostics: what the call did, per region (spec.md 13): counts, density, beta, gradient masses.
     """
 
     loss: float | np.ndarray
@@ -36,6 +38,7 @@ class GHMResult:
     weights: np.ndarray
     state: np.ndarray | None
     target_grad: np.ndarray | None = None
+    diagnostics: diag.Diagnostics | None = None
 
 
 # ---------------------------------------------------------------- argument checks
@@ -130,33 +133,49 @@ def _is_class_index_target(t: np.ndarray, shape: tuple[int, ...]) -> bool:
 
 # ---------------------------------------------------------------- the harmonizing weight
 
-def harmonize(ind: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None,
-              dialect: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """beta for the N valid examples whose region indices are ``ind`` (spec.md section 4).
+def region_weights(r: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None,
+                   dialect: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """beta_j per region from the counts R_j of a call with at least one valid entry (spec.md
+    section 4): (beta, density, new_state), beta 0 where R_j = 0, density the S_j (paper) or A_j
+    (mmdet) it is formed from.
 
-    Returns (beta, new_state). ``ind`` must hold at least one entry.
-    "paper":  beta_i = N / (S_ind(i) * M), S = R (Eq. 9-10) or the EMA of Eq. (12)-(13),
+    "paper":  beta_j = N / (S_j * M), S = R (Eq. 9-10) or the EMA of Eq. (12)-(13),
               with S^(0) := R^(1) and every region updated.
-    "mmdet":  beta_i = N / (A_ind(i) * n), n = #non-empty regions, A = R, or an accumulator
+    "mmdet":  beta_j = N / (A_j * n), n = #non-empty regions, A = R, or an accumulator
               starting at zeros and updated by Eq. (12) only where R_j > 0.
     """
-    n_examples = ind.size
-    r = eq.region_counts(ind, bins)
+    n_examples = int(r.sum())
+    occupied = r > 0
+    beta = np.zeros(bins)
     if dialect == "paper":
         if momentum == 0.0:
             s, new_state = r.astype(np.float64), None
         else:
             s = r.astype(np.float64) if state is None else eq.ema(state, r, momentum)
             new_state = s
-        return eq.beta(eq.approx_gradient_density(s[ind], bins), n_examples), new_state
+        beta[occupied] = eq.beta(eq.approx_gradient_density(s[occupied], bins), n_examples)
+        return beta, s, new_state
     n_nonempty = int(np.count_nonzero(r))
     if momentum == 0.0:
         a, new_state = r.astype(np.float64), None
     else:
         acc = np.zeros(bins) if state is None else state
-        a = np.where(r > 0, eq.ema(acc, r, momentum), acc)
+        a = np.where(occupied, eq.ema(acc, r, momentum), acc)
         new_state = a
-    return n_examples / (a[ind] * n_nonempty), new_state
+    beta[occupied] = n_examples / (a[occupied] * n_nonempty)
+    return beta, a, new_state
+
+
+def harmonize(ind: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None,
+              dialect: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """beta for the N valid examples whose region indices are ``ind`` (spec.md section 4).
+
+    Returns (beta, new_state). ``ind`` must hold at least one entry. beta depends on an example
+    only through its region: ``region_weights`` of the counts R_j, read at ind(g_i).
+    """
+    beta, _, new_state = region_weights(eq.region_counts(ind, bins), bins=bins, momentum=momentum, state=state,
+                                        dialect=dialect)
+    return beta[ind], new_state
 
 
 def _unchanged_state(state: np.ndarray | None, *, bins: int, momentum: float, dialect: str) -> np.ndarray | None:
@@ -183,21 +202,32 @@ def _reduce(per_entry_loss, per_entry_grads, beta, valid, *, reduction, loss_wei
 
 
 def _ghm(per_entry_loss, per_entry_grad, per_entry_target_grad, gnorm, valid, finite, *, bins, momentum, state,
-         dialect, reduction, loss_weight) -> GHMResult:
-    """Everything after the per-entry loss, gradients and gradient norm: shared by C and R."""
+         dialect, reduction, loss_weight, positive=None) -> GHMResult:
+    """Everything after the per-entry loss, gradients and gradient norm: shared by C and R.
+    ``positive``: whether each entry's target is 1 (GHM-C, for the diagnostics), or None (GHM-R)."""
     beta = np.zeros(valid.shape)
+    ind = None
     if not np.all(finite[valid]):
         # spec.md section 7: a non-finite valid entry makes the histogram, hence every beta, undefined.
         beta[valid] = np.nan
         new_state = _unchanged_state(state, bins=bins, momentum=momentum, dialect=dialect)
+        diagnostics = diag.poisoned(bins)
     elif not np.any(valid):
         new_state = _unchanged_state(state, bins=bins, momentum=momentum, dialect=dialect)
+        diagnostics = diag.empty(bins, new_state, classification=positive is not None)
     else:
         ind = eq.region_index(gnorm[valid], bins)
-        beta[valid], new_state = harmonize(ind, bins=bins, momentum=momentum, state=state, dialect=dialect)
+        beta_region, density, new_state = region_weights(eq.region_counts(ind, bins), bins=bins, momentum=momentum,
+                                                         state=state, dialect=dialect)
+        beta[valid] = beta_region[ind]
     loss, (grad, target_grad) = _reduce(per_entry_loss, (per_entry_grad, per_entry_target_grad), beta, valid,
                                         reduction=reduction, loss_weight=loss_weight)
-    return GHMResult(loss=loss, grad=grad, weights=beta, state=new_state, target_grad=target_grad)
+    if ind is not None:
+        diagnostics = diag.diagnose(ind, bins=bins, density=density, beta_region=beta_region, grad=grad[valid],
+                                    per_entry_grad=per_entry_grad[valid], reduction=reduction,
+                                    positive=None if positive is None else positive[valid])
+    return GHMResult(loss=loss, grad=grad, weights=beta, state=new_state, target_grad=target_grad,
+                     diagnostics=diagnostics)
 
 
 def _common_args(bins, momentum, state, dialect, reduction, loss_weight):
@@ -259,7 +289,8 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
                                                               np.nan)
         g = eq.gradient_norm(x_safe, t_safe)
     return _ghm(per_entry_loss, per_entry_grad, per_entry_target_grad, g, valid, finite, bins=bins,
-                momentum=momentum, state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+                momentum=momentum, state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
+                positive=t == 1.0)
 
 
 def ghm_r(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,

@@ -9,6 +9,9 @@ between calls.
     backend.call_with_target(f, ...)      -> (Result, d sum / d target) for a target that is trained
     backend.second_derivative(f, ...)     raises backend.SECOND_ORDER[0] (differentiable once)
     backend.state(obj)                    -> (ema as float64 NumPy, initialized as bool)
+    backend.diagnose(f, pred, target, lw) -> (Result, {field: NumPy}): a call with diagnostics (spec.md 13);
+                                             f "c" or "r" (the stateless function), or a loss object
+                                             built with diagnostics=True
     backend.rounded(a, "float16")         a as the loss sees it in that dtype (float32 NumPy)
     backend.float64_mode()                a context in which float64 stays float64 (JAX: x64)
 """
@@ -24,6 +27,13 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _numpy_fields(d, to_numpy) -> dict:
+    """A framework's Diagnostics as {field: NumPy value}, with the derived shares."""
+    out = {name: np.asarray(to_numpy(value)) for name, value in zip(d._fields, d)}
+    out["grad_share"], out["plain_share"] = np.asarray(to_numpy(d.grad_share)), np.asarray(to_numpy(d.plain_share))
+    return out
 
 
 @dataclass
@@ -96,6 +106,17 @@ class TorchBackend:
 
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.detach().cpu().double().numpy(), bool(obj.ema_initialized)
+
+    def diagnose(self, f, pred, target, label_weight=None, **kw):
+        if not isinstance(f, str):
+            result = self.call(f, pred, target, label_weight, **kw)
+            return result, _numpy_fields(f.last_diagnostics(), lambda v: v.cpu().numpy())
+        x = self.tensor(pred).requires_grad_(True)
+        lw = None if label_weight is None else self.tensor(label_weight)
+        out, d = self.function(f)(x, self.tensor(target), lw, diagnostics=True, **kw)
+        out.sum().backward()
+        result = Result(out.detach().cpu().double().numpy(), x.grad.cpu().double().numpy())
+        return result, _numpy_fields(d, lambda v: v.cpu().numpy())
 
     def rounded(self, a, dtype: str) -> np.ndarray:
         """a rounded to dtype and back to float32: the values a loss sees when given dtype."""
@@ -186,12 +207,6 @@ class TFBackend:
 
     def state(self, obj) -> tuple[np.ndarray, bool]:
         return obj.ema.numpy().astype(np.float64), bool(obj.ema_initialized.numpy())
-
-    def rounded(self, a, dtype: str) -> np.ndarray:
-        return np.asarray(self.tf.cast(self.tensor(a, dtype), "float32"))
-
-    def float64_mode(self):
-        return contextlib.nullcontext()
 
 
 class _JaxLoss:
