@@ -366,7 +366,7 @@ def prepare(data: Dataset) -> Prepared:
 
 # images per split and the seed that renders it; seeds per pair; changes to the released setting
 # (and how often the gradient probe runs)
-FULL = {"splits": {"train": (2048, 0), "val": (256, 1), "test": (512, 2)}, "seeds": 3, "setting": {}, "probe_every": 4}
+FULL = {"splits": {"train": (3072, 0), "val": (256, 1), "test": (512, 2)}, "seeds": 3, "setting": {}, "probe_every": 4}
 QUICK = {"splits": {"train": (16, 0), "val": (4, 1), "test": (4, 2)}, "seeds": 2,
          "setting": {"epochs": 2, "steps": (1,), "warmup": 2, "batch": 8}, "probe_every": 1}
 
