@@ -182,7 +182,7 @@ def test_main_run_chooses_the_rate_on_seed_0_and_pairs_the_seeds(monkeypatch):
 
     monkeypatch.setattr(detection, "train", fake_train)
     monkeypatch.setattr(detection, "splits", lambda sizes: {})
-    sizes = {"setting": {}, "seeds": 3}
+    sizes = {"setting": {}, "seeds": 3, "probe_every": 4}
     results = comparison.run_main(sizes, jobs=1)
     assert [m["chosen"] for m in results] == [0.01, 0.01, 0.02, 0.02], "the better rate on seed 0's validation AP"
     for m in results:
