@@ -195,6 +195,20 @@ def _late(history: list, epochs: int, per: int = 2) -> list:
     return history[-max(1, (epochs * per) // 3):]
 
 
+def _probes(history: list, i: int, every: int = 4) -> float:
+    """How many probes window i summed (saved as "probes"; runs saved before that probed every 4th
+    iteration from 0, windows starting where the previous ended)."""
+    if "probes" in history[i]:
+        return history[i]["probes"]
+    lo, hi = (history[i - 1]["iteration"] if i else 0), history[i]["iteration"]
+    return float(len(range(-(-lo // every) * every, hi, every)))
+
+
+def per_iteration(history: list, key: str) -> list:
+    """The probe's ``key`` (a per-region mass) summed over regions, per probed iteration, per window."""
+    return [float(np.sum(w[key])) / max(_probes(history, i), 1) for i, w in enumerate(history) if key in w]
+
+
 def summary(run: dict, epochs: int) -> dict:
     """Diagnostic numbers of one run over its last third of training: the share of the classification
     gradient's L1 mass at g < 0.1 (easy), g >= 0.9 (hard or mislabelled) and held by positives; the
@@ -203,6 +217,7 @@ def summary(run: dict, epochs: int) -> dict:
     late = [w for w in _late(run["history"], epochs) if "g_mass" in w]
     if not late:
         return {}
+    cls_l1, box_l1 = per_iteration(run["history"], "g_mass"), per_iteration(run["history"], "gr_mass")
     mass = np.sum([w["g_mass"] for w in late], 0)
     pos = np.sum([w["g_mass_positive"] for w in late], 0)
     grc = np.sum([w["gr_counts"] for w in late], 0)
@@ -210,7 +225,9 @@ def summary(run: dict, epochs: int) -> dict:
     total = max(mass.sum(), 1e-30)
     out = {"easy share": mass[:det.G_BINS // 10].sum() / total, "hard share": mass[-det.G_BINS // 10:].sum() / total,
            "positive share": pos.sum() / total, "top gr coords": grc[-1] / max(grc.sum(), 1),
-           "top gr mass": grm[-1] / max(grm.sum(), 1e-30), "median |d|": float(np.mean([w["abs_d"][0] for w in late]))}
+           "top gr mass": grm[-1] / max(grm.sum(), 1e-30), "median |d|": float(np.mean([w["abs_d"][0] for w in late])),
+           "cls L1 early": float(np.mean(cls_l1[:max(1, len(cls_l1) // 3)])), "cls L1 late": float(np.mean(cls_l1[-len(late):])),
+           "box L1 early": float(np.mean(box_l1[:max(1, len(box_l1) // 3)])), "box L1 late": float(np.mean(box_l1[-len(late):]))}
     for which in ("cls", "box"):
         if f"{which}_nonempty" in late[0]:
             out[f"{which} non-empty regions"] = float(np.mean([w[f"{which}_nonempty"] for w in late]))
@@ -258,19 +275,26 @@ def tables(main: list[dict], ablations: list[dict]) -> str:
                        f"{verdict(d, kind)} |")
     out += ["", f"\"No worse\" is non-inferiority with a margin of {MARGIN} AP: reproduced when the whole interval "
             f"lies above -{MARGIN}, refuted when it lies below 0. \"Better\": reproduced when the interval lies above 0.",
-            "", "### Where the gradient goes (last third of training, mean over seeds)", "",
-            "| pair | cls gradient mass at g < 0.1 | at g >= 0.9 | held by positives | box coords with gr in the top "
-            "region | box gradient mass there | median \\|d\\| | GHM-C non-empty regions | GHM-R non-empty regions |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "", "### Where the gradient goes (mean over seeds; the shares over the last third of training)", "",
+            "The probe (`detection._probe`, every 4th iteration, any loss): the L1 norm of the classification "
+            "loss's gradient with respect to the logits per iteration, in the first and the last third of training; "
+            "the share of it at g < 0.1 (easy), at g >= 0.9 (hard or mislabelled) and held by the positive entries; "
+            "the same for the box loss's gradient (gr with mu 0.02: the share of the positives' coordinates in the top "
+            "region, \\|d\\| >> mu, and of the gradient there); and GHM's own diagnostics (non-empty regions, mean "
+            "over the calls of the last third).", "",
+            "| pair | cls gradient L1 early / late | at g < 0.1 | at g >= 0.9 | held by positives | box gradient L1 "
+            "early / late | box coords in the top gr region | box gradient there | median \\|d\\| | GHM-C / GHM-R "
+            "non-empty regions |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in main:
         s = [summary(r, epochs) for r in m["runs"]]
         s = {k: np.mean([x[k] for x in s if k in x]) for k in s[0]} if s and s[0] else {}
         if not s:
             continue
         opt = lambda k: f"{s[k]:.1f}" if k in s else "-"  # noqa: E731
-        out.append(f"| {m['name']} | {s['easy share']:.1%} | {s['hard share']:.1%} | {s['positive share']:.1%} | "
+        out.append(f"| {m['name']} | {s['cls L1 early']:.3g} / {s['cls L1 late']:.3g} | {s['easy share']:.1%} | "
+                   f"{s['hard share']:.1%} | {s['positive share']:.1%} | {s['box L1 early']:.3g} / {s['box L1 late']:.3g} | "
                    f"{s['top gr coords']:.1%} | {s['top gr mass']:.1%} | {s['median |d|']:.3f} | "
-                   f"{opt('cls non-empty regions')} | {opt('box non-empty regions')} |")
+                   f"{opt('cls non-empty regions')} / {opt('box non-empty regions')} |")
     if ablations:
         out += ["", "### Ablations: one change from the released setting each, at the main run's rate and seeds", "",
                 "| ablation | pair | test AP per seed | mean | ablation - released per seed | mean [95% interval] |",
@@ -310,7 +334,7 @@ def figures(main: list[dict], out: Path) -> list[str]:
     fig.savefig(out / "training.png", dpi=100)
     plt.close(fig)
 
-    fig, axes = plt.subplots(len(main), 3, figsize=(16, 3.2 * len(main)), squeeze=False)
+    fig, axes = plt.subplots(len(main), 4, figsize=(21, 3.6 * len(main)), squeeze=False)
     for row, m in zip(axes, main):
         h = [w for w in m["runs"][0]["history"] if "g_mass" in w]
         if not h:
@@ -321,8 +345,8 @@ def figures(main: list[dict], out: Path) -> list[str]:
             share = mass / np.maximum(mass.sum(0, keepdims=True), 1e-30)
             im = ax.imshow(np.log10(np.maximum(share, 1e-4)), aspect="auto", origin="lower", vmin=-4, vmax=0,
                            extent=(it[0], it[-1], 0, 1), cmap="viridis")
-            ax.set(xlabel="iteration", ylabel=label, title=f"{m['name']}: share of the {'classification' if label == 'g' else 'box'} "
-                   f"gradient by {label} (log10)")
+            ax.set(xlabel="iteration", ylabel=label,
+                   title=f"{m['name']}\n{'classification' if label == 'g' else 'box'} gradient share by {label} (log10)")
             fig.colorbar(im, ax=ax)
         for colour, r in zip(colours, m["runs"]):
             hh = [w for w in r["history"] if "g_mass" in w]
@@ -336,8 +360,16 @@ def figures(main: list[dict], out: Path) -> list[str]:
                         ls=":", label="cls mass of positives" if r["seed"] == 0 else None)
             row[2].plot(x, [w["gr_counts"][-1] / max(np.sum(w["gr_counts"]), 1) for w in hh], color=colour, ls="-.",
                         label="box coords in the top gr region" if r["seed"] == 0 else None)
-        row[2].set(xlabel="iteration", ylabel="share", ylim=(0, 1), title=f"{m['name']}: every seed (a colour each)")
+            x_all = [w["iteration"] for w in r["history"] if "g_mass" in w]
+            row[3].plot(x_all, per_iteration(r["history"], "g_mass"), color=colour, ls="-",
+                        label="classification" if r["seed"] == 0 else None)
+            row[3].plot(x_all, per_iteration(r["history"], "gr_mass"), color=colour, ls="--",
+                        label="box" if r["seed"] == 0 else None)
+        row[2].set(xlabel="iteration", ylabel="share", ylim=(0, 1), title=f"{m['name']}\nshares, every seed (a colour each)")
         row[2].legend(fontsize=7)
+        row[3].set(xlabel="iteration", ylabel="L1 of d loss / d outputs", yscale="log",
+                   title=f"{m['name']}\ngradient L1 per iteration")
+        row[3].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "diagnostics.png", dpi=80)
     plt.close(fig)

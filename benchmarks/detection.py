@@ -481,6 +481,7 @@ def _probe(outputs, batch, cls_loss, box_loss, mu: float) -> dict:
         out["gr_counts"] = torch.bincount(region, minlength=GR_BINS)
         out["gr_mass"] = torch.bincount(region, weights=db, minlength=GR_BINS)
         out["abs_d"] = torch.stack([d.abs().median(), d.abs().mean()]) if d.numel() else torch.zeros(2)
+        out["probes"] = torch.ones(())
         out = {k: v.double() for k, v in out.items()}
     return out
 
