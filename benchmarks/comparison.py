@@ -160,6 +160,20 @@ def run_main(sizes, *, jobs: int = 1, only=None, saved=None, seeds=None) -> list
     return results
 
 
+def extend_seeds(sizes, main: list[dict], seeds: int, *, jobs: int = 1) -> list[dict]:
+    """The saved main run with seeds up to ``seeds`` - 1, each pair at its chosen rate (the seeds
+    it has are kept)."""
+    tasks = [(tuple(m["pair"]), s, det.Setting(**{**m["setting"], "steps": tuple(m["setting"]["steps"])}))
+             for m in main for s in range(len(m["runs"]), seeds)]
+    runs = _map(tasks, sizes, jobs)
+    out = []
+    for m in main:
+        mine = [r for (p, _, _), r in zip(tasks, runs) if list(p) == m["pair"]]
+        out.append({**m, "runs": m["runs"] + mine})
+        _log(f"{m['name']}: test AP {[round(r['test_ap'], 4) for r in out[-1]['runs']]}")
+    return out
+
+
 def run_ablation(key: str, sizes, main: list[dict], *, jobs: int = 1) -> dict:
     """The ablation's pairs with its one change, at each pair's chosen rate, on the main run's seeds."""
     ab = ABLATIONS[key]
@@ -411,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", metavar="PAIR",
                     help="rerun only this pair of the main table (e.g. 'GHM-C + GHM-R'), the others read from runs.json")
     ap.add_argument("--seeds", type=int, help="seeds per pair (default 3; 2 with --quick)")
+    ap.add_argument("--more-seeds", action="store_true",
+                    help="add seeds to the saved main run, up to --seeds, each pair at its chosen rate")
     ap.add_argument("--report", action="store_true", help="only rewrite results.md, the figures and the README "
                                                           "section from the saved runs")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
@@ -427,12 +443,18 @@ def main(argv: list[str] | None = None) -> int:
     main_path, ab_path = out / "runs.json", out / "ablations.json"
     saved = {m["name"]: m for m in _load(main_path, [])}
     ablations = _load(ab_path, {})
-    if (args.only or args.ablation or args.report) and not saved:
+    if (args.only or args.ablation or args.report or args.more_seeds) and not saved:
         ap.error(f"needs the runs of a main run in {main_path}")
     command = "python -m benchmarks.comparison" + (" --quick" if args.quick else "")
     if not args.report:
         start = time.time()
-        if args.ablation:
+        if args.more_seeds:
+            if not args.seeds:
+                ap.error("--more-seeds needs --seeds")
+            results = extend_seeds(sizes, [saved[name_of(p)] for p in MAIN_PAIRS], args.seeds, jobs=args.jobs)
+            main_path.write_text(json.dumps(_rounded(results)))
+            saved = {m["name"]: m for m in results}
+        elif args.ablation:
             keys = list(ABLATIONS) if "all" in args.ablation else args.ablation
             main_runs = [saved[name_of(p)] for p in MAIN_PAIRS]
             for key in keys:

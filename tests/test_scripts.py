@@ -73,6 +73,11 @@ def test_comparison_runs_quick_with_ablations_and_reruns(tmp_path):
     rerun = json.loads((tmp_path / "runs.json").read_text())
     assert rerun[0]["runs"] == runs[0]["runs"], "a rerun of one pair gives its numbers again (paired, deterministic)"
     assert rerun[1:] == runs[1:], "the other pairs' runs are kept"
+    more = run("--more-seeds", "--seeds", "3", "--jobs", "1")
+    assert more.returncode == 0, more.stderr[-3000:]
+    grown = json.loads((tmp_path / "runs.json").read_text())
+    for before, after in zip(rerun, grown):
+        assert [r["seed"] for r in after["runs"]] == [0, 1, 2] and after["runs"][:2] == before["runs"], after["name"]
     wrong = run("--only", "focal")
     assert wrong.returncode == 2 and "no pair named ['focal']" in wrong.stderr, wrong.stderr[-2000:]
 
