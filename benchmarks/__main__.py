@@ -21,13 +21,11 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from .common import machine, time_group
 from .impls import Config, arrays, jax_losses, jax_runner, tf_losses, tf_runner, torch_losses, torch_runner
 
 HERE = Path(__file__).parent
@@ -46,49 +44,6 @@ def _groups(frameworks, device):
     if "jax" in frameworks:
         out += [("jax", "jit", jax_losses, jax_runner, True)]
     return out
-
-
-def time_group(runners: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per forward + backward of each runner, measured interleaved."""
-    for run in runners.values():
-        run()
-        run()
-    times = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    parts = [f"{cpu}, {os.cpu_count()} logical CPUs", f"Python {platform.python_version()}"]
-    try:
-        import torch
-
-        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-
-        parts.append(f"TensorFlow {tf.__version__}")
-    except ImportError:
-        pass
-    try:
-        import jax
-
-        parts.append(f"JAX {jax.__version__}")
-    except ImportError:
-        pass
-    return "; ".join(parts)
 
 
 def peak_memory(framework: str, mode: str, name: str, cfg: Config, device: str) -> float | None:

@@ -77,7 +77,7 @@ class Dataset:
 
 def render(n: int, seed: int) -> Dataset:
     """n images with their boxes and labels, all drawn from ``seed``."""
-    from .detector import iou
+    from .common import iou
 
     rng = np.random.default_rng(seed)
     images = np.empty((n, 1, IMAGE, IMAGE), np.float32)
@@ -121,16 +121,16 @@ def level_sizes() -> list[int]:
 def anchors() -> np.ndarray:
     """(sum of level_sizes(), 4) anchors x1 y1 x2 y2, level by level, row-major, the 9 shapes of a
     location together (RetinaNet's layout)."""
-    from .detector import anchors_for
+    from .common import anchors_for
 
     return np.concatenate([anchors_for(IMAGE, levels=[int(math.log2(s))], scales=SCALES, ratios=ASPECTS, size=BASE)
                            for s in STRIDES])
 
 
 def match(anchor_boxes: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
-    """mmdetection's MaxIoUAssigner with ``min_pos_iou=0`` (``detector.assign``, low-quality
+    """mmdetection's MaxIoUAssigner with ``min_pos_iou=0`` (``common.assign``, low-quality
     matches): class target (A, C), classification weight (A,), box deltas (A, 4), positive (A,)."""
-    from .detector import assign
+    from .common import assign
 
     return assign(anchor_boxes, boxes, labels, CLASSES, low_quality=True)
 

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import anchors_for, assign, iou, machine, time_group  # noqa: F401 (iou: detector.iou, as callers use it)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HERE = Path(__file__).parent
@@ -47,64 +49,6 @@ SECTION = "Per training iteration"
 PAIRS = ("focal + smooth L1", "GHM-C + GHM-R (ours)", "official loop")
 GHM_C = dict(bins=30, momentum=0.75, dialect="mmdet")
 GHM_R = dict(mu=0.02, bins=10, momentum=0.7, dialect="mmdet")
-
-
-# ---------------------------------------------------------------- anchors and targets (NumPy)
-
-def anchors_for(image: int, levels=range(3, 8), scales=(1.0, 2 ** (1 / 3), 2 ** (2 / 3)),
-                ratios=(0.5, 1.0, 2.0), size: float = 4.0) -> np.ndarray:
-    """RetinaNet's anchors (x1, y1, x2, y2), level by level, row-major, 9 per location."""
-    out = []
-    for level in levels:
-        stride = 2 ** level
-        cells = math.ceil(image / stride)
-        centres = (np.arange(cells) + 0.5) * stride
-        cy, cx = np.meshgrid(centres, centres, indexing="ij")
-        shapes = [(size * stride * s * math.sqrt(r), size * stride * s / math.sqrt(r)) for s in scales for r in ratios]
-        wh = np.array(shapes)  # (9, 2): w, h
-        c = np.stack([cx.ravel(), cy.ravel()], -1)[:, None, :]  # (cells^2, 1, 2)
-        out.append(np.concatenate([c - wh / 2, c + wh / 2], -1).reshape(-1, 4))
-    return np.concatenate(out).astype(np.float32)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of boxes (x1, y1, x2, y2)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), -1)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], -1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
-def encode(anchors: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Box offsets (dx, dy, dw, dh) of each anchor to its box, RetinaNet's parametrization."""
-    wa, ha = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-    wb, hb = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    xa, ya = anchors[:, 0] + wa / 2, anchors[:, 1] + ha / 2
-    xb, yb = boxes[:, 0] + wb / 2, boxes[:, 1] + hb / 2
-    return np.stack([(xb - xa) / wa, (yb - ya) / ha, np.log(wb / wa), np.log(hb / ha)], -1).astype(np.float32)
-
-
-def assign(anchors: np.ndarray, boxes: np.ndarray, labels: np.ndarray, classes: int, *, pos: float = 0.5,
-           neg: float = 0.4, low_quality: bool = False) -> tuple[np.ndarray, ...]:
-    """Per anchor: one-hot class target (A, K), classification weight (A,) (0: ignored, between
-    the thresholds), box offsets (A, 4), box weight (A,) (1 on positives). ``low_quality``: each
-    box's best anchors are positive too (torchvision's RetinaNet), so no object goes unmatched."""
-    cls_target = np.zeros((len(anchors), classes), np.float32)
-    if len(boxes) == 0:
-        zeros = np.zeros(len(anchors), np.float32)
-        return cls_target, zeros + 1, np.zeros((len(anchors), 4), np.float32), zeros
-    overlap = iou(anchors, boxes)
-    best, which = overlap.max(1), overlap.argmax(1)
-    positive = best >= pos
-    if low_quality:
-        for j in range(len(boxes)):
-            top = overlap[:, j] == overlap[:, j].max()
-            positive |= top
-            which[top] = j
-    cls_target[positive, labels[which[positive]]] = 1.0
-    cls_weight = ((best < neg) | positive).astype(np.float32)
-    return cls_target, cls_weight, encode(anchors, boxes[which]), positive.astype(np.float32)
 
 
 def random_boxes(rng: np.random.Generator, image: int, count: int) -> np.ndarray:
@@ -397,8 +341,6 @@ def keras_loss_only(image: int, batch: int, classes: int, eager: bool) -> dict:
 
 def measure(framework: str, mode: str, args) -> tuple[dict, dict, dict]:
     """(step seconds, loss-only seconds, facts) per loss pair."""
-    from .__main__ import time_group
-
     if framework == "torch":
         import torch
 
@@ -424,8 +366,6 @@ def measure(framework: str, mode: str, args) -> tuple[dict, dict, dict]:
 
 
 def report(results: list, argv: list[str], device: str) -> str:
-    from .__main__ import machine
-
     lines = [f"## {SECTION}", "",
              f"Machine: {machine()}; device {device}.",
              f"Command: `python -m benchmarks.detector {' '.join(argv)}`", "",
