@@ -174,23 +174,28 @@ def extend_seeds(sizes, main: list[dict], seeds: int, *, jobs: int = 1) -> list[
     return out
 
 
-def run_ablation(key: str, sizes, main: list[dict], *, jobs: int = 1) -> dict:
-    """The ablation's pairs with its one change, at each pair's chosen rate, on the main run's seeds."""
-    ab = ABLATIONS[key]
+def run_ablations(keys: list[str], sizes, main: list[dict], *, jobs: int = 1) -> dict:
+    """Each ablation's pairs with its one change, at each pair's chosen rate, on the main run's
+    seeds; the runs of every ablation asked for share one pool of processes."""
     chosen = {m["name"]: m for m in main}
     tasks = []
-    for pair in ab.pairs:
-        base = chosen[name_of(pair)]
-        setting = replace(det.Setting(**sizes["setting"]), lr=base["chosen"], **ab.change)
-        tasks += [(pair, r0["seed"], setting) for r0 in base["runs"]]
+    for key in keys:
+        for pair in ABLATIONS[key].pairs:
+            base = chosen[name_of(pair)]
+            setting = replace(det.Setting(**sizes["setting"]), lr=base["chosen"], **ABLATIONS[key].change)
+            tasks += [(key, pair, r0["seed"], setting) for r0 in base["runs"]]
     start = time.time()
-    runs = _map(tasks, sizes, jobs)
-    out = {"ablation": key, "what": ab.what, "change": ab.change, "seconds": time.time() - start, "pairs": []}
-    for pair in ab.pairs:
-        mine = [r for (p, _, _), r in zip(tasks, runs) if p == pair]
-        out["pairs"].append({"name": name_of(pair), "setting": asdict(next(s for p, _, s in tasks if p == pair)),
-                             "runs": mine})
-        _log(f"{key}, {name_of(pair)}: test AP {[round(r['test_ap'], 4) for r in mine]}")
+    runs = _map([t[1:] for t in tasks], sizes, jobs)
+    out = {}
+    for key in keys:
+        ab = ABLATIONS[key]
+        out[key] = {"ablation": key, "what": ab.what, "change": ab.change, "pairs": []}
+        for pair in ab.pairs:
+            mine = [(t, r) for t, r in zip(tasks, runs) if t[0] == key and t[1] == pair]
+            out[key]["pairs"].append({"name": name_of(pair), "setting": asdict(mine[0][0][3]),
+                                      "runs": [r for _, r in mine]})
+            _log(f"{key}, {name_of(pair)}: test AP {[round(r['test_ap'], 4) for _, r in mine]}")
+    _log(f"ablations {', '.join(keys)}: {time.time() - start:.0f} s")
     return out
 
 
@@ -319,7 +324,8 @@ def tables(main: list[dict], ablations: list[dict]) -> str:
                 ap = _ap(p["runs"])
                 if base is None:
                     continue
-                d = [x - y for x, y in zip(ap, _ap(base["runs"]))]
+                by_seed = {r["seed"]: r["test_ap"] for r in base["runs"]}
+                d = [r["test_ap"] - by_seed[r["seed"]] for r in p["runs"]]
                 mean, lo, hi = interval(d)
                 out.append(f"| {ab['ablation']}: {ab['what']} | {p['name']} | {_fmt(ap)} | {np.mean(ap):.3f} | "
                            f"{', '.join(f'{v:+.3f}' for v in d)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
@@ -457,9 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.ablation:
             keys = list(ABLATIONS) if "all" in args.ablation else args.ablation
             main_runs = [saved[name_of(p)] for p in MAIN_PAIRS]
-            for key in keys:
-                ablations[key] = _rounded(run_ablation(key, sizes, main_runs, jobs=args.jobs))
-                ab_path.write_text(json.dumps(ablations))
+            ablations.update(_rounded(run_ablations(keys, sizes, main_runs, jobs=args.jobs)))
+            ab_path.write_text(json.dumps(ablations))
         else:
             results = run_main(sizes, jobs=args.jobs, only=args.only, saved=saved, seeds=args.seeds)
             main_path.write_text(json.dumps(_rounded(results)))
