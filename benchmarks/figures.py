@@ -1,24 +1,18 @@
-"""The paper's figures regenerated from this project's code, and CE vs focal loss vs GHM-C (smooth
-L1 vs GHM-R) on a dense-detection task anyone can rerun (``benchmarks/detection.py``).
+"""The paper's figures regenerated from this project's code: the gradient-norm distribution of a
+detector trained with CE and what CE, focal loss and GHM-C make of it (Figure 1), beta in both
+dialects with and without the EMA, and GHM-R's gr. The detector is the one of
+``benchmarks/detection.py``, trained with CE + smooth L1 in the released setting (seed 0); the
+training comparison itself is ``python -m benchmarks.comparison``.
 
-    python -m benchmarks.figures            # docs/figures/*.png, results.md and runs.json (about 48 min on 2 cores)
+    python -m benchmarks.figures            # docs/figures/{gradient_norm,beta,regression}.png (about 3 min on 2 cores)
     python -m benchmarks.figures --tiny     # the same at a toy size (the smoke test)
 
-Six pairs of losses train the same detector: CE, focal loss, GHM-C (paper, mmdet) with smooth
-L1, and GHM-C with GHM-R in each dialect (the paper's Table: GHM-R is added to GHM-C). Each pair
-gets its learning rate by validation AP on seed 0 over {1e-3, 3.2e-3, 1e-2}, the grid growing
-by a factor 3.2 on a side while the best rate sits at that edge; each run drops its rate tenfold
-when the validation AP has not improved for 2 epochs and stops at the next such plateau (at
-most 30 epochs), scored by the test AP of its best validation epoch; seeds 1 and 2 repeat the
-chosen rate. AP is pycocotools'. The figures
-of g, beta and gr come from the CE + smooth L1 detector (seed 0) and use the reference's beta
-(``reference.harmonize``, unit regions, Eqs. 9-13).
+beta is the reference's (``reference.harmonize``, unit regions, Eqs. 9-13).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,24 +22,10 @@ import reference
 from reference import equations as eq
 
 from . import detection as det
+from .plotting import pyplot
 
 OUT = Path(__file__).parent.parent / "docs" / "figures"
-# images per split (and the seed that renders it), seeds per loss, the learning-rate grid (k of 10^(k/2))
-FULL = {"splits": {"train": (512, 0), "val": (192, 1), "test": (256, 2)}, "seeds": 3, "grid": det.GRID,
-        "max_epochs": 30, "patience": 2}
-TINY = {"splits": {"train": (32, 0), "val": (16, 1), "test": (16, 2)}, "seeds": 1, "grid": (-5,),
-        "max_epochs": 1, "patience": 1}
 
-
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        sys.exit("the figures need matplotlib: pip install -e '.[plot]'")
-    return plt
 
 
 def _beta_of(g: np.ndarray, bins: int, dialect: str = "paper") -> np.ndarray:
@@ -158,42 +138,19 @@ def beta_figures(plt, batches: list[np.ndarray], out: Path, bins: int = 30) -> l
     return ["beta.png"]
 
 
-def comparison(plt, out: Path, outcomes: list) -> tuple[list[str], str]:
-    """The training curves (validation AP by epoch, each seed) and the table of test APs."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for colour, o in zip(colours, outcomes):
-        for i, r in enumerate(o.runs):
-            ax.plot(np.arange(1, len(r["curve"]) + 1), r["curve"], color=colour, alpha=0.8,
-                    label=" + ".join(o.config) if i == 0 else None)
-    ax.set(xlabel="epoch", ylabel="validation AP (COCO, IoU 0.5:0.95)",
-           title=f"the detection task, each loss at its learning rate, {len(outcomes[0].runs)} seeds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "training.png", dpi=100)
-    plt.close(fig)
-    rows = ["| classification + box loss | learning rate (validation AP of each rate tried) | epochs (best "
-            "validation) | test AP | test AP50 |", "| --- | --- | --- | --- | --- |"]
-    for o in outcomes:
-        ap = np.array([r["test_ap"] for r in o.runs])
-        ap50 = np.array([r["test_ap50"] for r in o.runs])
-        tried = ", ".join(f"{'**' if k == o.chosen else ''}{det.rate(k):.2g}: {v:.3f}{'**' if k == o.chosen else ''}"
-                          for k, v in o.grid.items())
-        edge = " (best at the grid's edge)" if o.at_edge else ""
-        rows.append(f"| {' + '.join(o.config)} | {tried}{edge} | {', '.join(str(r['epoch']) for r in o.runs)} | "
-                    f"{ap.mean():.3f} +- {ap.std():.3f} | {ap50.mean():.3f} +- {ap50.std():.3f} |")
-    return ["training.png"], "\n".join(rows)
-
-
 def _statistics(model, split, images: int = 64, batches: int = 5, batch: int = 16):
     """From a CE + smooth L1 detector: g of the non-ignored (anchor, class) entries of test images;
     g of a few training batches (for the EMA figure); the box residuals of the test positives."""
     import torch
 
+    def heads(x):
+        outputs = model(x)
+        return torch.cat([c for c, _ in outputs], 1), torch.cat([b for _, b in outputs], 1)
+
     model.eval()
     with torch.no_grad():
         te = split["test"]
-        cls, box = model(te.images[:images])
+        cls, box = heads(te.images[:images])
         valid = te.cls_weight[:images].bool()
         g = (cls.sigmoid() - te.cls_target[:images]).abs()[valid].reshape(-1).double().numpy()
         d = (box - te.box_target[:images])[te.positive[:images].bool()].reshape(-1).double().numpy()
@@ -201,7 +158,7 @@ def _statistics(model, split, images: int = 64, batches: int = 5, batch: int = 1
         gs = []
         for i in range(min(batches, len(tr.images) // batch)):
             sl = slice(i * batch, (i + 1) * batch)
-            c, _ = model(tr.images[sl])
+            c, _ = heads(tr.images[sl])
             gs.append((c.sigmoid() - tr.cls_target[sl]).abs()[tr.cls_weight[sl].bool()].reshape(-1).double().numpy())
     return g, gs, d
 
@@ -210,65 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.figures", description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="a toy size: the smoke test")
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--only", action="append", metavar="PAIR",
-                    help="rerun only this pair of losses (as named in the table, e.g. 'CE + smooth L1'; repeatable), "
-                         "the others' runs read from OUT/runs.json; the g, beta and gr figures are redrawn only "
-                         "when CE + smooth L1 runs")
     args = ap.parse_args(argv)
-    plt = _plt()
+    plt = pyplot()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
-    sizes = TINY if args.tiny else FULL
-    names = {" + ".join(c): c for c in det.CONFIGS}
-    unknown = sorted(set(args.only or ()) - set(names))
-    if unknown:
-        ap.error(f"--only: no pair named {unknown}; the pairs: {sorted(names)}")
-    saved = {}
-    if args.only:
-        try:
-            saved = {o["name"]: o for o in json.loads((out / "runs.json").read_text())}
-        except FileNotFoundError:
-            ap.error(f"--only needs the runs of a full run in {out / 'runs.json'}")
-    split = {name: det.prepare(det.render(n, seed)) for name, (n, seed) in sizes["splits"].items()}
-
-    def log(line):
-        print(line, file=sys.stderr, flush=True)
-
-    outcomes, ce_model = [], None
-    for name, config in names.items():
-        if args.only and name not in args.only:
-            o = saved[name]
-            outcomes.append(det.Outcome(config, {int(k): v for k, v in o["grid"].items()}, o["chosen"], o["at_edge"],
-                                        o["runs"]))
-            continue
-        outcome, model = det.search_and_repeat(config, split["train"], split["val"], split["test"],
-                                               seeds=sizes["seeds"], grid=sizes["grid"], log=log,
-                                               max_epochs=sizes["max_epochs"], patience=sizes["patience"])
-        outcomes.append(outcome)
-        ce_model = model if config == ("CE", "smooth L1") else ce_model
-        log(f"{name}: learning rate {det.rate(outcome.chosen):.2g}, test AP "
-            f"{[round(r['test_ap'], 4) for r in outcome.runs]}")
-    (out / "runs.json").write_text(json.dumps(
-        [{"name": " + ".join(o.config), "grid": o.grid, "chosen": o.chosen, "at_edge": o.at_edge, "runs": o.runs}
-         for o in outcomes], indent=1))
-    written = []
-    if ce_model is not None:
-        g, batches, d = _statistics(ce_model, split)
-        written += gradient_norm_figures(plt, g, out)
-        written += beta_figures(plt, batches, out)
-        written += regression_figures(plt, d, out)
-    more, table = comparison(plt, out, outcomes)
-    written += more
-    (out / "results.md").write_text(
-        "# CE vs focal loss vs GHM-C, smooth L1 vs GHM-R, on the detection task of benchmarks/detection.py\n\n"
-        f"Command: `python -m benchmarks.figures{' --tiny' if args.tiny else ''}`"
-        f"{' (then ' + ', '.join(repr(n) for n in args.only) + ' rerun with --only)' if args.only else ''}\n\n"
-        + table + "\n")
-    print(table)
-    print("wrote " + ", ".join(str(out / w) for w in written + ["results.md", "runs.json"]), file=sys.stderr)
+    sizes = det.QUICK if args.tiny else det.FULL
+    split = det.splits(sizes)
+    setting = det.Setting(**sizes["setting"])
+    run = det.train("CE", "smooth L1", split, seed=0, setting=setting, test=False,
+                    log=lambda line: print(line, file=sys.stderr, flush=True))
+    g, batches, d = _statistics(run["model"], split)
+    written = gradient_norm_figures(plt, g, out) + beta_figures(plt, batches, out) + regression_figures(plt, d, out)
+    print("wrote " + ", ".join(str(out / w) for w in written), file=sys.stderr)
     return 0
 
 

@@ -82,36 +82,121 @@ def test_detection_task_matches_every_object_and_is_seeded():
     again = detection.render(8, seed=5)
     assert np.array_equal(data.images, again.images), "the same seed renders the same images"
     a = detection.anchors()
-    assert len(a) == 9 * (detection.IMAGE // detection.STRIDE) ** 2 > 20_000
+    assert len(a) == sum(detection.level_sizes()) == 9 * sum((detection.IMAGE // s) ** 2 for s in detection.STRIDES)
+    assert len(detection.STRIDES) >= 3, "an FPN of at least three levels"
     for boxes, labels in zip(data.boxes, data.labels):
         assert 1 <= len(boxes) <= 4
         target, weight, _, positive = detection.match(a, boxes, labels)
         hit = detector.iou(a[positive == 1], boxes).argmax(1)
         assert set(hit.tolist()) == set(range(len(boxes))), "every object has a positive anchor"
-        assert positive.sum() < 0.02 * len(a), "a few positives among tens of thousands of anchors"
+        assert positive.sum() < 0.02 * len(a), "a few positives among thousands of anchors"
         assert np.array_equal(target.sum(1), positive)
         assert np.all(weight[positive == 1] == 1), "a positive is never ignored"
 
 
-@pytest.mark.parametrize("peak, chosen, at_edge, tried", [
-    (-5, -5, False, [-6, -5, -4]),  # inside the grid: no extension
-    (-7, -7, False, [-8, -7, -6, -5, -4]),  # below it: the grid grows until the best is inside
-    (-12, -8, True, [-8, -7, -6, -5, -4]),  # far below: two extensions, then reported at the edge
-])
-def test_learning_rate_search_grows_the_grid_off_its_edge(monkeypatch, peak, chosen, at_edge, tried):
+def test_flipped_split_mirrors_images_and_boxes():
+    torch = pytest.importorskip("torch")
+    split = detection.prepare(detection.render(4, seed=3))
+    flip = detection.flipped(split)
+    assert torch.equal(flip.images, split.images.flip(-1))
+    for b, fb in zip(split.data.boxes, flip.data.boxes):
+        assert np.allclose(fb[:, [0, 2]], detection.IMAGE - b[:, [2, 0]]) and np.allclose(fb[:, [1, 3]], b[:, [1, 3]])
+    assert torch.equal(flip.positive.sum(1) > 0, split.positive.sum(1) > 0)
+
+
+def test_learning_rate_schedule_is_mmdetections_step_policy_with_linear_warmup():
+    s = detection.Setting(lr=0.01, warmup=500, warmup_ratio=1 / 3, steps=(8, 11), epochs=12)
+    per_epoch = 100
+    assert detection.rate_at(s, 0, per_epoch) == pytest.approx(0.01 / 3), "warmup starts at lr * warmup_ratio"
+    assert detection.rate_at(s, 250, per_epoch) == pytest.approx(0.01 * (1 - 0.5 * (2 / 3))), "linear in between"
+    assert detection.rate_at(s, 500, per_epoch) == pytest.approx(0.01)
+    assert detection.rate_at(s, 799, per_epoch) == pytest.approx(0.01), "epoch 8 still at the full rate"
+    assert detection.rate_at(s, 800, per_epoch) == pytest.approx(0.001), "x0.1 after epoch 8"
+    assert detection.rate_at(s, 1100, per_epoch) == pytest.approx(0.0001), "x0.01 after epoch 11"
+
+
+def _head_outputs(torch, seed=0, batch=2):
+    """Random per-level head outputs and a matched batch of the detection task."""
+    split = detection.prepare(detection.render(batch, seed=seed))
+    gen = torch.Generator().manual_seed(seed)
+    outputs, start = [], 0
+    for n in detection.level_sizes():
+        outputs.append((torch.randn(batch, n, detection.CLASSES, generator=gen, dtype=torch.float64) * 3,
+                        torch.randn(batch, n, 4, generator=gen, dtype=torch.float64) * 0.3))
+        start += n
+    b = {k: getattr(split, k).double() for k in ("cls_target", "cls_weight", "box_target", "positive")}
+    return outputs, b
+
+
+def test_losses_per_level_and_over_all_anchors():
+    torch = pytest.importorskip("torch")
+    from impl_torch import GHMCLoss, GHMRLoss
+
+    outputs, b = _head_outputs(torch)
+    # CE, focal loss and smooth L1 are sums over the batch's entries divided by its positives: the
+    # calling mode cannot change them
+    for cls_name in ("CE", "focal loss"):
+        per = detection.Losses(cls_name, "smooth L1", detection.Setting(calling="per_level"))(outputs, b)
+        once = detection.Losses(cls_name, "smooth L1", detection.Setting(calling="all_anchors"))(outputs, b)
+        for x, y in zip(per, once):
+            torch.testing.assert_close(x, y, msg=f"{cls_name}: per level vs all anchors")
+    # GHM per level: one module called on each level in turn (one EMA across levels), the levels'
+    # own losses summed, as mmdetection's head does; all anchors: one call on the concatenation
+    setting = detection.Setting()
+    for calling in ("per_level", "all_anchors"):
+        losses = detection.Losses("GHM-C", "GHM-R", detection.Setting(calling=calling))
+        c = GHMCLoss(**setting.ghmc, dialect=setting.dialect)
+        r = GHMRLoss(**setting.ghmr, dialect=setting.dialect)
+        for step in range(2):
+            got = losses(outputs, b)
+            parts = losses._calls(outputs, b)
+            assert len(parts) == (len(detection.STRIDES) if calling == "per_level" else 1)
+            want_c = sum(c(x.reshape(-1, detection.CLASSES), t.reshape(-1, detection.CLASSES), w.reshape(-1))
+                         for x, t, w, *_ in parts)
+            want_r = sum(r(x.reshape(-1, 4), t.reshape(-1, 4), p.reshape(-1)) for *_, x, t, p in parts)
+            torch.testing.assert_close(got[0], want_c, msg=f"GHM-C {calling}, step {step}")
+            torch.testing.assert_close(got[1], want_r, msg=f"GHM-R {calling}, step {step}")
+        torch.testing.assert_close(losses.ghmc.ema, c.ema, msg=f"{calling}: the EMA after the same calls")
+    per = detection.Losses("GHM-C", "smooth L1", detection.Setting(calling="per_level"))(outputs, b)[0]
+    once = detection.Losses("GHM-C", "smooth L1", detection.Setting(calling="all_anchors"))(outputs, b)[0]
+    assert abs(float(per) - float(once)) > 1e-3 * float(once), "the calling mode changes GHM-C"
+    with pytest.raises(ValueError, match="calling"):
+        detection.Losses("GHM-C", "GHM-R", detection.Setting(calling="per_image"))(outputs, b)
+
+
+def test_paired_differences_and_verdicts():
+    from benchmarks import comparison
+
+    mean, lo, hi = comparison.interval([1.0, 2.0, 3.0])
+    assert (mean, lo, hi) == pytest.approx((2.0, 2.0 - 4.303 / 3 ** 0.5, 2.0 + 4.303 / 3 ** 0.5))
+    assert comparison.verdict([0.02, 0.03, 0.025], "better") == "reproduced"
+    assert comparison.verdict([-0.02, -0.03, -0.025], "better") == "refuted (worse)"
+    assert comparison.verdict([-0.02, 0.03, 0.0], "better") == "inconclusive"
+    assert comparison.verdict([-0.002, 0.001, 0.0], "no worse") == "reproduced (no worse)"
+    assert comparison.verdict([-0.2, -0.3, -0.25], "no worse") == "refuted (worse)"
+    assert comparison.verdict([-0.05, 0.03, 0.0], "no worse") == "inconclusive"
+
+
+def test_main_run_chooses_the_rate_on_seed_0_and_pairs_the_seeds(monkeypatch):
+    from benchmarks import comparison
+
     calls = []
 
-    def fake_train(cls_name, box_name, tr, va, te, *, seed, lr, log=None, **kw):
-        k = round(2 * np.log10(lr))
-        calls.append((seed, k))
-        return {"val_ap": 1.0 - abs(k - peak) / 10, "test_ap": 0.5, "model": object(), "curve": []}
+    def fake_train(cls_name, box_name, splits, *, seed, setting, log=None, **kw):  # noqa: ARG001
+        calls.append((cls_name, seed, setting.lr))
+        good = 0.02 if cls_name == "GHM-C" else 0.01
+        return {"seed": seed, "val_ap": 0.5 if setting.lr == good else 0.4, "test_ap": 0.3, "test_ap50": 0.6,
+                "curve": [], "history": [], "model": None}
 
     monkeypatch.setattr(detection, "train", fake_train)
-    outcome, _ = detection.search_and_repeat(("CE", "smooth L1"), None, None, None, seeds=3)
-    assert (outcome.chosen, outcome.at_edge) == (chosen, at_edge)
-    assert sorted(outcome.grid) == tried, "the rates tried on seed 0"
-    assert [c for c in calls if c[0] > 0] == [(1, chosen), (2, chosen)], "seeds 1 and 2 repeat the chosen rate"
-    assert len(outcome.runs) == 3 and "model" not in outcome.runs[0]
+    monkeypatch.setattr(detection, "splits", lambda sizes: {})
+    sizes = {"setting": {}, "seeds": 3, "probe_every": 4}
+    results = comparison.run_main(sizes, jobs=1)
+    assert [m["chosen"] for m in results] == [0.01, 0.01, 0.02, 0.02], "the better rate on seed 0's validation AP"
+    for m in results:
+        assert [r["seed"] for r in m["runs"]] == [0, 1, 2], "seed 0's run at the chosen rate is reused"
+        assert set(m["rates"]) == {"0.01", "0.02"}
+    assert [c for c in calls if c[1] > 0] == [(m["pair"][0], s, m["chosen"]) for m in results for s in (1, 2)]
 
 
 @pytest.mark.parametrize("low, high, said", [(1.01, 1.3, "regression"), (0.7, 0.99, "faster"),

@@ -36,22 +36,49 @@ def test_figures_run_at_a_tiny_size(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmarks.figures", "--tiny", "--out", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("gradient_norm.png", "regression.png", "beta.png", "training.png", "results.md"):
+    for name in ("gradient_norm.png", "regression.png", "beta.png"):
         assert (tmp_path / name).stat().st_size > 0, name
-    from benchmarks.detection import CONFIGS
 
+
+def test_comparison_runs_quick_with_ablations_and_reruns(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pycocotools")
+    from benchmarks.comparison import MAIN_PAIRS
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "benchmarks.comparison", "--quick", "--out", str(tmp_path),
+                               *extra], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
+
+    proc = run()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("runs.json", "results.md", "training.png", "diagnostics.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    import json
+
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert [r["name"] for r in runs] == [" + ".join(p) for p in MAIN_PAIRS]
+    ghm = runs[-1]["runs"][0]["history"][0]
+    for key in ("g_mass", "gr_mass", "cls_counts", "cls_beta", "box_grad_mass", "cls_nonempty"):
+        assert key in ghm, f"GHM's diagnostics are logged per window: {key} missing"
     table = (tmp_path / "results.md").read_text()
-    for config in CONFIGS:
-        assert f"| {' + '.join(config)} |" in table, f"the comparison has no row for {config}"
-    # --only reruns one pair and keeps the others' runs (from runs.json); a wrong name is a usage error
-    again = subprocess.run([sys.executable, "-m", "benchmarks.figures", "--tiny", "--out", str(tmp_path), "--only",
-                            "focal loss + smooth L1"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
+    for claim in ("focal loss > CE", "GHM-C >= focal loss", "GHM-C + GHM-R >= GHM-C + smooth L1"):
+        assert f"| {claim} |" in table, claim
+    # one ablation against the saved main run, then --only reruns one pair and keeps the others
+    ab = run("--ablation", "ghmr-weight-1", "--jobs", "1")
+    assert ab.returncode == 0, ab.stderr[-3000:]
+    assert "ghmr-weight-1" in (tmp_path / "results.md").read_text()
+    again = run("--only", "CE + smooth L1", "--jobs", "1")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "focal loss + smooth L1 lr" in again.stderr and "CE + smooth L1 lr" not in again.stderr, again.stderr[-2000:]
-    rerun = (tmp_path / "results.md").read_text()
-    assert "rerun with --only" in rerun and all(f"| {' + '.join(c)} |" in rerun for c in CONFIGS), rerun
-    wrong = subprocess.run([sys.executable, "-m", "benchmarks.figures", "--tiny", "--out", str(tmp_path), "--only",
-                            "focal"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    rerun = json.loads((tmp_path / "runs.json").read_text())
+    assert rerun[0]["runs"] == runs[0]["runs"], "a rerun of one pair gives its numbers again (paired, deterministic)"
+    assert rerun[1:] == runs[1:], "the other pairs' runs are kept"
+    more = run("--more-seeds", "--seeds", "3", "--jobs", "1")
+    assert more.returncode == 0, more.stderr[-3000:]
+    grown = json.loads((tmp_path / "runs.json").read_text())
+    for before, after in zip(rerun, grown):
+        assert [r["seed"] for r in after["runs"]] == [0, 1, 2] and after["runs"][:2] == before["runs"], after["name"]
+    wrong = run("--only", "focal")
     assert wrong.returncode == 2 and "no pair named ['focal']" in wrong.stderr, wrong.stderr[-2000:]
 
 
