@@ -36,9 +36,16 @@ def _groups(frameworks, device):
     """(framework, mode, losses(cfg), runner factory, compiled)."""
     out = []
     if "torch" in frameworks:
-        out += [("torch", "eager", torch_losses, torch_runner, False),
-                ("torch", "compiled", lambda cfg: {k: v for k, v in torch_losses(cfg).items() if "loop" not in k},
-                 torch_runner, True)]
+        out += [
+            ("torch", "eager", torch_losses, torch_runner, False),
+            (
+                "torch",
+                "compiled",
+                lambda cfg: {k: v for k, v in torch_losses(cfg).items() if "loop" not in k},
+                torch_runner,
+                True,
+            ),
+        ]
     if "tf" in frameworks:
         out += [("tf", "eager", tf_losses, tf_runner, False), ("tf", "XLA", tf_losses, tf_runner, True)]
     if "jax" in frameworks:
@@ -48,10 +55,27 @@ def _groups(frameworks, device):
 
 def peak_memory(framework: str, mode: str, name: str, cfg: Config, device: str) -> float | None:
     """MB, measured in a fresh subprocess (``benchmarks.memory``)."""
-    args = [sys.executable, "-m", "benchmarks.memory", framework, mode, name, cfg.loss_kind, str(cfg.entries),
-            str(cfg.bins), str(cfg.momentum), device]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=HERE.parent, timeout=1200,
-                          env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+    args = [
+        sys.executable,
+        "-m",
+        "benchmarks.memory",
+        framework,
+        mode,
+        name,
+        cfg.loss_kind,
+        str(cfg.entries),
+        str(cfg.bins),
+        str(cfg.momentum),
+        device,
+    ]
+    proc = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
+        timeout=1200,
+        env=dict(os.environ, PYTHONPATH=str(HERE.parent)),
+    )
     if proc.returncode != 0:
         print(f"  memory of {framework} {mode} {name} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
@@ -66,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--momentum", default="0,0.75")
     ap.add_argument("--losses", default="c,r")
     ap.add_argument("--frameworks", default="torch,tf,jax")
-    ap.add_argument("--modes", default="eager,compiled,XLA,jit",
-                    help="which of: eager (torch, tf), compiled (torch), XLA (tf), jit (jax)")
+    ap.add_argument(
+        "--modes",
+        default="eager,compiled,XLA,jit",
+        help="which of: eager (torch, tf), compiled (torch), XLA (tf), jit (jax)",
+    )
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="1e4 and 1e6 entries, bins 30 (10 for GHM-R), no momentum")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
@@ -85,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []  # dicts: loss, framework, mode, impl, entries, bins, momentum, seconds
     for loss_kind in losses:
-        for bins in ([HEADLINE[loss_kind].bins] if args.quick else bins_list):
+        for bins in [HEADLINE[loss_kind].bins] if args.quick else bins_list:
             for momentum in momenta:
                 for n in sizes:
                     cfg = Config(loss_kind, n, bins, momentum)
@@ -97,11 +124,25 @@ def main(argv: list[str] | None = None) -> int:
                             torch._dynamo.reset()
                         runners = {name: runner(fn, data, args.device, compiled) for name, fn in make(cfg).items()}
                         for name, seconds in time_group(runners, args.repeats).items():
-                            rows.append(dict(loss=loss_kind, framework=framework, mode=mode, impl=name, entries=n,
-                                             bins=bins, momentum=momentum, seconds=seconds))
-                        done = ", ".join(f"{r['impl']} {r['seconds'] * 1e3:.2f} ms" for r in rows[-len(runners):])
-                        print(f"GHM-{loss_kind.upper()} N={n:,} bins={bins} momentum={momentum} {framework} {mode}: "
-                              f"{done}", file=sys.stderr, flush=True)
+                            rows.append(
+                                dict(
+                                    loss=loss_kind,
+                                    framework=framework,
+                                    mode=mode,
+                                    impl=name,
+                                    entries=n,
+                                    bins=bins,
+                                    momentum=momentum,
+                                    seconds=seconds,
+                                )
+                            )
+                        done = ", ".join(f"{r['impl']} {r['seconds'] * 1e3:.2f} ms" for r in rows[-len(runners) :])
+                        print(
+                            f"GHM-{loss_kind.upper()} N={n:,} bins={bins} momentum={momentum} {framework} {mode}: "
+                            f"{done}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
     memory = []
     if not args.no_memory:
         for loss_kind in losses:
@@ -111,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             for framework, mode, make, _, _ in groups:
                 for name in make(cfg):
                     mb = peak_memory(framework, mode, name, cfg, args.device)
-                    memory.append(dict(loss=loss_kind, framework=framework, mode=mode, impl=name,
-                                       entries=cfg.entries, peak_mb=mb))
+                    memory.append(
+                        dict(loss=loss_kind, framework=framework, mode=mode, impl=name, entries=cfg.entries, peak_mb=mb)
+                    )
     text = report(rows, memory, argv if argv is not None else sys.argv[1:], args.device)
     print(text)
     out = Path(args.output_dir)
@@ -133,49 +175,83 @@ def _kept_section(path: Path) -> str:
     return "" if at < 0 else "\n" + old[at:]
 
 
-BASELINE = {("c", "eager"): "BCE", ("c", "compiled"): "BCE", ("c", "XLA"): "sigmoid CE", ("c", "jit"): "sigmoid CE",
-            ("r", "eager"): "ASL1", ("r", "compiled"): "ASL1", ("r", "XLA"): "ASL1", ("r", "jit"): "ASL1"}
+BASELINE = {
+    ("c", "eager"): "BCE",
+    ("c", "compiled"): "BCE",
+    ("c", "XLA"): "sigmoid CE",
+    ("c", "jit"): "sigmoid CE",
+    ("r", "eager"): "ASL1",
+    ("r", "compiled"): "ASL1",
+    ("r", "XLA"): "ASL1",
+    ("r", "jit"): "ASL1",
+}
 
 
 def report(rows, memory, argv, device) -> str:
-    lines = ["# Benchmark: GHM losses against the plain losses", "",
-             f"Machine: {machine()}; device {device}; {datetime.date.today().isoformat()}.",
-             f"Command: `python -m benchmarks {' '.join(argv)}`", "",
-             "Forward + backward, median of interleaved runs after warm-up; label weights given (all 1); "
-             "mmdet dialect. Ratios are GHM / the plain loss of the same framework and mode (lower is better), "
-             "and the official loop / GHM eager.", ""]
+    lines = [
+        "# Benchmark: GHM losses against the plain losses",
+        "",
+        f"Machine: {machine()}; device {device}; {datetime.date.today().isoformat()}.",
+        f"Command: `python -m benchmarks {' '.join(argv)}`",
+        "",
+        "Forward + backward, median of interleaved runs after warm-up; label weights given (all 1); "
+        "mmdet dialect. Ratios are GHM / the plain loss of the same framework and mode (lower is better), "
+        "and the official loop / GHM eager.",
+        "",
+    ]
     for loss_kind in sorted({r["loss"] for r in rows}):
         ghm = f"GHM-{loss_kind.upper()}"
-        lines += [f"## {ghm}", "", "| framework, mode | entries | bins | momentum | GHM ms | plain ms | GHM / plain | "
-                  "other baselines (ms; ratio) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"## {ghm}",
+            "",
+            "| framework, mode | entries | bins | momentum | GHM ms | plain ms | GHM / plain | "
+            "other baselines (ms; ratio) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         keyed = {}
         for r in rows:
             if r["loss"] == loss_kind:
-                keyed.setdefault((r["framework"], r["mode"], r["entries"], r["bins"], r["momentum"]), {})[r["impl"]] = \
+                keyed.setdefault((r["framework"], r["mode"], r["entries"], r["bins"], r["momentum"]), {})[r["impl"]] = (
                     r["seconds"]
+                )
         for (framework, mode, n, bins, momentum), impls in sorted(keyed.items()):
             mine = next(v for k, v in impls.items() if k.startswith("GHM"))
             plain_name = "sigmoid CE" if framework == "tf" and loss_kind == "c" else BASELINE[(loss_kind, mode)]
             plain = impls.get(plain_name)
-            others = "; ".join(f"{k} {v * 1e3:.2f} ({(v / mine if 'loop' in k else mine / v):.2f}x)"
-                               for k, v in impls.items() if not k.startswith("GHM") and k != plain_name)
-            lines.append(f"| {framework} {mode} | {n:,} | {bins} | {momentum:g} | {mine * 1e3:.2f} | "
-                         f"{'' if plain is None else f'{plain * 1e3:.2f}'} | "
-                         f"{'' if plain is None else f'{mine / plain:.2f}x'} | {others} |")
+            others = "; ".join(
+                f"{k} {v * 1e3:.2f} ({(v / mine if 'loop' in k else mine / v):.2f}x)"
+                for k, v in impls.items()
+                if not k.startswith("GHM") and k != plain_name
+            )
+            lines.append(
+                f"| {framework} {mode} | {n:,} | {bins} | {momentum:g} | {mine * 1e3:.2f} | "
+                f"{'' if plain is None else f'{plain * 1e3:.2f}'} | "
+                f"{'' if plain is None else f'{mine / plain:.2f}x'} | {others} |"
+            )
         lines.append("")
     if memory:
-        lines += ["## Peak memory at the headline size", "",
-                  "CPU: the rise of the resident set size during one forward + backward above its level just "
-                  "before (inputs allocated, warm-up done, free pages returned to the system), in a fresh "
-                  "subprocess per loss. CUDA: torch.cuda.max_memory_allocated above the inputs.", "",
-                  "| loss | framework, mode | implementation | entries | peak MB | / plain |", "| --- | --- | --- | --- | --- | --- |"]
-        plain_mb = {(m["loss"], m["framework"], m["mode"]): m["peak_mb"] for m in memory
-                    if m["impl"] in ("BCE", "sigmoid CE", "ASL1")}
+        lines += [
+            "## Peak memory at the headline size",
+            "",
+            "CPU: the rise of the resident set size during one forward + backward above its level just "
+            "before (inputs allocated, warm-up done, free pages returned to the system), in a fresh "
+            "subprocess per loss. CUDA: torch.cuda.max_memory_allocated above the inputs.",
+            "",
+            "| loss | framework, mode | implementation | entries | peak MB | / plain |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        plain_mb = {
+            (m["loss"], m["framework"], m["mode"]): m["peak_mb"]
+            for m in memory
+            if m["impl"] in ("BCE", "sigmoid CE", "ASL1")
+        }
         for m in memory:
             base = plain_mb.get((m["loss"], m["framework"], m["mode"]))
             ratio = "" if not base or m["peak_mb"] is None else f"{m['peak_mb'] / base:.2f}x"
-            lines.append(f"| GHM-{m['loss'].upper()} | {m['framework']} {m['mode']} | {m['impl']} | {m['entries']:,} | "
-                         f"{m['peak_mb']} | {ratio} |")
+            lines.append(
+                f"| GHM-{m['loss'].upper()} | {m['framework']} {m['mode']} | {m['impl']} | {m['entries']:,} | "
+                f"{m['peak_mb']} | {ratio} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -195,13 +271,21 @@ def plot(rows, path: Path) -> None:
         sel = [r for r in rows if r["loss"] == loss_kind and r["momentum"] == 0.0]
         bins = max(r["bins"] for r in sel) if loss_kind == "c" else min(r["bins"] for r in sel)
         for key in sorted({(r["framework"], r["mode"], r["impl"]) for r in sel}):
-            pts = sorted((r["entries"], r["seconds"]) for r in sel if r["bins"] == bins
-                         and (r["framework"], r["mode"], r["impl"]) == key)
+            pts = sorted(
+                (r["entries"], r["seconds"])
+                for r in sel
+                if r["bins"] == bins and (r["framework"], r["mode"], r["impl"]) == key
+            )
             if pts:
                 style = "-" if key[2].startswith("GHM") else "--"
                 ax.plot([p[0] for p in pts], [p[1] * 1e3 for p in pts], style, marker="o", label=" ".join(key))
-        ax.set(xscale="log", yscale="log", xlabel="entries per call", ylabel="forward + backward (ms)",
-               title=f"GHM-{loss_kind.upper()}, bins={bins}, no momentum")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="entries per call",
+            ylabel="forward + backward (ms)",
+            title=f"GHM-{loss_kind.upper()}, bins={bins}, no momentum",
+        )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -39,8 +39,17 @@ class Side:
         self.impls = _load_harness()
         self.runners: dict = {}
 
-    def setup(self, framework: str, mode: str, loss: str, entries: int, bins: int, momentum: float,
-              dialect: str, baseline: str) -> dict:
+    def setup(
+        self,
+        framework: str,
+        mode: str,
+        loss: str,
+        entries: int,
+        bins: int,
+        momentum: float,
+        dialect: str,
+        baseline: str,
+    ) -> dict:
         impls = self.impls
         module = __import__(MODULES[framework])
         where = Path(module.__file__).resolve()
@@ -56,8 +65,10 @@ class Side:
             torch._dynamo.reset()
         ghm = next(name for name in losses if name.startswith("GHM"))
         data = impls.arrays(cfg)
-        self.runners = {"ghm": runner(losses[ghm], data, "cpu", compiled),
-                        "plain": runner(losses[baseline], data, "cpu", compiled)}
+        self.runners = {
+            "ghm": runner(losses[ghm], data, "cpu", compiled),
+            "plain": runner(losses[baseline], data, "cpu", compiled),
+        }
         for run in self.runners.values():  # warm-up: compilation, allocator, page faults
             run()
             run()
@@ -106,7 +117,7 @@ def main() -> None:
             else:
                 reply = side.measure(request["reps"])
             reply["ok"] = True
-        except Exception as exc:  # reported to the comparing process, which says which side failed
+        except Exception as exc:  # noqa: BLE001 - reported to the comparing process, which says which side failed
             traceback.print_exc()
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         replies.write(json.dumps(reply) + "\n")

@@ -32,6 +32,7 @@ machine: ``flock /tmp/ghm-heavy.lock python -m benchmarks.compare ...``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -46,10 +47,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_ab_worker.py"
 # (framework, mode) of each group, and the plain loss its GHM-C / GHM-R is divided by
-GROUPS = {"torch-eager": ("torch", "eager"), "torch-compiled": ("torch", "compiled"), "tf-eager": ("tf", "eager"),
-          "tf-XLA": ("tf", "XLA"), "jax-jit": ("jax", "jit")}
-BASELINES = {("torch", "c"): "BCE", ("tf", "c"): "sigmoid CE", ("jax", "c"): "sigmoid CE",
-             ("torch", "r"): "ASL1", ("tf", "r"): "ASL1", ("jax", "r"): "ASL1"}
+GROUPS = {
+    "torch-eager": ("torch", "eager"),
+    "torch-compiled": ("torch", "compiled"),
+    "tf-eager": ("tf", "eager"),
+    "tf-XLA": ("tf", "XLA"),
+    "jax-jit": ("jax", "jit"),
+}
+BASELINES = {
+    ("torch", "c"): "BCE",
+    ("tf", "c"): "sigmoid CE",
+    ("jax", "c"): "sigmoid CE",
+    ("torch", "r"): "ASL1",
+    ("tf", "r"): "ASL1",
+    ("jax", "r"): "ASL1",
+}
 BASELINE_TEXT = {"torch-compiled": "compiled {}", "tf-XLA": "XLA {}", "jax-jit": "jitted {}"}
 HEADLINE = {"c": (4_000_000, 30), "r": (1_600_000, 10)}  # entries, bins: as ``python -m benchmarks``
 
@@ -62,7 +74,7 @@ def median_interval(values: list[float], coverage: float = 0.9) -> tuple[float, 
     it is the full range."""
     ordered = sorted(values)
     n, k = len(ordered), 1
-    while k < n // 2 and 1 - 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n >= coverage:
+    while k < n // 2 and 1 - 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n >= coverage:
         k += 1
     return ordered[k - 1], ordered[n - k]
 
@@ -94,7 +106,7 @@ class Checkout:
     temporary: bool = False
 
     @classmethod
-    def make(cls, repo: Path, rev: str | None, label: str, scratch: Path) -> "Checkout":
+    def make(cls, repo: Path, rev: str | None, label: str, scratch: Path) -> Checkout:
         if rev is None:
             head = _git(repo, "log", "-1", "--format=%h")
             dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
@@ -106,8 +118,9 @@ class Checkout:
 
     def remove(self, repo: Path) -> None:
         if self.temporary:
-            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(self.root)],
-                           capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(repo), "worktree", "remove", "--force", str(self.root)], capture_output=True
+            )
 
 
 @dataclass
@@ -124,25 +137,31 @@ class Worker:
         env = dict(os.environ, PYTHONPATH=str(self.checkout.root), TF_CPP_MIN_LOG_LEVEL="3")
         if self.threads:  # torch's OpenMP threads (TF and JAX keep their own pools)
             env["OMP_NUM_THREADS"] = str(self.threads)
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(self.checkout.root)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
-                                     cwd=self.checkout.root)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), str(self.checkout.root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+            cwd=self.checkout.root,
+        )
 
     def ask(self, request: dict) -> dict:
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"the {self.framework} process of side {self.checkout.label} died "
-                               f"(exit status {self.proc.wait()}); its stderr is in {self.log.name}")
+            raise RuntimeError(
+                f"the {self.framework} process of side {self.checkout.label} died "
+                f"(exit status {self.proc.wait()}); its stderr is in {self.log.name}"
+            )
         return json.loads(line)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(RuntimeError, BrokenPipeError, ValueError):
                 self.ask({"cmd": "quit"})
-            except (RuntimeError, BrokenPipeError, ValueError):
-                pass
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -167,12 +186,21 @@ class Row:
         return [b / a for a, b in zip(self.ghm_seconds["A"], self.ghm_seconds["B"])]
 
 
-def run_group(workers: dict, group: str, loss: str, entries: int, bins: int, momentum: float, rounds: int,
-              reps: int) -> Row:
+def run_group(
+    workers: dict, group: str, loss: str, entries: int, bins: int, momentum: float, rounds: int, reps: int
+) -> Row:
     framework, mode = GROUPS[group]
     plain = BASELINES[(framework, loss)]
-    args = dict(framework=framework, mode=mode, loss=loss, entries=entries, bins=bins, momentum=momentum,
-                dialect="mmdet", baseline=plain)
+    args = dict(
+        framework=framework,
+        mode=mode,
+        loss=loss,
+        entries=entries,
+        bins=bins,
+        momentum=momentum,
+        dialect="mmdet",
+        baseline=plain,
+    )
     row = Row(group, loss, BASELINE_TEXT.get(group, "{}").format(plain), {"A": [], "B": []}, {}, {})
     ready = {}
     for label, worker in workers.items():
@@ -205,9 +233,11 @@ def _spread(values: list[float], digits: int = 2, unit: str = "") -> str:
 
 
 def table(rows: list[Row]) -> list[str]:
-    lines = ["| group | GHM / | A: ratio [spread] | B: ratio [spread] | B / A [spread] | verdict | "
-             "A ms (GHM, plain) | B ms (GHM, plain) | GHM time B / A [spread] |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| group | GHM / | A: ratio [spread] | B: ratio [spread] | B / A [spread] | verdict | "
+        "A ms (GHM, plain) | B ms (GHM, plain) | GHM time B / A [spread] |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         name = f"{r.group.replace('-', ' ')}, GHM-{r.loss.upper()}"
         if r.error:
@@ -216,9 +246,11 @@ def table(rows: list[Row]) -> list[str]:
             continue
         q = r.quotients()
         ms = {label: f"{g:.2f}, {p:.2f}" for label, (g, p) in r.ms.items()}
-        lines.append(f"| {name} | {r.plain} | {_spread(r.ratios['A'], unit='x')} | {_spread(r.ratios['B'], unit='x')} | "
-                     f"{_spread(q, 3)} | {verdict(*median_interval(q))} | {ms['A']} | {ms['B']} | "
-                     f"{_spread(r.time_quotients(), 3)} |")
+        lines.append(
+            f"| {name} | {r.plain} | {_spread(r.ratios['A'], unit='x')} | {_spread(r.ratios['B'], unit='x')} | "
+            f"{_spread(q, 3)} | {verdict(*median_interval(q))} | {ms['A']} | {ms['B']} | "
+            f"{_spread(r.time_quotients(), 3)} |"
+        )
     return lines
 
 
@@ -238,25 +270,38 @@ def cpu_name() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.compare",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
     ap.add_argument("rev", help="side A: a commit (hash, branch, tag, HEAD~1, ...)")
     ap.add_argument("rev2", nargs="?", default=None, help="side B: a commit. Default: the working tree as it is")
-    ap.add_argument("--groups", default="torch-eager,torch-compiled",
-                    help=f"comma-separated, of {', '.join(GROUPS)}; or 'all' (torch-eager, torch-compiled, tf-XLA, "
-                         "jax-jit). Default: torch-eager,torch-compiled")
-    ap.add_argument("--losses", default="c", help="c (GHM-C vs BCE / sigmoid CE), r (GHM-R vs ASL1), or c,r. Default: c")
+    ap.add_argument(
+        "--groups",
+        default="torch-eager,torch-compiled",
+        help=f"comma-separated, of {', '.join(GROUPS)}; or 'all' (torch-eager, torch-compiled, tf-XLA, "
+        "jax-jit). Default: torch-eager,torch-compiled",
+    )
+    ap.add_argument(
+        "--losses", default="c", help="c (GHM-C vs BCE / sigmoid CE), r (GHM-R vs ASL1), or c,r. Default: c"
+    )
     ap.add_argument("--entries", type=int, default=None, help="entries per call. Default: 4,000,000 (C), 1,600,000 (R)")
     ap.add_argument("--bins", type=int, default=None, help="Default: 30 (C), 10 (R)")
     ap.add_argument("--momentum", type=float, default=0.0, help="Default: 0")
     ap.add_argument("--rounds", type=int, default=12, help="rounds per side and group. Default: 12")
     ap.add_argument("--reps", type=int, default=5, help="forward + backward passes of each loss per round. Default: 5")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: torch eager, GHM-C, 100,000 entries, 3 rounds of 3 passes")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch's intra-op threads in both sides' processes (OMP_NUM_THREADS). Default: torch's own "
-                         "choice. One thread takes the OpenMP barriers of the plain loss out of a shared machine's noise")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: torch eager, GHM-C, 100,000 entries, 3 rounds of 3 passes"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch's intra-op threads in both sides' processes (OMP_NUM_THREADS). Default: torch's own "
+        "choice. One thread takes the OpenMP barriers of the plain loss out of a shared machine's noise",
+    )
     ap.add_argument("--fail-on-regression", action="store_true", help="exit status 1 when a row says regression")
     args = ap.parse_args(argv)
     if args.quick:
@@ -283,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, side in sides.items():
                 print(f"{label}: {side.describe}", file=sys.stderr, flush=True)
             for framework in dict.fromkeys(GROUPS[g][0] for g in groups):
-                logs = {label: open(scratch / f"{label}-{framework}.log", "w+") for label in sides}
+                logs = {label: open(scratch / f"{label}-{framework}.log", "w+") for label in sides}  # noqa: SIM115 - closed with the workers
                 workers = {label: Worker(side, framework, logs[label], args.threads) for label, side in sides.items()}
                 try:
                     for w in workers.values():
@@ -292,20 +337,20 @@ def main(argv: list[str] | None = None) -> int:
                         for loss in args.losses.split(","):
                             entries = args.entries or HEADLINE[loss][0]
                             bins = args.bins or HEADLINE[loss][1]
-                            row = run_group(workers, group, loss, entries, bins, args.momentum, args.rounds,
-                                            args.reps)
+                            row = run_group(workers, group, loss, entries, bins, args.momentum, args.rounds, args.reps)
                             rows.append(row)
                             for label, reply in sorted(row.setup.items()):
                                 print(f"{label} imported {reply['imported']}", file=sys.stderr)
                             print("\n".join(table([row])[2:]), file=sys.stderr, flush=True)
-                    versions[framework] = next((r.setup[k]["versions"] for r in rows for k in r.setup
-                                                if GROUPS[r.group][0] == framework), "")
+                    versions[framework] = next(
+                        (r.setup[k]["versions"] for r in rows for k in r.setup if GROUPS[r.group][0] == framework), ""
+                    )
                 except RuntimeError as exc:
                     for label, log in logs.items():
                         log.seek(0)
                         tail = log.read().splitlines()[-20:]
                         print(f"--- stderr of side {label} ({framework}):\n" + "\n".join(tail), file=sys.stderr)
-                    raise SystemExit(f"error: {exc}")
+                    raise SystemExit(f"error: {exc}") from exc
                 finally:
                     for w in workers.values():
                         w.stop()
@@ -315,22 +360,29 @@ def main(argv: list[str] | None = None) -> int:
             for side in sides.values():
                 side.remove(repo)
 
-    loss_text = ", ".join(f"GHM-{k.upper()} ({args.entries or HEADLINE[k][0]:,} entries, bins "
-                          f"{args.bins or HEADLINE[k][1]})" for k in args.losses.split(","))
+    loss_text = ", ".join(
+        f"GHM-{k.upper()} ({args.entries or HEADLINE[k][0]:,} entries, bins {args.bins or HEADLINE[k][1]})"
+        for k in args.losses.split(",")
+    )
     command = "python -m benchmarks.compare " + " ".join(argv if argv is not None else sys.argv[1:])
-    out = [f"A/B benchmark: `{command}`", "",
-           f"- A: {sides['A'].describe}", f"- B: {sides['B'].describe}",
-           f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs"
-           + (f" ({args.threads} torch thread{'s' if args.threads > 1 else ''}: --threads)" if args.threads else "")
-           + f"; Python {platform.python_version()}"
-           + "".join(f"; {v}" for v in versions.values() if v),
-           f"- {loss_text}, mmdet dialect, momentum {args.momentum:g}, label weights given (all 1); forward + "
-           f"backward; {args.rounds} rounds of {args.reps} interleaved passes per side, sides alternating "
-           f"A B B A ...; ratio = GHM / plain (median of a round's passes), median [90% interval of the median, "
-           f"order statistics] over the rounds; B / A per pair of rounds",
-           f"- Load average (1/5/15 min) before: {load_before}, after: {load_average()} (on {os.cpu_count()} "
-           f"CPUs: more than the run itself means other processes shared the CPU, and ratios to a plain loss "
-           f"that runs on OpenMP threads suffer most from that)", ""]
+    out = [
+        f"A/B benchmark: `{command}`",
+        "",
+        f"- A: {sides['A'].describe}",
+        f"- B: {sides['B'].describe}",
+        f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs"
+        + (f" ({args.threads} torch thread{'s' if args.threads > 1 else ''}: --threads)" if args.threads else "")
+        + f"; Python {platform.python_version()}"
+        + "".join(f"; {v}" for v in versions.values() if v),
+        f"- {loss_text}, mmdet dialect, momentum {args.momentum:g}, label weights given (all 1); forward + "
+        f"backward; {args.rounds} rounds of {args.reps} interleaved passes per side, sides alternating "
+        f"A B B A ...; ratio = GHM / plain (median of a round's passes), median [90% interval of the median, "
+        f"order statistics] over the rounds; B / A per pair of rounds",
+        f"- Load average (1/5/15 min) before: {load_before}, after: {load_average()} (on {os.cpu_count()} "
+        f"CPUs: more than the run itself means other processes shared the CPU, and ratios to a plain loss "
+        f"that runs on OpenMP threads suffer most from that)",
+        "",
+    ]
     out += table(rows)
     print("\n".join(out))
     regressed = any(not r.error and verdict(*median_interval(r.quotients())) == "regression" for r in rows)

@@ -57,18 +57,36 @@ class Ablation:
 
 
 ABLATIONS = {
-    "all-anchors": Ablation((("GHM-C", "smooth L1"), ("GHM-C", "GHM-R")), {"calling": "all_anchors"},
-                            "GHM called once over the concatenated levels (keras-hub, torchvision) instead of once per level"),
-    "ghmr-weight-1": Ablation((("GHM-C", "GHM-R"),), {"ghmr": {"mu": 0.02, "bins": 10, "momentum": 0.7, "loss_weight": 1.0}},
-                              "GHM-R loss weight 1 instead of the released 10"),
-    "mu-0.005": Ablation((("GHM-C", "GHM-R"),), {"ghmr": {"mu": 0.005, "bins": 10, "momentum": 0.7, "loss_weight": 10.0}},
-                         "GHM-R mu 0.005 instead of 0.02"),
-    "mu-0.1": Ablation((("GHM-C", "GHM-R"),), {"ghmr": {"mu": 0.1, "bins": 10, "momentum": 0.7, "loss_weight": 10.0}},
-                       "GHM-R mu 0.1 instead of 0.02"),
-    "paper-dialect": Ablation((("GHM-C", "smooth L1"), ("GHM-C", "GHM-R")), {"dialect": "paper"},
-                              "the paper's Eqs. (9)-(13) (divide by M, EMA from the first counts) instead of the official code's"),
-    "adamw": Ablation(MAIN_PAIRS, {"optimizer": "adamw", "lr": 0.001},
-                      "AdamW at 1e-3 (the rate the earlier AdamW protocol chose most often) instead of SGD"),
+    "all-anchors": Ablation(
+        (("GHM-C", "smooth L1"), ("GHM-C", "GHM-R")),
+        {"calling": "all_anchors"},
+        "GHM called once over the concatenated levels (keras-hub, torchvision) instead of once per level",
+    ),
+    "ghmr-weight-1": Ablation(
+        (("GHM-C", "GHM-R"),),
+        {"ghmr": {"mu": 0.02, "bins": 10, "momentum": 0.7, "loss_weight": 1.0}},
+        "GHM-R loss weight 1 instead of the released 10",
+    ),
+    "mu-0.005": Ablation(
+        (("GHM-C", "GHM-R"),),
+        {"ghmr": {"mu": 0.005, "bins": 10, "momentum": 0.7, "loss_weight": 10.0}},
+        "GHM-R mu 0.005 instead of 0.02",
+    ),
+    "mu-0.1": Ablation(
+        (("GHM-C", "GHM-R"),),
+        {"ghmr": {"mu": 0.1, "bins": 10, "momentum": 0.7, "loss_weight": 10.0}},
+        "GHM-R mu 0.1 instead of 0.02",
+    ),
+    "paper-dialect": Ablation(
+        (("GHM-C", "smooth L1"), ("GHM-C", "GHM-R")),
+        {"dialect": "paper"},
+        "the paper's Eqs. (9)-(13) (divide by M, EMA from the first counts) instead of the official code's",
+    ),
+    "adamw": Ablation(
+        MAIN_PAIRS,
+        {"optimizer": "adamw", "lr": 0.001},
+        "AdamW at 1e-3 (the rate the earlier AdamW protocol chose most often) instead of SGD",
+    ),
 }
 
 
@@ -115,8 +133,7 @@ def _init_worker(sizes) -> None:
 
 def _train(task) -> dict:
     pair, seed, setting = task
-    r = det.train(*pair, _SPLITS, seed=seed, setting=setting, log=_log, diagnostics=True,
-                  probe_every=_PROBE["every"])
+    r = det.train(*pair, _SPLITS, seed=seed, setting=setting, log=_log, diagnostics=True, probe_every=_PROBE["every"])
     r.pop("model")
     return r
 
@@ -129,8 +146,9 @@ def _map(tasks: list, sizes, jobs: int) -> list[dict]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(sizes,)) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(sizes,)
+    ) as pool:
         return list(pool.map(_train, tasks))
 
 
@@ -141,7 +159,7 @@ def run_main(sizes, *, jobs: int = 1, only=None, saved=None, seeds=None) -> list
     pairs = [p for p in MAIN_PAIRS if not only or name_of(p) in only]
     start = time.time()
     first = _map([(p, 0, replace(setting, lr=lr)) for p in pairs for lr in RATES], sizes, jobs)
-    tried = {name_of(p): dict(zip(RATES, first[i * len(RATES):(i + 1) * len(RATES)])) for i, p in enumerate(pairs)}
+    tried = {name_of(p): dict(zip(RATES, first[i * len(RATES) : (i + 1) * len(RATES)])) for i, p in enumerate(pairs)}
     chosen = {name: max(RATES, key=lambda lr: runs[lr]["val_ap"]) for name, runs in tried.items()}
     rest = _map([(p, s, replace(setting, lr=chosen[name_of(p)])) for p in pairs for s in range(1, seeds)], sizes, jobs)
     results = []
@@ -150,11 +168,20 @@ def run_main(sizes, *, jobs: int = 1, only=None, saved=None, seeds=None) -> list
         if name not in tried:
             results.append(saved[name])
             continue
-        runs = [tried[name][chosen[name]]] + [r for p, r in zip([p for p in pairs for _ in range(1, seeds)], rest)
-                                              if p == pair]
-        results.append({"name": name, "pair": list(pair), "setting": asdict(replace(setting, lr=chosen[name])),
-                        "rates": {str(lr): tried[name][lr]["val_ap"] for lr in RATES}, "chosen": chosen[name],
-                        "other_rate_run": tried[name][[lr for lr in RATES if lr != chosen[name]][0]], "runs": runs})
+        runs = [tried[name][chosen[name]]] + [
+            r for p, r in zip([p for p in pairs for _ in range(1, seeds)], rest) if p == pair
+        ]
+        results.append(
+            {
+                "name": name,
+                "pair": list(pair),
+                "setting": asdict(replace(setting, lr=chosen[name])),
+                "rates": {str(lr): tried[name][lr]["val_ap"] for lr in RATES},
+                "chosen": chosen[name],
+                "other_rate_run": tried[name][next(lr for lr in RATES if lr != chosen[name])],
+                "runs": runs,
+            }
+        )
         _log(f"{name}: lr {chosen[name]:g}, test AP {[round(r['test_ap'], 4) for r in runs]}")
     _log(f"main run: {time.time() - start:.0f} s")
     return results
@@ -163,8 +190,11 @@ def run_main(sizes, *, jobs: int = 1, only=None, saved=None, seeds=None) -> list
 def extend_seeds(sizes, main: list[dict], seeds: int, *, jobs: int = 1) -> list[dict]:
     """The saved main run with seeds up to ``seeds`` - 1, each pair at its chosen rate (the seeds
     it has are kept)."""
-    tasks = [(tuple(m["pair"]), s, det.Setting(**{**m["setting"], "steps": tuple(m["setting"]["steps"])}))
-             for m in main for s in range(len(m["runs"]), seeds)]
+    tasks = [
+        (tuple(m["pair"]), s, det.Setting(**{**m["setting"], "steps": tuple(m["setting"]["steps"])}))
+        for m in main
+        for s in range(len(m["runs"]), seeds)
+    ]
     runs = _map(tasks, sizes, jobs)
     out = []
     for m in main:
@@ -192,14 +222,16 @@ def run_ablations(keys: list[str], sizes, main: list[dict], *, jobs: int = 1) ->
         out[key] = {"ablation": key, "what": ab.what, "change": ab.change, "pairs": []}
         for pair in ab.pairs:
             mine = [(t, r) for t, r in zip(tasks, runs) if t[0] == key and t[1] == pair]
-            out[key]["pairs"].append({"name": name_of(pair), "setting": asdict(mine[0][0][3]),
-                                      "runs": [r for _, r in mine]})
+            out[key]["pairs"].append(
+                {"name": name_of(pair), "setting": asdict(mine[0][0][3]), "runs": [r for _, r in mine]}
+            )
             _log(f"{key}, {name_of(pair)}: test AP {[round(r['test_ap'], 4) for _, r in mine]}")
     _log(f"ablations {', '.join(keys)}: {time.time() - start:.0f} s")
     return out
 
 
 # ---------------------------------------------------------------- what the runs say
+
 
 def _ap(runs, key="test_ap"):
     return [r[key] for r in runs]
@@ -211,7 +243,7 @@ def _fmt(values) -> str:
 
 def _late(history: list, epochs: int, per: int = 2) -> list:
     """The windows of the last third of training (after the first rate step: the settled model)."""
-    return history[-max(1, (epochs * per) // 3):]
+    return history[-max(1, (epochs * per) // 3) :]
 
 
 def _probes(history: list, i: int, every: int = 4) -> float:
@@ -242,11 +274,18 @@ def summary(run: dict, epochs: int) -> dict:
     grc = np.sum([w["gr_counts"] for w in late], 0)
     grm = np.sum([w["gr_mass"] for w in late], 0)
     total = max(mass.sum(), 1e-30)
-    out = {"easy share": mass[:det.G_BINS // 10].sum() / total, "hard share": mass[-det.G_BINS // 10:].sum() / total,
-           "positive share": pos.sum() / total, "top gr coords": grc[-1] / max(grc.sum(), 1),
-           "top gr mass": grm[-1] / max(grm.sum(), 1e-30), "median |d|": float(np.mean([w["abs_d"][0] for w in late])),
-           "cls L1 early": float(np.mean(cls_l1[:max(1, len(cls_l1) // 3)])), "cls L1 late": float(np.mean(cls_l1[-len(late):])),
-           "box L1 early": float(np.mean(box_l1[:max(1, len(box_l1) // 3)])), "box L1 late": float(np.mean(box_l1[-len(late):]))}
+    out = {
+        "easy share": mass[: det.G_BINS // 10].sum() / total,
+        "hard share": mass[-det.G_BINS // 10 :].sum() / total,
+        "positive share": pos.sum() / total,
+        "top gr coords": grc[-1] / max(grc.sum(), 1),
+        "top gr mass": grm[-1] / max(grm.sum(), 1e-30),
+        "median |d|": float(np.mean([w["abs_d"][0] for w in late])),
+        "cls L1 early": float(np.mean(cls_l1[: max(1, len(cls_l1) // 3)])),
+        "cls L1 late": float(np.mean(cls_l1[-len(late) :])),
+        "box L1 early": float(np.mean(box_l1[: max(1, len(box_l1) // 3)])),
+        "box L1 late": float(np.mean(box_l1[-len(late) :])),
+    }
     for which in ("cls", "box"):
         if f"{which}_nonempty" in late[0]:
             out[f"{which} non-empty regions"] = float(np.mean([w[f"{which}_nonempty"] for w in late]))
@@ -256,7 +295,7 @@ def summary(run: dict, epochs: int) -> dict:
 
 
 def verdict(diffs, kind: str) -> str:
-    mean, lo, hi = interval(diffs)
+    _mean, lo, hi = interval(diffs)
     if math.isnan(lo):
         return "one seed: no interval"
     if kind == "better":
@@ -265,59 +304,90 @@ def verdict(diffs, kind: str) -> str:
     return "reproduced (no worse)" if lo > -MARGIN else "refuted (worse)" if hi < 0 else "inconclusive"
 
 
-CLAIMS = (("focal loss + smooth L1", "CE + smooth L1", "better", "focal loss > CE"),
-          ("GHM-C + smooth L1", "focal loss + smooth L1", "no worse", "GHM-C >= focal loss"),
-          ("GHM-C + GHM-R", "GHM-C + smooth L1", "no worse", "GHM-C + GHM-R >= GHM-C + smooth L1"),
-          ("GHM-C + smooth L1", "CE + smooth L1", "better", "GHM-C > CE (the paper: 35.8 vs 28.6)"))
+CLAIMS = (
+    ("focal loss + smooth L1", "CE + smooth L1", "better", "focal loss > CE"),
+    ("GHM-C + smooth L1", "focal loss + smooth L1", "no worse", "GHM-C >= focal loss"),
+    ("GHM-C + GHM-R", "GHM-C + smooth L1", "no worse", "GHM-C + GHM-R >= GHM-C + smooth L1"),
+    ("GHM-C + smooth L1", "CE + smooth L1", "better", "GHM-C > CE (the paper: 35.8 vs 28.6)"),
+)
 
 
 def tables(main: list[dict], ablations: list[dict]) -> str:
     by = {m["name"]: m for m in main}
     epochs = main[0]["setting"]["epochs"]
-    rows = ["| pair | learning rate (seed 0's validation AP at 0.01, 0.02) | test AP per seed | mean | "
-            "AP50 per seed | mean |", "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| pair | learning rate (seed 0's validation AP at 0.01, 0.02) | test AP per seed | mean | "
+        "AP50 per seed | mean |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for m in main:
         ap, ap50 = _ap(m["runs"]), _ap(m["runs"], "test_ap50")
-        rates = ", ".join(f"{'**' if float(k) == m['chosen'] else ''}{v:.3f}{'**' if float(k) == m['chosen'] else ''}"
-                          for k, v in m["rates"].items())
-        rows.append(f"| {m['name']} | {m['chosen']:g} ({rates}) | {_fmt(ap)} | {np.mean(ap):.3f} | {_fmt(ap50)} | "
-                    f"{np.mean(ap50):.3f} |")
-    out = ["### Released setting (SGD 0.01, warmup 500, steps 8/11 of 12 epochs, clip 35, GHM per FPN level, "
-           "mmdet dialect, GHM-R weight 10)", "", *rows, "",
-           "### The paper's claims, as paired differences (same seed: same initialisation, data order and flips)", "",
-           "| claim | A - B per seed (test AP) | mean [95% interval] | verdict |", "| --- | --- | --- | --- |"]
+        rates = ", ".join(
+            f"{'**' if float(k) == m['chosen'] else ''}{v:.3f}{'**' if float(k) == m['chosen'] else ''}"
+            for k, v in m["rates"].items()
+        )
+        rows.append(
+            f"| {m['name']} | {m['chosen']:g} ({rates}) | {_fmt(ap)} | {np.mean(ap):.3f} | {_fmt(ap50)} | "
+            f"{np.mean(ap50):.3f} |"
+        )
+    out = [
+        "### Released setting (SGD 0.01, warmup 500, steps 8/11 of 12 epochs, clip 35, GHM per FPN level, "
+        "mmdet dialect, GHM-R weight 10)",
+        "",
+        *rows,
+        "",
+        "### The paper's claims, as paired differences (same seed: same initialisation, data order and flips)",
+        "",
+        "| claim | A - B per seed (test AP) | mean [95% interval] | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
     for a, b, kind, claim in CLAIMS:
         if a in by and b in by:
             d = [x - y for x, y in zip(_ap(by[a]["runs"]), _ap(by[b]["runs"]))]
             mean, lo, hi = interval(d)
-            out.append(f"| {claim} | {', '.join(f'{v:+.3f}' for v in d)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
-                       f"{verdict(d, kind)} |")
-    out += ["", f"\"No worse\" is non-inferiority with a margin of {MARGIN} AP: reproduced when the whole interval "
-            f"lies above -{MARGIN}, refuted when it lies below 0. \"Better\": reproduced when the interval lies above 0.",
-            "", "### Where the gradient goes (mean over seeds; the shares over the last third of training)", "",
-            "The probe (`detection._probe`, every 4th iteration, any loss): the L1 norm of the classification "
-            "loss's gradient with respect to the logits per iteration, in the first and the last third of training; "
-            "the share of it at g < 0.1 (easy), at g >= 0.9 (hard or mislabelled) and held by the positive entries; "
-            "the same for the box loss's gradient (gr with mu 0.02: the share of the positives' coordinates in the top "
-            "region, \\|d\\| >> mu, and of the gradient there); and GHM's own diagnostics (non-empty regions, mean "
-            "over the calls of the last third).", "",
-            "| pair | cls gradient L1 early / late | at g < 0.1 | at g >= 0.9 | held by positives | box gradient L1 "
-            "early / late | box coords in the top gr region | box gradient there | median \\|d\\| | GHM-C / GHM-R "
-            "non-empty regions |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            out.append(
+                f"| {claim} | {', '.join(f'{v:+.3f}' for v in d)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+                f"{verdict(d, kind)} |"
+            )
+    out += [
+        "",
+        f'"No worse" is non-inferiority with a margin of {MARGIN} AP: reproduced when the whole interval '
+        f'lies above -{MARGIN}, refuted when it lies below 0. "Better": reproduced when the interval lies above 0.',
+        "",
+        "### Where the gradient goes (mean over seeds; the shares over the last third of training)",
+        "",
+        "The probe (`detection._probe`, every 4th iteration, any loss): the L1 norm of the classification "
+        "loss's gradient with respect to the logits per iteration, in the first and the last third of training; "
+        "the share of it at g < 0.1 (easy), at g >= 0.9 (hard or mislabelled) and held by the positive entries; "
+        "the same for the box loss's gradient (gr with mu 0.02: the share of the positives' coordinates in the top "
+        "region, \\|d\\| >> mu, and of the gradient there); and GHM's own diagnostics (non-empty regions, mean "
+        "over the calls of the last third).",
+        "",
+        "| pair | cls gradient L1 early / late | at g < 0.1 | at g >= 0.9 | held by positives | box gradient L1 "
+        "early / late | box coords in the top gr region | box gradient there | median \\|d\\| | GHM-C / GHM-R "
+        "non-empty regions |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for m in main:
         s = [summary(r, epochs) for r in m["runs"]]
         s = {k: np.mean([x[k] for x in s if k in x]) for k in s[0]} if s and s[0] else {}
         if not s:
             continue
-        opt = lambda k: f"{s[k]:.1f}" if k in s else "-"  # noqa: E731
-        out.append(f"| {m['name']} | {s['cls L1 early']:.3g} / {s['cls L1 late']:.3g} | {s['easy share']:.1%} | "
-                   f"{s['hard share']:.1%} | {s['positive share']:.1%} | {s['box L1 early']:.3g} / {s['box L1 late']:.3g} | "
-                   f"{s['top gr coords']:.1%} | {s['top gr mass']:.1%} | {s['median |d|']:.3f} | "
-                   f"{opt('cls non-empty regions')} / {opt('box non-empty regions')} |")
+        opt = lambda k, s=s: f"{s[k]:.1f}" if k in s else "-"  # noqa: E731
+        out.append(
+            f"| {m['name']} | {s['cls L1 early']:.3g} / {s['cls L1 late']:.3g} | {s['easy share']:.1%} | "
+            f"{s['hard share']:.1%} | {s['positive share']:.1%} | {s['box L1 early']:.3g} / {s['box L1 late']:.3g} | "
+            f"{s['top gr coords']:.1%} | {s['top gr mass']:.1%} | {s['median |d|']:.3f} | "
+            f"{opt('cls non-empty regions')} / {opt('box non-empty regions')} |"
+        )
     if ablations:
-        out += ["", "### Ablations: one change from the released setting each, at the main run's rate and seeds", "",
-                "| ablation | pair | test AP per seed | mean | ablation - released per seed | mean [95% interval] |",
-                "| --- | --- | --- | --- | --- | --- |"]
+        out += [
+            "",
+            "### Ablations: one change from the released setting each, at the main run's rate and seeds",
+            "",
+            "| ablation | pair | test AP per seed | mean | ablation - released per seed | mean [95% interval] |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for ab in ablations:
             for p in ab["pairs"]:
                 base = by.get(p["name"])
@@ -327,8 +397,10 @@ def tables(main: list[dict], ablations: list[dict]) -> str:
                 by_seed = {r["seed"]: r["test_ap"] for r in base["runs"]}
                 d = [r["test_ap"] - by_seed[r["seed"]] for r in p["runs"]]
                 mean, lo, hi = interval(d)
-                out.append(f"| {ab['ablation']}: {ab['what']} | {p['name']} | {_fmt(ap)} | {np.mean(ap):.3f} | "
-                           f"{', '.join(f'{v:+.3f}' for v in d)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+                out.append(
+                    f"| {ab['ablation']}: {ab['what']} | {p['name']} | {_fmt(ap)} | {np.mean(ap):.3f} | "
+                    f"{', '.join(f'{v:+.3f}' for v in d)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] |"
+                )
     return "\n".join(out)
 
 
@@ -347,8 +419,11 @@ def figures(main: list[dict], out: Path) -> list[str]:
             if r["curve"]:
                 e, ap = zip(*r["curve"])
                 ax.plot(e, ap, color=colour, alpha=0.8, marker=".", label=m["name"] if i == 0 else None)
-    ax.set(xlabel="epoch", ylabel="validation AP (COCO, IoU 0.5:0.95)",
-           title=f"released setting, each pair at its rate, {len(main[0]['runs'])} seeds")
+    ax.set(
+        xlabel="epoch",
+        ylabel="validation AP (COCO, IoU 0.5:0.95)",
+        title=f"released setting, each pair at its rate, {len(main[0]['runs'])} seeds",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "training.png", dpi=100)
@@ -360,35 +435,81 @@ def figures(main: list[dict], out: Path) -> list[str]:
         if not h:
             continue
         it = [w["iteration"] for w in h]
-        for ax, key, bins, label in ((row[0], "g_mass", det.G_BINS, "g"), (row[1], "gr_mass", det.GR_BINS, "gr")):
+        for ax, key, label in ((row[0], "g_mass", "g"), (row[1], "gr_mass", "gr")):
             mass = np.array([w[key] for w in h]).T
             share = mass / np.maximum(mass.sum(0, keepdims=True), 1e-30)
-            im = ax.imshow(np.log10(np.maximum(share, 1e-4)), aspect="auto", origin="lower", vmin=-4, vmax=0,
-                           extent=(it[0], it[-1], 0, 1), cmap="viridis")
-            ax.set(xlabel="iteration", ylabel=label,
-                   title=f"{m['name']}\n{'classification' if label == 'g' else 'box'} gradient share by {label} (log10)")
+            im = ax.imshow(
+                np.log10(np.maximum(share, 1e-4)),
+                aspect="auto",
+                origin="lower",
+                vmin=-4,
+                vmax=0,
+                extent=(it[0], it[-1], 0, 1),
+                cmap="viridis",
+            )
+            ax.set(
+                xlabel="iteration",
+                ylabel=label,
+                title=f"{m['name']}\n{'classification' if label == 'g' else 'box'} gradient share by {label} (log10)",
+            )
             fig.colorbar(im, ax=ax)
         for colour, r in zip(colours, m["runs"]):
             hh = [w for w in r["history"] if "g_mass" in w]
             x = [w["iteration"] for w in hh]
             share = lambda w, sl: np.sum(w["g_mass"][sl]) / max(np.sum(w["g_mass"]), 1e-30)  # noqa: E731
-            row[2].plot(x, [share(w, slice(0, det.G_BINS // 10)) for w in hh], color=colour, ls="-",
-                        label="cls mass at g < 0.1" if r["seed"] == 0 else None)
-            row[2].plot(x, [share(w, slice(-det.G_BINS // 10, None)) for w in hh], color=colour, ls="--",
-                        label="cls mass at g >= 0.9" if r["seed"] == 0 else None)
-            row[2].plot(x, [np.sum(w["g_mass_positive"]) / max(np.sum(w["g_mass"]), 1e-30) for w in hh], color=colour,
-                        ls=":", label="cls mass of positives" if r["seed"] == 0 else None)
-            row[2].plot(x, [w["gr_counts"][-1] / max(np.sum(w["gr_counts"]), 1) for w in hh], color=colour, ls="-.",
-                        label="box coords in the top gr region" if r["seed"] == 0 else None)
+            row[2].plot(
+                x,
+                [share(w, slice(0, det.G_BINS // 10)) for w in hh],
+                color=colour,
+                ls="-",
+                label="cls mass at g < 0.1" if r["seed"] == 0 else None,
+            )
+            row[2].plot(
+                x,
+                [share(w, slice(-det.G_BINS // 10, None)) for w in hh],
+                color=colour,
+                ls="--",
+                label="cls mass at g >= 0.9" if r["seed"] == 0 else None,
+            )
+            row[2].plot(
+                x,
+                [np.sum(w["g_mass_positive"]) / max(np.sum(w["g_mass"]), 1e-30) for w in hh],
+                color=colour,
+                ls=":",
+                label="cls mass of positives" if r["seed"] == 0 else None,
+            )
+            row[2].plot(
+                x,
+                [w["gr_counts"][-1] / max(np.sum(w["gr_counts"]), 1) for w in hh],
+                color=colour,
+                ls="-.",
+                label="box coords in the top gr region" if r["seed"] == 0 else None,
+            )
             x_all = [w["iteration"] for w in r["history"] if "g_mass" in w]
-            row[3].plot(x_all, per_iteration(r["history"], "g_mass"), color=colour, ls="-",
-                        label="classification" if r["seed"] == 0 else None)
-            row[3].plot(x_all, per_iteration(r["history"], "gr_mass"), color=colour, ls="--",
-                        label="box" if r["seed"] == 0 else None)
-        row[2].set(xlabel="iteration", ylabel="share", ylim=(0, 1), title=f"{m['name']}\nshares, every seed (a colour each)")
+            row[3].plot(
+                x_all,
+                per_iteration(r["history"], "g_mass"),
+                color=colour,
+                ls="-",
+                label="classification" if r["seed"] == 0 else None,
+            )
+            row[3].plot(
+                x_all,
+                per_iteration(r["history"], "gr_mass"),
+                color=colour,
+                ls="--",
+                label="box" if r["seed"] == 0 else None,
+            )
+        row[2].set(
+            xlabel="iteration", ylabel="share", ylim=(0, 1), title=f"{m['name']}\nshares, every seed (a colour each)"
+        )
         row[2].legend(fontsize=7)
-        row[3].set(xlabel="iteration", ylabel="L1 of d loss / d outputs", yscale="log",
-                   title=f"{m['name']}\ngradient L1 per iteration")
+        row[3].set(
+            xlabel="iteration",
+            ylabel="L1 of d loss / d outputs",
+            yscale="log",
+            title=f"{m['name']}\ngradient L1 per iteration",
+        )
         row[3].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "diagnostics.png", dpi=80)
@@ -397,6 +518,7 @@ def figures(main: list[dict], out: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------- files
+
 
 def _load(path: Path, default):
     try:
@@ -412,8 +534,11 @@ def write_report(out: Path, main: list[dict], ablations: dict, command: str, *, 
         "# Does GHM work? The released setting on the detection task of benchmarks/detection.py\n\n"
         f"Generated by `{command}` from `runs.json` and `ablations.json` beside this file; never edited by hand. "
         "The earlier protocol (AdamW, a rate grid, a plateau schedule, GHM called once on a one-level head) "
-        "is kept in [adamw_protocol.md](adamw_protocol.md).\n\n" + text + "\n\n"
-        + "".join(f"![{w}]({w})\n\n" for w in written))
+        "is kept in [adamw_protocol.md](adamw_protocol.md).\n\n"
+        + text
+        + "\n\n"
+        + "".join(f"![{w}]({w})\n\n" for w in written)
+    )
     if readme and README.exists():
         readme = README.read_text()
         start, end = "<!-- comparison:start -->", "<!-- comparison:end -->"
@@ -426,17 +551,36 @@ def write_report(out: Path, main: list[dict], ablations: dict, command: str, *, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.comparison", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a toy size (the smoke test); writes to --out only")
-    ap.add_argument("--ablation", action="append", metavar="NAME", choices=sorted(ABLATIONS) + ["all"],
-                    help="run this ablation (repeatable; 'all'), against the saved main run")
-    ap.add_argument("--only", action="append", metavar="PAIR",
-                    help="rerun only this pair of the main table (e.g. 'GHM-C + GHM-R'), the others read from runs.json")
+    ap.add_argument(
+        "--ablation",
+        action="append",
+        metavar="NAME",
+        choices=sorted(ABLATIONS) + ["all"],
+        help="run this ablation (repeatable; 'all'), against the saved main run",
+    )
+    ap.add_argument(
+        "--only",
+        action="append",
+        metavar="PAIR",
+        help="rerun only this pair of the main table (e.g. 'GHM-C + GHM-R'), the others read from runs.json",
+    )
     ap.add_argument("--seeds", type=int, help="seeds per pair (default 3; 2 with --quick)")
-    ap.add_argument("--more-seeds", action="store_true",
-                    help="add seeds to the saved main run, up to --seeds, each pair at its chosen rate")
-    ap.add_argument("--report", action="store_true", help="only rewrite results.md, the figures and the README "
-                                                          "section from the saved runs")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                    help="runs trained at once, one process and one thread each (default: the CPU count)")
+    ap.add_argument(
+        "--more-seeds",
+        action="store_true",
+        help="add seeds to the saved main run, up to --seeds, each pair at its chosen rate",
+    )
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="only rewrite results.md, the figures and the README section from the saved runs",
+    )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="runs trained at once, one process and one thread each (default: the CPU count)",
+    )
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -470,8 +614,13 @@ def main(argv: list[str] | None = None) -> int:
             main_path.write_text(json.dumps(_rounded(results)))
             saved = {m["name"]: m for m in results}
         _log(f"done in {time.time() - start:.0f} s")
-    text = write_report(out, [saved[name_of(p)] for p in MAIN_PAIRS], ablations, command,
-                        readme=not args.quick and out.resolve() == OUT.resolve())
+    text = write_report(
+        out,
+        [saved[name_of(p)] for p in MAIN_PAIRS],
+        ablations,
+        command,
+        readme=not args.quick and out.resolve() == OUT.resolve(),
+    )
     print(text)
     return 0
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ SIZE = (8.0, 44.0)  # object sides (before the aspect), drawn log-uniformly
 
 
 # ---------------------------------------------------------------- rendering
+
 
 def _shape_mask(kind: int, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
@@ -84,14 +86,16 @@ def render(n: int, seed: int) -> Dataset:
     all_boxes, all_labels = [], []
     coarse = IMAGE // 8
     for i in range(n):
-        img = np.kron(rng.normal(size=(coarse, coarse)) * 0.25, np.ones((8, 8))) + rng.normal(size=(IMAGE, IMAGE)) * 0.15
+        img = (
+            np.kron(rng.normal(size=(coarse, coarse)) * 0.25, np.ones((8, 8))) + rng.normal(size=(IMAGE, IMAGE)) * 0.15
+        )
         placed, boxes, labels = [], [], []
         for distractor in [False] * int(rng.integers(1, 5)) + [True] * int(rng.integers(1, 4)):
             for _ in range(20):  # objects and outlines do not overlap much
                 side = math.exp(rng.uniform(math.log(SIZE[0]), math.log(SIZE[1])))
                 aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
-                w = int(round(min(max(side * math.sqrt(aspect), 6), 56)))
-                h = int(round(min(max(side / math.sqrt(aspect), 6), 56)))
+                w = round(min(max(side * math.sqrt(aspect), 6), 56))
+                h = round(min(max(side / math.sqrt(aspect), 6), 56))
                 x, y = int(rng.integers(0, IMAGE - w)), int(rng.integers(0, IMAGE - h))
                 box = np.array([x, y, x + w, y + h], np.float32)
                 if not placed or iou(box[None], np.array(placed)).max() < 0.1:
@@ -104,7 +108,7 @@ def render(n: int, seed: int) -> Dataset:
             else:
                 boxes.append(box)
                 labels.append(kind)
-            img[y:y + h, x:x + w][mask] += rng.uniform(0.6, 1.0) * rng.choice([-1.0, 1.0])
+            img[y : y + h, x : x + w][mask] += rng.uniform(0.6, 1.0) * rng.choice([-1.0, 1.0])
         images[i, 0] = img
         all_boxes.append(np.array(boxes, np.float32).reshape(-1, 4))
         all_labels.append(np.array(labels, np.int64))
@@ -112,6 +116,7 @@ def render(n: int, seed: int) -> Dataset:
 
 
 # ---------------------------------------------------------------- anchors, matching, decoding
+
 
 def level_sizes() -> list[int]:
     """Anchors per image on each FPN level (9 per location)."""
@@ -123,8 +128,9 @@ def anchors() -> np.ndarray:
     location together (RetinaNet's layout)."""
     from .common import anchors_for
 
-    return np.concatenate([anchors_for(IMAGE, levels=[int(math.log2(s))], scales=SCALES, ratios=ASPECTS, size=BASE)
-                           for s in STRIDES])
+    return np.concatenate(
+        [anchors_for(IMAGE, levels=[int(math.log2(s))], scales=SCALES, ratios=ASPECTS, size=BASE) for s in STRIDES]
+    )
 
 
 def match(anchor_boxes: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -162,11 +168,12 @@ def nms(boxes, scores, threshold: float = 0.5):
     keep = torch.ones(len(boxes), dtype=torch.bool)
     for i in range(len(boxes)):
         if keep[i]:
-            keep[i + 1:] &= overlap[i, i + 1:] <= threshold
+            keep[i + 1 :] &= overlap[i, i + 1 :] <= threshold
     return order[keep]
 
 
 # ---------------------------------------------------------------- the detector
+
 
 def detector(seed: int, width: int = 32):
     """RetinaNet, small: a backbone of four stride-2 stages (batch norm, two convs each; C2-C4 at
@@ -184,14 +191,19 @@ def detector(seed: int, width: int = 32):
         return nn.Sequential(nn.Conv2d(a, b, 3, stride, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU())
 
     def tower(out):
-        return nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(), nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(),
-                             nn.Conv2d(width, out, 3, 1, 1))
+        return nn.Sequential(
+            nn.Conv2d(width, width, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, out, 3, 1, 1),
+        )
 
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             chans = (1, 16, 32, 48, 64)
-            self.stages = nn.ModuleList(nn.Sequential(conv(a, b, 2), conv(b, b)) for a, b in zip(chans[:-1], chans[1:]))
+            self.stages = nn.ModuleList(nn.Sequential(conv(a, b, 2), conv(b, b)) for a, b in itertools.pairwise(chans))
             self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in chans[2:])
             self.output = nn.ModuleList(nn.Conv2d(width, width, 3, 1, 1) for _ in chans[2:])
             self.cls, self.box = tower(k * CLASSES), tower(k * 4)
@@ -216,14 +228,19 @@ def detector(seed: int, width: int = 32):
             out = []
             for level, conv_out in zip(p, self.output):
                 f = conv_out(level)
-                out.append((self.cls(f).permute(0, 2, 3, 1).reshape(n, -1, CLASSES),
-                            self.box(f).permute(0, 2, 3, 1).reshape(n, -1, 4)))
+                out.append(
+                    (
+                        self.cls(f).permute(0, 2, 3, 1).reshape(n, -1, CLASSES),
+                        self.box(f).permute(0, 2, 3, 1).reshape(n, -1, 4),
+                    )
+                )
             return out
 
     return Net()
 
 
 # ---------------------------------------------------------------- losses
+
 
 def focal_loss(cls, target, weight, norm, gamma: float = 2.0, alpha: float = 0.25):
     """RetinaNet's sigmoid focal loss over the entries of non-ignored anchors (``weight`` (B, A)),
@@ -280,10 +297,16 @@ class Losses:
         self.cls_name, self.box_name, self.setting = cls_name, box_name, setting
         self.diagnostics = diagnostics
         kw = {"dialect": setting.dialect}
-        self.ghmc = GHMCLoss(**setting.ghmc, **kw, **({"diagnostics": True} if diagnostics else {})) \
-            if cls_name == "GHM-C" else None
-        self.ghmr = GHMRLoss(**setting.ghmr, **kw, **({"diagnostics": True} if diagnostics else {})) \
-            if box_name == "GHM-R" else None
+        self.ghmc = (
+            GHMCLoss(**setting.ghmc, **kw, **({"diagnostics": True} if diagnostics else {}))
+            if cls_name == "GHM-C"
+            else None
+        )
+        self.ghmr = (
+            GHMRLoss(**setting.ghmr, **kw, **({"diagnostics": True} if diagnostics else {}))
+            if box_name == "GHM-R"
+            else None
+        )
         self.record: dict = {}
 
     def _calls(self, outputs, batch):
@@ -294,8 +317,16 @@ class Losses:
         start = 0
         for cls, box in outputs:
             end = start + cls.shape[1]
-            parts.append((cls, batch["cls_target"][:, start:end], batch["cls_weight"][:, start:end],
-                          box, batch["box_target"][:, start:end], batch["positive"][:, start:end]))
+            parts.append(
+                (
+                    cls,
+                    batch["cls_target"][:, start:end],
+                    batch["cls_weight"][:, start:end],
+                    box,
+                    batch["box_target"][:, start:end],
+                    batch["positive"][:, start:end],
+                )
+            )
             start = end
         if self.setting.calling == "all_anchors":
             parts = [tuple(torch.cat(x, 1) for x in zip(*parts))]
@@ -310,16 +341,19 @@ class Losses:
         cls_total, box_total = 0.0, 0.0
         for cls, t, w, box, bt, pos in self._calls(outputs, batch):
             if self.cls_name == "CE":
-                cls_total = cls_total + (F.binary_cross_entropy_with_logits(cls, t, reduction="none")
-                                         * w[..., None]).sum() / norm
+                cls_total = (
+                    cls_total
+                    + (F.binary_cross_entropy_with_logits(cls, t, reduction="none") * w[..., None]).sum() / norm
+                )
             elif self.cls_name == "focal loss":
                 cls_total = cls_total + focal_loss(cls, t, w, norm)
             else:
                 cls_total = cls_total + self.ghmc(cls.reshape(-1, CLASSES), t.reshape(-1, CLASSES), w.reshape(-1))
                 self._collect("cls", self.ghmc)
             if self.box_name == "smooth L1":
-                box_total = box_total + (F.smooth_l1_loss(box, bt, beta=1 / 9, reduction="none")
-                                         * pos[..., None]).sum() / norm
+                box_total = (
+                    box_total + (F.smooth_l1_loss(box, bt, beta=1 / 9, reduction="none") * pos[..., None]).sum() / norm
+                )
             else:
                 box_total = box_total + self.ghmr(box.reshape(-1, 4), bt.reshape(-1, 4), pos.reshape(-1))
                 self._collect("box", self.ghmr)
@@ -337,13 +371,16 @@ class Losses:
 
     def take_record(self) -> dict:
         """This step's diagnostics (``_reduce``d over its calls), and reset."""
-        out = {which: {name: _reduce(name, values) for name, values in calls.items()}
-               for which, calls in self.record.items()}
+        out = {
+            which: {name: _reduce(name, values) for name, values in calls.items()}
+            for which, calls in self.record.items()
+        }
         self.record = {}
         return out
 
 
 # ---------------------------------------------------------------- data, training and evaluation
+
 
 @dataclass
 class Prepared:
@@ -359,7 +396,7 @@ def prepare(data: Dataset) -> Prepared:
     import torch
 
     a = anchors()
-    parts = [match(a, b, l) for b, l in zip(data.boxes, data.labels)]
+    parts = [match(a, b, labels) for b, labels in zip(data.boxes, data.labels)]
     t, w, bt, pos = (torch.as_tensor(np.stack(p)) for p in zip(*parts))
     return Prepared(torch.as_tensor(data.images), t, w, bt, pos, data)
 
@@ -367,8 +404,12 @@ def prepare(data: Dataset) -> Prepared:
 # images per split and the seed that renders it; seeds per pair; changes to the released setting
 # (and how often the gradient probe runs)
 FULL = {"splits": {"train": (3072, 0), "val": (256, 1), "test": (512, 2)}, "seeds": 3, "setting": {}, "probe_every": 4}
-QUICK = {"splits": {"train": (16, 0), "val": (4, 1), "test": (4, 2)}, "seeds": 2,
-         "setting": {"epochs": 2, "steps": (1,), "warmup": 2, "batch": 8}, "probe_every": 1}
+QUICK = {
+    "splits": {"train": (16, 0), "val": (4, 1), "test": (4, 2)},
+    "seeds": 2,
+    "setting": {"epochs": 2, "steps": (1,), "warmup": 2, "batch": 8},
+    "probe_every": 1,
+}
 
 
 def splits(sizes: dict) -> dict:
@@ -380,7 +421,9 @@ def splits(sizes: dict) -> dict:
 
 def flipped(split: Prepared) -> Prepared:
     """The split mirrored left-right, matched anew (a flip moves objects relative to the anchor grid)."""
-    boxes = [np.stack([IMAGE - b[:, 2], b[:, 1], IMAGE - b[:, 0], b[:, 3]], 1) if len(b) else b for b in split.data.boxes]
+    boxes = [
+        np.stack([IMAGE - b[:, 2], b[:, 1], IMAGE - b[:, 0], b[:, 3]], 1) if len(b) else b for b in split.data.boxes
+    ]
     return prepare(Dataset(np.ascontiguousarray(split.data.images[..., ::-1]), boxes, split.data.labels))
 
 
@@ -398,7 +441,7 @@ def coco_ap(model, split: Prepared, *, batch: int = 64, candidates: int = 300, k
     model.eval()
     with torch.no_grad():
         for start in range(0, len(split.images), batch):
-            outputs = model(split.images[start:start + batch])
+            outputs = model(split.images[start : start + batch])
             cls = torch.cat([c for c, _ in outputs], 1)
             box = torch.cat([b for _, b in outputs], 1)
             scores = cls.sigmoid()
@@ -419,15 +462,28 @@ def coco_ap(model, split: Prepared, *, batch: int = 64, candidates: int = 300, k
                 kept = kept[sc[kept].argsort(descending=True)][:keep]
                 for k in kept.tolist():
                     x1, y1, x2, y2 = boxes[k].tolist()
-                    dets.append({"image_id": image_id, "category_id": int(label[k]) + 1,
-                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(sc[k])})
+                    dets.append(
+                        {
+                            "image_id": image_id,
+                            "category_id": int(label[k]) + 1,
+                            "bbox": [x1, y1, x2 - x1, y2 - y1],
+                            "score": float(sc[k]),
+                        }
+                    )
     model.train(was_training)
     for i, (boxes, labels) in enumerate(zip(split.data.boxes, split.data.labels)):
         gt["images"].append({"id": i + 1, "width": IMAGE, "height": IMAGE})
         for b, lab in zip(boxes.tolist(), labels.tolist()):
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": lab + 1,
-                                      "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                                      "area": (b[2] - b[0]) * (b[3] - b[1]), "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": i + 1,
+                    "category_id": lab + 1,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    "area": (b[2] - b[0]) * (b[3] - b[1]),
+                    "iscrowd": 0,
+                }
+            )
     if not dets:
         return 0.0, 0.0
     with contextlib.redirect_stdout(io.StringIO()):
@@ -470,10 +526,12 @@ def _probe(outputs, batch, cls_loss, box_loss, mu: float) -> dict:
         t = batch["cls_target"].reshape(-1)
         valid = batch["cls_weight"][..., None].expand(*batch["cls_target"].shape).reshape(-1)
         region = ((x.sigmoid() - t).abs() * G_BINS).long().clamp_(max=G_BINS - 1)
-        out = {"g_counts": torch.bincount(region, weights=valid, minlength=G_BINS),
-               "g_mass": torch.bincount(region, weights=dx * valid, minlength=G_BINS),
-               "g_positive": torch.bincount(region, weights=t * valid, minlength=G_BINS),
-               "g_mass_positive": torch.bincount(region, weights=dx * t * valid, minlength=G_BINS)}
+        out = {
+            "g_counts": torch.bincount(region, weights=valid, minlength=G_BINS),
+            "g_mass": torch.bincount(region, weights=dx * valid, minlength=G_BINS),
+            "g_positive": torch.bincount(region, weights=t * valid, minlength=G_BINS),
+            "g_mass_positive": torch.bincount(region, weights=dx * t * valid, minlength=G_BINS),
+        }
         pos = batch["positive"].bool()
         d = (torch.cat(box, 1)[pos] - batch["box_target"][pos]).reshape(-1).double()
         db = torch.cat(gb, 1)[pos].reshape(-1).abs()
@@ -501,9 +559,20 @@ def _reduce(name: str, values: list):
     return stacked.mean(0) if name.endswith(_MEAN) else stacked.sum(0)
 
 
-def train(cls_name: str, box_name: str, splits: dict, *, seed: int, setting: Setting, log=None,
-          eval_every: int = 2, windows_per_epoch: int = 2, probe_every: int = 4, test: bool = True,
-          diagnostics: bool = False) -> dict:
+def train(
+    cls_name: str,
+    box_name: str,
+    splits: dict,
+    *,
+    seed: int,
+    setting: Setting,
+    log=None,
+    eval_every: int = 2,
+    windows_per_epoch: int = 2,
+    probe_every: int = 4,
+    test: bool = True,
+    diagnostics: bool = False,
+) -> dict:
     """Train the detector with one pair of losses under ``setting`` for ``setting.epochs`` epochs,
     then score it: validation AP (the learning-rate choice) and test AP (the table). ``seed`` fixes
     the initialisation, the data order and the flips, identically for every pair of losses (paired
@@ -533,11 +602,14 @@ def train(cls_name: str, box_name: str, splits: dict, *, seed: int, setting: Set
         order = torch.randperm(n, generator=gen)
         flips = torch.rand(n, generator=gen) < 0.5
         for start in range(0, per_epoch * setting.batch, setting.batch):
-            idx = order[start:start + setting.batch]
+            idx = order[start : start + setting.batch]
             flip = flips[idx] if setting.flip else torch.zeros(len(idx), dtype=torch.bool)
-            batch = {k: torch.where(flip.view(-1, *[1] * (getattr(tr, k).dim() - 1)), getattr(views[-1], k)[idx],
-                                    getattr(tr, k)[idx])
-                     for k in ("images", "cls_target", "cls_weight", "box_target", "positive")}
+            batch = {
+                k: torch.where(
+                    flip.view(-1, *[1] * (getattr(tr, k).dim() - 1)), getattr(views[-1], k)[idx], getattr(tr, k)[idx]
+                )
+                for k in ("images", "cls_target", "cls_weight", "box_target", "positive")
+            }
             for group in opt.param_groups:
                 group["lr"] = rate_at(setting, iteration, per_epoch)
             outputs = model(batch["images"])
@@ -568,8 +640,14 @@ def train(cls_name: str, box_name: str, splits: dict, *, seed: int, setting: Set
             curve.append((epoch, ap))
             if log:
                 log(f"  {cls_name} + {box_name} lr {setting.lr:g} seed {seed} epoch {epoch}: val AP {ap:.4f}")
-    result = {"seed": seed, "finite": finite, "epochs_run": epoch, "curve": curve, "history": history,
-              "iterations": iteration}
+    result = {
+        "seed": seed,
+        "finite": finite,
+        "epochs_run": epoch,
+        "curve": curve,
+        "history": history,
+        "iterations": iteration,
+    }
     if finite:
         result["val_ap"], result["val_ap50"] = ap, ap50
         if test:

@@ -33,6 +33,7 @@ outputs (same mode) over the whole step. Writes the table to benchmarks/results.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -59,6 +60,7 @@ def random_boxes(rng: np.random.Generator, image: int, count: int) -> np.ndarray
 
 # ---------------------------------------------------------------- PyTorch
 
+
 def torch_detector(classes: int = 80, anchors: int = 9, width: int = 64, stages=(16, 32, 64, 128, 256)):
     """A RetinaNet-style detector: stride-2 conv stages (C1..C5), an FPN (P3-P5 from C3-C5, P6 and
     P7 by stride-2 convs) and 2-conv classification and box towers shared across levels. The
@@ -70,15 +72,22 @@ def torch_detector(classes: int = 80, anchors: int = 9, width: int = 64, stages=
         def __init__(self):
             super().__init__()
             chans = (3,) + tuple(stages)
-            self.stages = nn.ModuleList(nn.Sequential(nn.Conv2d(a, b, 3, 2, 1), nn.ReLU(), nn.Conv2d(b, b, 3, 1, 1),
-                                                      nn.ReLU()) for a, b in zip(chans[:-1], chans[1:]))
+            self.stages = nn.ModuleList(
+                nn.Sequential(nn.Conv2d(a, b, 3, 2, 1), nn.ReLU(), nn.Conv2d(b, b, 3, 1, 1), nn.ReLU())
+                for a, b in itertools.pairwise(chans)
+            )
             self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in stages[2:])
             self.smooth = nn.ModuleList(nn.Conv2d(width, width, 3, 1, 1) for _ in stages[2:])
             self.p6, self.p7 = nn.Conv2d(stages[-1], width, 3, 2, 1), nn.Conv2d(width, width, 3, 2, 1)
 
             def tower(out):
-                return nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(), nn.Conv2d(width, width, 3, 1, 1),
-                                     nn.ReLU(), nn.Conv2d(width, out, 3, 1, 1))
+                return nn.Sequential(
+                    nn.Conv2d(width, width, 3, 1, 1),
+                    nn.ReLU(),
+                    nn.Conv2d(width, width, 3, 1, 1),
+                    nn.ReLU(),
+                    nn.Conv2d(width, out, 3, 1, 1),
+                )
 
             self.cls, self.box = tower(anchors * classes), tower(anchors * 4)
             nn.init.constant_(self.cls[-1].bias, -math.log(99.0))
@@ -137,6 +146,7 @@ def torch_loss_pairs() -> dict:
             norm = b["box_weight"].sum().clamp(min=1.0)
             sl1 = F.smooth_l1_loss(box, b["box_target"], beta=1 / 9, reduction="none") * b["box_weight"][..., None]
             return focal_loss(cls, b["cls_target"], b["cls_weight"], norm) + sl1.sum() / norm
+
         return loss
 
     def ghm():
@@ -144,19 +154,28 @@ def torch_loss_pairs() -> dict:
 
         def loss(cls, box, b):
             k = cls.shape[-1]
-            return (ghm_c(cls.reshape(-1, k), b["cls_target"].reshape(-1, k),
-                          b["cls_weight"].reshape(-1, 1).expand(-1, k))
-                    + ghm_r(box.reshape(-1, 4), b["box_target"].reshape(-1, 4),
-                            b["box_weight"].reshape(-1, 1).expand(-1, 4)))
+            return ghm_c(
+                cls.reshape(-1, k), b["cls_target"].reshape(-1, k), b["cls_weight"].reshape(-1, 1).expand(-1, k)
+            ) + ghm_r(box.reshape(-1, 4), b["box_target"].reshape(-1, 4), b["box_weight"].reshape(-1, 1).expand(-1, 4))
+
         return loss
 
     def official():
         def loss(cls, box, b):
             k = cls.shape[-1]
-            return (official_loop_c(cls.reshape(-1, k), b["cls_target"].reshape(-1, k),
-                                    b["cls_weight"].reshape(-1, 1).expand(-1, k), GHM_C["bins"])
-                    + official_loop_r(box.reshape(-1, 4), b["box_target"].reshape(-1, 4),
-                                      b["box_weight"].reshape(-1, 1).expand(-1, 4), GHM_R["bins"], GHM_R["mu"]))
+            return official_loop_c(
+                cls.reshape(-1, k),
+                b["cls_target"].reshape(-1, k),
+                b["cls_weight"].reshape(-1, 1).expand(-1, k),
+                GHM_C["bins"],
+            ) + official_loop_r(
+                box.reshape(-1, 4),
+                b["box_target"].reshape(-1, 4),
+                b["box_weight"].reshape(-1, 1).expand(-1, 4),
+                GHM_R["bins"],
+                GHM_R["mu"],
+            )
+
         return loss
 
     return dict(zip(PAIRS, (focal_smooth_l1, ghm, official)))
@@ -201,6 +220,7 @@ def torch_runners(mode: str, device: str, image: int, batch: int, classes: int) 
 
 
 # ---------------------------------------------------------------- Keras (keras-hub RetinaNet)
+
 
 def keras_official_losses(eager: bool):
     """The official algorithm (mmdetection's GHMC / GHMR, no momentum) in keras.ops, reading
@@ -268,13 +288,21 @@ def keras_runners(mode: str, image: int, batch: int, classes: int) -> tuple[dict
     def detector():
         keras.utils.set_random_seed(0)
         encoder = keras_hub.models.ResNetBackbone(
-            input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 64, 128, 256],
-            stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
-            use_pre_activation=False, image_shape=(None, None, 3))
-        backbone = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=3, max_level=7, use_p5=False,
-                                                      image_shape=(image, image, 3))
-        return keras_hub.models.RetinaNetObjectDetector(backbone=backbone, num_classes=classes,
-                                                        bounding_box_format="yxyx", preprocessor=None)
+            input_conv_filters=[64],
+            input_conv_kernel_sizes=[7],
+            stackwise_num_filters=[64, 64, 128, 256],
+            stackwise_num_blocks=[1, 1, 1, 1],
+            stackwise_num_strides=[1, 2, 2, 2],
+            block_type="basic_block",
+            use_pre_activation=False,
+            image_shape=(None, None, 3),
+        )
+        backbone = keras_hub.models.RetinaNetBackbone(
+            image_encoder=encoder, min_level=3, max_level=7, use_p5=False, image_shape=(image, image, 3)
+        )
+        return keras_hub.models.RetinaNetObjectDetector(
+            backbone=backbone, num_classes=classes, bounding_box_format="yxyx", preprocessor=None
+        )
 
     out = {}
     eager = mode == "eager"
@@ -316,12 +344,17 @@ def keras_loss_only(image: int, batch: int, classes: int, eager: bool) -> dict:
     box_t = tf.constant(rng.normal(size=(batch, anchors, 4)).astype(np.float32) * 0.1)
     w_cls = tf.constant((rng.random((batch, anchors)) < 0.98).astype(np.float32))
     w_box = tf.constant((rng.random((batch, anchors)) < 1e-3).astype(np.float32))
-    pairs = {PAIRS[0]: (keras.losses.BinaryFocalCrossentropy(from_logits=True, reduction="sum"),  # keras-hub's "auto"
-                        keras.losses.Huber(reduction="sum")),
-             PAIRS[1]: (GHMCLoss(**GHM_C), GHMRLoss(**GHM_R)),
-             PAIRS[2]: keras_official_losses(eager)}
+    pairs = {
+        PAIRS[0]: (
+            keras.losses.BinaryFocalCrossentropy(from_logits=True, reduction="sum"),  # keras-hub's "auto"
+            keras.losses.Huber(reduction="sum"),
+        ),
+        PAIRS[1]: (GHMCLoss(**GHM_C), GHMRLoss(**GHM_R)),
+        PAIRS[2]: keras_official_losses(eager),
+    }
     out = {}
     for name, (lc, lr) in pairs.items():
+
         def run(lc=lc, lr=lr):
             with tf.GradientTape() as tape:
                 tape.watch([cls, box])
@@ -339,6 +372,7 @@ def keras_loss_only(image: int, batch: int, classes: int, eager: bool) -> dict:
 
 # ---------------------------------------------------------------- timing and the report
 
+
 def measure(framework: str, mode: str, args) -> tuple[dict, dict, dict]:
     """(step seconds, loss-only seconds, facts) per loss pair."""
     if framework == "torch":
@@ -348,40 +382,53 @@ def measure(framework: str, mode: str, args) -> tuple[dict, dict, dict]:
         runners, facts = torch_runners(mode, args.device, args.image, args.batch, args.classes)
         steps = time_group({k: v[0] for k, v in runners.items()}, args.repeats)
         alone = time_group({k: v[1] for k, v in runners.items()}, args.repeats)
-        facts["setup"] = (f"torchvision-free RetinaNet-style, {args.image}x{args.image}, batch {args.batch}, "
-                          f"{args.classes} classes, SGD; {torch.get_num_threads()} threads")
+        facts["setup"] = (
+            f"torchvision-free RetinaNet-style, {args.image}x{args.image}, batch {args.batch}, "
+            f"{args.classes} classes, SGD; {torch.get_num_threads()} threads"
+        )
     else:
         import keras
 
         if keras.backend.backend() != "tensorflow":
-            sys.exit("the Keras part times keras-hub's RetinaNet on the TensorFlow backend: unset KERAS_BACKEND "
-                     "or run with --frameworks torch")
+            sys.exit(
+                "the Keras part times keras-hub's RetinaNet on the TensorFlow backend: unset KERAS_BACKEND "
+                "or run with --frameworks torch"
+            )
         image = args.keras_image
         runners, facts = keras_runners(mode, image, args.batch, args.classes)
         steps = time_group({k: v[0] for k, v in runners.items()}, args.repeats)
         alone = time_group(keras_loss_only(image, args.batch, args.classes, mode == "eager"), args.repeats)
-        facts["setup"] = (f"keras-hub RetinaNet, ResNet basic blocks 64-64-128-256, {image}x{image}, batch "
-                          f"{args.batch}, {args.classes} classes, SGD; TensorFlow backend")
+        facts["setup"] = (
+            f"keras-hub RetinaNet, ResNet basic blocks 64-64-128-256, {image}x{image}, batch "
+            f"{args.batch}, {args.classes} classes, SGD; TensorFlow backend"
+        )
     return steps, alone, facts
 
 
 def report(results: list, argv: list[str], device: str) -> str:
-    lines = [f"## {SECTION}", "",
-             f"Machine: {machine()}; device {device}.",
-             f"Command: `python -m benchmarks.detector {' '.join(argv)}`", "",
-             "One training step (forward, loss, backward, optimizer update) of a one-stage detector, median of "
-             "interleaved steps after warm-up. ours / focal and official / focal: the step time with GHM-C + GHM-R "
-             "(impl_torch / impl_keras; mmdet dialect, momentum 0.75 and 0.7) and with the official per-region loop, "
-             "over the step with focal loss + smooth L1. Loss share: the loss pair's forward + backward alone on the "
-             "head's outputs over the step.", "",
-             "| framework, mode | detector | anchors / image | focal step ms | ours step ms | official step ms | "
-             "ours / focal | official / focal | loss share: focal, ours, official |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"## {SECTION}",
+        "",
+        f"Machine: {machine()}; device {device}.",
+        f"Command: `python -m benchmarks.detector {' '.join(argv)}`",
+        "",
+        "One training step (forward, loss, backward, optimizer update) of a one-stage detector, median of "
+        "interleaved steps after warm-up. ours / focal and official / focal: the step time with GHM-C + GHM-R "
+        "(impl_torch / impl_keras; mmdet dialect, momentum 0.75 and 0.7) and with the official per-region loop, "
+        "over the step with focal loss + smooth L1. Loss share: the loss pair's forward + backward alone on the "
+        "head's outputs over the step.",
+        "",
+        "| framework, mode | detector | anchors / image | focal step ms | ours step ms | official step ms | "
+        "ours / focal | official / focal | loss share: focal, ours, official |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for framework, mode, steps, alone, facts in results:
         f, o, off = (steps[p] for p in PAIRS)
         share = ", ".join(f"{alone[p] / steps[p]:.0%}" for p in PAIRS)
-        lines.append(f"| {framework} {mode} | {facts['setup']} | {facts['anchors per image']:,} | {f * 1e3:.0f} | "
-                     f"{o * 1e3:.0f} | {off * 1e3:.0f} | {o / f:.2f}x | {off / f:.2f}x | {share} |")
+        lines.append(
+            f"| {framework} {mode} | {facts['setup']} | {facts['anchors per image']:,} | {f * 1e3:.0f} | "
+            f"{o * 1e3:.0f} | {off * 1e3:.0f} | {o / f:.2f}x | {off / f:.2f}x | {share} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -395,7 +442,9 @@ def write_section(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.detector", description=__doc__.splitlines()[0])
     ap.add_argument("--frameworks", default="torch,keras")
-    ap.add_argument("--modes", default="eager,compiled", help="eager and/or compiled (torch.compile; Keras jit_compile)")
+    ap.add_argument(
+        "--modes", default="eager,compiled", help="eager and/or compiled (torch.compile; Keras jit_compile)"
+    )
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="the torch detector's device")
     ap.add_argument("--image", type=int, default=384, help="torch detector's image side")
     ap.add_argument("--keras-image", type=int, default=320, help="keras-hub RetinaNet's image side")
@@ -409,8 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.modes.split(","):
             steps, alone, facts = measure(framework, mode, args)
             results.append((framework, mode, steps, alone, facts))
-            print(f"{framework} {mode}: " + ", ".join(f"{k} {v * 1e3:.0f} ms (loss alone {alone[k] * 1e3:.0f} ms)"
-                                                       for k, v in steps.items()), file=sys.stderr, flush=True)
+            print(
+                f"{framework} {mode}: "
+                + ", ".join(f"{k} {v * 1e3:.0f} ms (loss alone {alone[k] * 1e3:.0f} ms)" for k, v in steps.items()),
+                file=sys.stderr,
+                flush=True,
+            )
     text = report(results, argv if argv is not None else sys.argv[1:], args.device)
     print(text)
     write_section(Path(args.output), text)

@@ -26,8 +26,11 @@ def _inputs(kind: str, seed: int = 0):
     rng = np.random.default_rng(seed)
     cols = CLASSES if kind == "c" else 4
     x = (rng.normal(size=(ANCHORS, cols)) * 3 - (4 if kind == "c" else 0)).astype(np.float32)
-    t = (rng.random((ANCHORS, cols)) < 0.002).astype(np.float32) if kind == "c" else \
-        (x + rng.normal(size=(ANCHORS, cols)) * 0.1).astype(np.float32)
+    t = (
+        (rng.random((ANCHORS, cols)) < 0.002).astype(np.float32)
+        if kind == "c"
+        else (x + rng.normal(size=(ANCHORS, cols)) * 0.1).astype(np.float32)
+    )
     w = (rng.random(ANCHORS) < 0.8).astype(np.float32)
     return x, t, w
 
@@ -40,13 +43,17 @@ def _torch(kind: str, compiled: bool):
     x, t, w = (torch.tensor(a) for a in _inputs(kind))
     runs = {}
     for on in (False, True):
-        loss = (GHMCLoss(bins=30, momentum=0.75, diagnostics=on) if kind == "c" else
-                GHMRLoss(bins=10, momentum=0.7, diagnostics=on))
+        loss = (
+            GHMCLoss(bins=30, momentum=0.75, diagnostics=on)
+            if kind == "c"
+            else GHMRLoss(bins=10, momentum=0.7, diagnostics=on)
+        )
         fn = torch.compile(loss, fullgraph=True) if compiled else loss
 
         def run(fn=fn):
             p = x.clone().requires_grad_(True)
             fn(p, t, w).backward()
+
         runs[on] = run
     return runs
 
@@ -59,14 +66,18 @@ def _tf(kind: str, xla: bool):
     x, t, w = (tf.constant(a) for a in _inputs(kind))
     runs = {}
     for on in (False, True):
-        loss = (impl_tf.GHMCLoss(bins=30, momentum=0.75, diagnostics=on) if kind == "c" else
-                impl_tf.GHMRLoss(bins=10, momentum=0.7, diagnostics=on))
+        loss = (
+            impl_tf.GHMCLoss(bins=30, momentum=0.75, diagnostics=on)
+            if kind == "c"
+            else impl_tf.GHMRLoss(bins=10, momentum=0.7, diagnostics=on)
+        )
 
         def step(x, t, w, loss=loss):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 value = loss(t, x, w)
             return tape.gradient(value, x)
+
         fn = tf.function(step, jit_compile=True) if xla else step
         runs[on] = lambda fn=fn: fn(x, t, w).numpy()
     return runs
@@ -81,10 +92,16 @@ def _jax(kind: str):
     fn, bins, momentum = (ghm_c_loss, 30, 0.75) if kind == "c" else (ghm_r_loss, 10, 0.7)
     runs = {}
     for on in (False, True):
+
         @jax.jit
         def step(x, state, on=on):
-            return jax.value_and_grad(lambda p: (lambda out: (out[0], out[1:]))(
-                fn(p, t, w, bins=bins, momentum=momentum, state=state, diagnostics=on)), has_aux=True)(x)
+            return jax.value_and_grad(
+                lambda p: (lambda out: (out[0], out[1:]))(
+                    fn(p, t, w, bins=bins, momentum=momentum, state=state, diagnostics=on)
+                ),
+                has_aux=True,
+            )(x)
+
         state = init_state(bins)
         runs[on] = lambda step=step, state=state: jax.block_until_ready(step(x, state))
     return runs
@@ -116,15 +133,20 @@ def main() -> None:
         groups += [("tf", "eager", lambda k: _tf(k, False)), ("tf", "XLA", lambda k: _tf(k, True))]
     if "jax" in frameworks:
         groups += [("jax", "jit", _jax)]
-    print(f"# diagnostics on vs off, forward + backward, median of {args.repeats} "
-          f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)\n")
+    print(
+        f"# diagnostics on vs off, forward + backward, median of {args.repeats} "
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)\n"
+    )
     print("| loss | framework | mode | off (ms) | on (ms) | on / off |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
     for kind in ("c", "r"):
         for framework, mode, make in groups:
             t = median_times(make(kind), args.repeats)
-            print(f"| GHM-{kind.upper()} | {framework} | {mode} | {t[False] * 1e3:.2f} | {t[True] * 1e3:.2f} | "
-                  f"{t[True] / t[False]:.2f} |", flush=True)
+            print(
+                f"| GHM-{kind.upper()} | {framework} | {mode} | {t[False] * 1e3:.2f} | {t[True] * 1e3:.2f} | "
+                f"{t[True] / t[False]:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

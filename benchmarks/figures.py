@@ -27,7 +27,6 @@ from .plotting import pyplot
 OUT = Path(__file__).parent.parent / "docs" / "figures"
 
 
-
 def _beta_of(g: np.ndarray, bins: int, dialect: str = "paper") -> np.ndarray:
     beta, _ = reference.harmonize(eq.region_index(g, bins), bins=bins, momentum=0.0, state=None, dialect=dialect)
     return beta
@@ -40,7 +39,7 @@ def _focal_grad_norm(g: np.ndarray, alpha: float = 0.25, gamma: float = 2.0) -> 
     p = torch.tensor(np.clip(g, 1e-7, 1 - 1e-7), dtype=torch.float64)
     x = torch.log(p / (1 - p)).requires_grad_(True)
     pr = x.sigmoid()
-    fl = -(1 - alpha) * pr ** gamma * torch.log1p(-pr)
+    fl = -(1 - alpha) * pr**gamma * torch.log1p(-pr)
     (grad,) = torch.autograd.grad(fl.sum(), x)
     return grad.abs().numpy()
 
@@ -53,8 +52,12 @@ def gradient_norm_figures(plt, g: np.ndarray, out: Path, bins: int = 30) -> list
     centres = (edges[:-1] + edges[1:]) / 2
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     axes[0].bar(centres, np.maximum(counts, 0.5), width=1 / bins, color="tab:gray")
-    axes[0].set(yscale="log", xlabel="gradient norm g", ylabel="number of examples (log)",
-                title="g of a model trained with CE (test set)")
+    axes[0].set(
+        yscale="log",
+        xlabel="gradient norm g",
+        ylabel="number of examples (log)",
+        title="g of a model trained with CE (test set)",
+    )
     beta = _beta_of(g, bins)
     grid = np.linspace(0.005, 0.995, 199)
     axes[1].plot(grid, grid, label="CE")
@@ -63,15 +66,23 @@ def gradient_norm_figures(plt, g: np.ndarray, out: Path, bins: int = 30) -> list
     occupied = np.unique(region)  # beta exists only where the batch has examples
     region_beta = np.array([beta[region == j][0] for j in occupied])
     axes[1].plot(centres[occupied], centres[occupied] * region_beta, "o", label="GHM-C (paper, M=30), per region")
-    axes[1].set(yscale="log", xlabel="original gradient norm g", ylabel="re-weighted gradient norm (log)",
-                title="re-weighted gradient norm")
+    axes[1].set(
+        yscale="log",
+        xlabel="original gradient norm g",
+        ylabel="re-weighted gradient norm (log)",
+        title="re-weighted gradient norm",
+    )
     axes[1].legend()
     for name, fn in (("CE", lambda v: v), ("focal loss (gamma 2)", _focal_grad_norm), ("GHM-C (paper, M=30)", None)):
         per = g * beta if fn is None else fn(g)
         total = np.bincount(region, weights=per, minlength=bins)
         axes[2].plot(centres[occupied], (total / total.sum())[occupied], marker="o", label=name)
-    axes[2].set(yscale="log", xlabel="gradient norm g", ylabel="share of the total gradient (log)",
-                title="total gradient contribution per region")
+    axes[2].set(
+        yscale="log",
+        xlabel="gradient norm g",
+        ylabel="share of the total gradient (log)",
+        title="total gradient contribution per region",
+    )
     axes[2].legend()
     fig.tight_layout()
     fig.savefig(out / "gradient_norm.png", dpi=100)
@@ -86,8 +97,12 @@ def regression_figures(plt, d: np.ndarray, out: Path, mu: float = 0.02, bins: in
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     counts, edges = np.histogram(gr, np.linspace(0, 1, bins + 1))
     axes[0].bar((edges[:-1] + edges[1:]) / 2, np.maximum(counts, 0.5), width=1 / bins, color="tab:gray")
-    axes[0].set(yscale="log", xlabel="gradient norm gr", ylabel="number of box coordinates (log)",
-                title=f"gr of a smooth-L1 regressor's positives (mu={mu})")
+    axes[0].set(
+        yscale="log",
+        xlabel="gradient norm gr",
+        ylabel="number of box coordinates (log)",
+        title=f"gr of a smooth-L1 regressor's positives (mu={mu})",
+    )
     beta = _beta_of(gr, bins)
     grid = np.logspace(-4, 1, 200)
     grid_gr = eq.asl1_gradient_norm(grid, mu)
@@ -96,8 +111,13 @@ def regression_figures(plt, d: np.ndarray, out: Path, mu: float = 0.02, bins: in
     axes[1].plot(grid, np.minimum(grid / (1 / 9), 1.0), label="smooth L1 (beta 1/9)")
     axes[1].plot(grid, grid_gr, label=f"ASL1 (mu {mu})")
     axes[1].plot(grid, grid_gr * grid_beta, label=f"GHM-R (paper, M={bins})")
-    axes[1].set(xscale="log", yscale="log", xlabel="|d|", ylabel="re-weighted gradient norm (log)",
-                title="re-weighted gradient norm of box regression")
+    axes[1].set(
+        xscale="log",
+        yscale="log",
+        xlabel="|d|",
+        ylabel="re-weighted gradient norm (log)",
+        title="re-weighted gradient norm of box regression",
+    )
     axes[1].legend()
     fig.tight_layout()
     fig.savefig(out / "regression.png", dpi=100)
@@ -118,19 +138,25 @@ def beta_figures(plt, batches: list[np.ndarray], out: Path, bins: int = 30) -> l
         axes[0].plot(centres, _beta_of(g, bins, dialect)[first], "o", color=colour, label=f"{dialect}, no EMA")
         state = None
         for b in batches:
-            beta, state = reference.harmonize(eq.region_index(b, bins), bins=bins, momentum=0.75, state=state,
-                                              dialect=dialect)
+            beta, state = reference.harmonize(
+                eq.region_index(b, bins), bins=bins, momentum=0.75, state=state, dialect=dialect
+            )
         axes[0].plot(centres, beta[first], "x", color=colour, label=f"{dialect}, EMA 0.75 over {len(batches)} batches")
     axes[0].set(yscale="log", xlabel="g", ylabel="beta (log)", title=f"harmonizing weight, M={bins}")
     axes[0].legend(fontsize=8)
     sample = np.sort(g[:: max(1, len(g) // 1500)])
     exact = eq.gradient_density(sample, 1.0 / bins)
-    approx = eq.approx_gradient_density(eq.region_counts(eq.region_index(sample, bins), bins)[
-        eq.region_index(sample, bins)], bins)
+    approx = eq.approx_gradient_density(
+        eq.region_counts(eq.region_index(sample, bins), bins)[eq.region_index(sample, bins)], bins
+    )
     axes[1].plot(sample, exact, ".", markersize=3, label="exact GD, Eq. (4)")
     axes[1].plot(sample, approx, ".", markersize=3, label="unit regions, Eq. (9)")
-    axes[1].set(yscale="log", xlabel="g", ylabel="gradient density (log)",
-                title=f"exact vs unit-region density ({len(sample)} examples)")
+    axes[1].set(
+        yscale="log",
+        xlabel="g",
+        ylabel="gradient density (log)",
+        title=f"exact vs unit-region density ({len(sample)} examples)",
+    )
     axes[1].legend()
     fig.tight_layout()
     fig.savefig(out / "beta.png", dpi=100)
@@ -174,8 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     sizes = det.QUICK if args.tiny else det.FULL
     split = det.splits(sizes)
     setting = det.Setting(**sizes["setting"])
-    run = det.train("CE", "smooth L1", split, seed=0, setting=setting, test=False,
-                    log=lambda line: print(line, file=sys.stderr, flush=True))
+    run = det.train(
+        "CE",
+        "smooth L1",
+        split,
+        seed=0,
+        setting=setting,
+        test=False,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     g, batches, d = _statistics(run["model"], split)
     written = gradient_norm_figures(plt, g, out) + beta_figures(plt, batches, out) + regression_figures(plt, d, out)
     print("wrote " + ", ".join(str(out / w) for w in written), file=sys.stderr)

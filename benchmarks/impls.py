@@ -4,8 +4,8 @@ and mode, for the GHM losses and their baselines (plain losses, the official-sty
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -40,6 +40,7 @@ def arrays(cfg: Config, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 # ---------------------------------------------------------------- torch
+
 
 def official_loop_c(pred, target, label_weight, bins: int = 30):
     """The official code's structure (mmdetection GHMC, no momentum): a Python loop over regions,
@@ -138,6 +139,7 @@ def torch_runner(fn: Callable, arrays_, device: str, compiled: bool) -> Callable
 
 # ---------------------------------------------------------------- tensorflow
 
+
 def tf_losses(cfg: Config) -> dict[str, Callable]:
     """name -> f(y_true, y_pred, label_weight) -> scalar loss."""
     import tensorflow as tf
@@ -185,6 +187,7 @@ def tf_runner(fn: Callable, arrays_, device: str, compiled: bool) -> Callable[[]
 
 # ---------------------------------------------------------------- JAX
 
+
 def jax_losses(cfg: Config) -> dict[str, Callable]:
     """name -> f(pred, target, label_weight, state) -> (scalar loss, new state); the plain losses
     carry no state (None)."""
@@ -194,6 +197,7 @@ def jax_losses(cfg: Config) -> dict[str, Callable]:
     from impl_jax import ghm_c_loss, ghm_r_loss
 
     if cfg.loss_kind == "c":
+
         def ghm(x, t, w, s):
             return ghm_c_loss(x, t, w, bins=cfg.bins, momentum=cfg.momentum, state=s, dialect=cfg.dialect)
 

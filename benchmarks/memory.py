@@ -33,7 +33,7 @@ def main() -> None:
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         run()
-        print(json.dumps({"peak_mb": round((torch.cuda.max_memory_allocated() - base) / 2 ** 20, 1)}))
+        print(json.dumps({"peak_mb": round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)}))
         return
     _release_free_memory()
     base = _rss()
@@ -50,7 +50,7 @@ def main() -> None:
     run()
     done.set()
     sampler.join()
-    print(json.dumps({"peak_mb": round((peak[0] - base) / 2 ** 20, 1)}))
+    print(json.dumps({"peak_mb": round((peak[0] - base) / 2**20, 1)}))
 
 
 if __name__ == "__main__":

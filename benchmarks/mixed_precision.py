@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 BINS = {"c": 30, "r": 10}
 MU = 0.02
 DIALECT = "mmdet"
-SCALES = (2.0 ** 15, 2.0 ** 16)
+SCALES = (2.0**15, 2.0**16)
 COLUMNS = {"c": 80, "r": 4}
 
 
@@ -93,8 +93,11 @@ def _torch_loss(kind: str, plain: bool) -> Callable:
     from impl_torch import GHMCLoss, GHMRLoss
 
     if not plain:
-        return GHMCLoss(bins=BINS["c"], dialect=DIALECT) if kind == "c" else \
-            GHMRLoss(mu=MU, bins=BINS["r"], dialect=DIALECT)
+        return (
+            GHMCLoss(bins=BINS["c"], dialect=DIALECT)
+            if kind == "c"
+            else GHMRLoss(mu=MU, bins=BINS["r"], dialect=DIALECT)
+        )
     if kind == "c":  # float32 on the half logits: what autocast runs BCE in
         return lambda x, t: F.binary_cross_entropy_with_logits(x.float(), t)
     return lambda x, t: (torch.sqrt((x.float() - t) ** 2 + MU * MU) - MU).mean()
@@ -150,8 +153,11 @@ def _tf_loss(kind: str, plain: bool):
     from impl_tf import GHMCLoss, GHMRLoss
 
     if not plain:
-        return GHMCLoss(bins=BINS["c"], dialect=DIALECT) if kind == "c" else \
-            GHMRLoss(mu=MU, bins=BINS["r"], dialect=DIALECT)
+        return (
+            GHMCLoss(bins=BINS["c"], dialect=DIALECT)
+            if kind == "c"
+            else GHMRLoss(mu=MU, bins=BINS["r"], dialect=DIALECT)
+        )
     if kind == "c":
         return keras.losses.BinaryCrossentropy(from_logits=True)
 
@@ -189,6 +195,7 @@ def keras_mixed_float16_fit(kind: str, plain: bool, entries: int) -> GradientErr
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
+
         class Logits(keras.layers.Layer):
             def build(self, input_shape):
                 self.logits = self.add_weight(shape=pred.shape, initializer=keras.initializers.Constant(pred))
@@ -210,8 +217,14 @@ def keras_mixed_float16_fit(kind: str, plain: bool, entries: int) -> GradientErr
         optimizer = keras.optimizers.LossScaleOptimizer(inner, initial_scale=SCALES[0])
         model = keras.Sequential([keras.Input((1,)), Logits()])
         model.compile(optimizer=optimizer, loss=_tf_loss(kind, plain))
-        model.fit(np.zeros((pred.shape[0], 1), np.float32), target, batch_size=pred.shape[0], epochs=1, verbose=0,
-                  shuffle=False)
+        model.fit(
+            np.zeros((pred.shape[0], 1), np.float32),
+            target,
+            batch_size=pred.shape[0],
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+        )
         out = model(np.zeros((pred.shape[0], 1), np.float32))
         if int(inner.steps_applied.numpy()) == 0:  # the step was skipped: the gradient was not finite
             got = np.full(pred.shape, np.nan)
@@ -251,8 +264,7 @@ def jax_scaled_half(kind: str, plain: bool, entries: int, scale: float) -> Gradi
     grad = jax.jit(jax.grad(lambda x, t: loss(x, t) * jnp.float32(scale)))(x, jnp.asarray(target))
     got = np.asarray(grad, np.float64) / scale
     want = reference_gradient(kind, plain, np.asarray(x, np.float64), target)
-    return compare(f"jax float16 logits (jit), loss scale 2^{int(np.log2(scale))}", LOSS_NAMES[kind, plain], got,
-                   want)
+    return compare(f"jax float16 logits (jit), loss scale 2^{int(np.log2(scale))}", LOSS_NAMES[kind, plain], got, want)
 
 
 # ---------------------------------------------------------------- the table
@@ -265,17 +277,17 @@ def setups(frameworks: tuple[str, ...], entries: dict[str, int]) -> Iterator[Cal
         for plain in (False, True):
             if "torch" in frameworks:
                 for scale in SCALES:
-                    yield lambda k=kind, p=plain, s=scale: torch_scaled_half(k, p, n, s)
-                yield lambda k=kind, p=plain: torch_autocast(k, p, n, "cpu")
+                    yield lambda k=kind, p=plain, s=scale, n=n: torch_scaled_half(k, p, n, s)
+                yield lambda k=kind, p=plain, n=n: torch_autocast(k, p, n, "cpu")
                 if _cuda():
-                    yield lambda k=kind, p=plain: torch_autocast(k, p, n, "cuda")
+                    yield lambda k=kind, p=plain, n=n: torch_autocast(k, p, n, "cuda")
             if "tf" in frameworks:
                 for scale in SCALES:
-                    yield lambda k=kind, p=plain, s=scale: tf_scaled_half(k, p, n, s)
-                yield lambda k=kind, p=plain: keras_mixed_float16_fit(k, p, n)
+                    yield lambda k=kind, p=plain, s=scale, n=n: tf_scaled_half(k, p, n, s)
+                yield lambda k=kind, p=plain, n=n: keras_mixed_float16_fit(k, p, n)
             if "jax" in frameworks:
                 for scale in SCALES:
-                    yield lambda k=kind, p=plain, s=scale: jax_scaled_half(k, p, n, s)
+                    yield lambda k=kind, p=plain, s=scale, n=n: jax_scaled_half(k, p, n, s)
 
 
 def _cuda() -> bool:
@@ -293,10 +305,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     entries = {"c": args.entries, "r": max(args.entries // 5, 4)}
     results = [run() for run in setups(tuple(args.frameworks), entries)]
-    print(f"Gradient reaching half-precision logits vs the float64 reference ({entries['c']:,} GHM-C entries, "
-          f"{entries['r']:,} GHM-R entries, {DIALECT} dialect, bins {BINS['c']} / {BINS['r']}): L1 error relative "
-          f"to the reference's L1 norm; in brackets, the share of nonzero gradients flushed to 0 and the "
-          f"non-finite ones.\n")
+    print(
+        f"Gradient reaching half-precision logits vs the float64 reference ({entries['c']:,} GHM-C entries, "
+        f"{entries['r']:,} GHM-R entries, {DIALECT} dialect, bins {BINS['c']} / {BINS['r']}): L1 error relative "
+        f"to the reference's L1 norm; in brackets, the share of nonzero gradients flushed to 0 and the "
+        f"non-finite ones.\n"
+    )
     print(table(results))
 
 

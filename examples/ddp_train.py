@@ -37,16 +37,24 @@ def train(rank: int, world: int, port: int, steps: int, dump: str | None = None)
         logits = model(x)
         loss = crit(logits, y)
         loss.backward()
-        seen.update({f"logits{step}": logits.detach().numpy(), f"target{step}": y.numpy(),
-                     f"share{step}": loss.detach().numpy()})
+        seen.update(
+            {
+                f"logits{step}": logits.detach().numpy(),
+                f"target{step}": y.numpy(),
+                f"share{step}": loss.detach().numpy(),
+            }
+        )
         opt.step()
         mean = loss.detach().clone()
         dist.all_reduce(mean)
         mean /= world  # the global batch's loss, the same number on every rank
         for r in range(world):  # one rank after the other, so the lines do not interleave
             if r == rank:
-                print(f"rank {rank} step {step}: global GHM-C loss {mean.item():.6f} "
-                      f"(this rank's share {loss.item():.6f})", flush=True)
+                print(
+                    f"rank {rank} step {step}: global GHM-C loss {mean.item():.6f} "
+                    f"(this rank's share {loss.item():.6f})",
+                    flush=True,
+                )
             dist.barrier()
     if dump:  # what this rank saw and returned, for a check against the reference on the global batch
         import numpy as np

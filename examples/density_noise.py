@@ -30,24 +30,29 @@ def deviation(per_worker: int, bins: int, dialect: str, rng: np.random.Generator
     g = gradient_norms(per_worker * WORKERS, rng)
     ind = eq.region_index(g, bins)
     beta_global, _ = harmonize(ind, bins=bins, momentum=0.0, state=None, dialect=dialect)
-    parts = [harmonize(part, bins=bins, momentum=0.0, state=None, dialect=dialect)[0]
-             for part in np.split(ind, WORKERS)]
+    parts = [
+        harmonize(part, bins=bins, momentum=0.0, state=None, dialect=dialect)[0] for part in np.split(ind, WORKERS)
+    ]
     rel = np.abs(np.concatenate(parts) / beta_global - 1.0)
     return float(np.median(rel)), float(np.quantile(rel, 0.99))
 
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    rows = ["| entries per worker | GHM-C bins=30, paper: median / p99 deviation | mmdet: median / p99 |",
-            "| --- | --- | --- |"]
+    rows = [
+        "| entries per worker | GHM-C bins=30, paper: median / p99 deviation | mmdet: median / p99 |",
+        "| --- | --- | --- |",
+    ]
     for per_worker in (1_000, 10_000, 100_000, 1_000_000):
         cells = []
         for dialect in ("paper", "mmdet"):
             med, p99 = deviation(per_worker, 30, dialect, rng)
             cells.append(f"{med:.1%} / {p99:.0%}")
         rows.append(f"| {per_worker:,} | " + " | ".join(cells) + " |")
-    print(f"beta of each of {WORKERS} workers harmonizing its own batch, relative to the global batch's beta "
-          "(sync_density=True: 0 exactly):\n")
+    print(
+        f"beta of each of {WORKERS} workers harmonizing its own batch, relative to the global batch's beta "
+        "(sync_density=True: 0 exactly):\n"
+    )
     print("\n".join(rows))
 
 

@@ -26,12 +26,12 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import keras_hub  # noqa: E402
-import numpy as np  # noqa: E402
-from keras_hub.src.layers.modeling.anchor_generator import AnchorGenerator  # noqa: E402
+import keras
+import keras_hub
+import numpy as np
+from keras_hub.src.layers.modeling.anchor_generator import AnchorGenerator
 
-from impl_keras import GHMCLoss, GHMRLoss, carry_state  # noqa: E402
+from impl_keras import GHMCLoss, GHMRLoss, carry_state
 
 IMAGE = 64
 CLASSES = 3
@@ -41,15 +41,24 @@ def tiny_retinanet(seed: int = 0) -> keras_hub.models.RetinaNetObjectDetector:
     """RetinaNet on a three-stage ResNet (P3 and P4), one anchor per location."""
     keras.utils.set_random_seed(seed)
     encoder = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16, 16],
-        stackwise_num_blocks=[1, 1, 1], stackwise_num_strides=[1, 2, 2], block_type="basic_block",
-        use_pre_activation=False, image_shape=(None, None, 3))
-    backbone = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=3, max_level=4, use_p5=False,
-                                                  image_shape=(IMAGE, IMAGE, 3))
-    anchors = AnchorGenerator(bounding_box_format="yxyx", min_level=3, max_level=4, num_scales=1,
-                              aspect_ratios=[1.0], anchor_size=4.0)
-    return keras_hub.models.RetinaNetObjectDetector(backbone=backbone, num_classes=CLASSES, bounding_box_format="yxyx",
-                                                    anchor_generator=anchors, preprocessor=None)
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 16, 16],
+        stackwise_num_blocks=[1, 1, 1],
+        stackwise_num_strides=[1, 2, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+    backbone = keras_hub.models.RetinaNetBackbone(
+        image_encoder=encoder, min_level=3, max_level=4, use_p5=False, image_shape=(IMAGE, IMAGE, 3)
+    )
+    anchors = AnchorGenerator(
+        bounding_box_format="yxyx", min_level=3, max_level=4, num_scales=1, aspect_ratios=[1.0], anchor_size=4.0
+    )
+    return keras_hub.models.RetinaNetObjectDetector(
+        backbone=backbone, num_classes=CLASSES, bounding_box_format="yxyx", anchor_generator=anchors, preprocessor=None
+    )
 
 
 def synthetic_batch(n: int, seed: int = 0) -> tuple[np.ndarray, dict]:
@@ -66,7 +75,7 @@ def synthetic_batch(n: int, seed: int = 0) -> tuple[np.ndarray, dict]:
         cy, cx = 4 + 8 * rng.integers(2, 6, 2)  # on an anchor centre, 22x22 against 32x32: IoU 0.47
         boxes[i, 1] = [cy - 11, cx - 11, cy + 11, cx + 11]
         labels[i, 1] = rng.integers(0, CLASSES)
-        images[i, int(cy) - 11:int(cy) + 11, int(cx) - 11:int(cx) + 11, labels[i, 1].astype(int)] += 1.0
+        images[i, int(cy) - 11 : int(cy) + 11, int(cx) - 11 : int(cx) + 11, labels[i, 1].astype(int)] += 1.0
     return images, {"boxes": boxes, "labels": labels}
 
 

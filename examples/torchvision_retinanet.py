@@ -28,8 +28,9 @@ from impl_torch import GHMCLoss
 BETWEEN_THRESHOLDS = -2  # torchvision's Matcher.BETWEEN_THRESHOLDS: ignored anchors
 
 
-def ghm_classification_loss(ghm: GHMCLoss, targets: list[dict], cls_logits: torch.Tensor,
-                            matched_idxs: list[torch.Tensor]) -> torch.Tensor:
+def ghm_classification_loss(
+    ghm: GHMCLoss, targets: list[dict], cls_logits: torch.Tensor, matched_idxs: list[torch.Tensor]
+) -> torch.Tensor:
     """GHM-C over a batch as torchvision's RetinaNet hands it over: ``cls_logits`` (B, A, C),
     ``matched_idxs`` one (A,) tensor per image (the matched box, -1 background, -2 ignored),
     ``targets`` one dict per image with its boxes' ``labels``."""

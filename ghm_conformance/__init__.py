@@ -11,15 +11,45 @@ In a port's own test suite: ``assert_conforms(make_port, loss="c")`` (``assertio
 from .assertion import assert_conforms
 from .outcome import NotApplicable
 from .properties import CATALOGUE, LARGE, Property
-from .protocol import (from_jax_function, from_keras_loss, from_numpy_function, from_torch_function, from_torch_module,
-                       from_weights,
-                       reference_port, with_anchor_weights, with_class_index_targets)
+from .protocol import (
+    from_jax_function,
+    from_keras_loss,
+    from_numpy_function,
+    from_torch_function,
+    from_torch_module,
+    from_weights,
+    reference_port,
+    with_anchor_weights,
+    with_class_index_targets,
+)
 from .repro import replay
 from .runner import Report, UsageError, run_catalogue, run_property
 from .verdict import CONFORMANCE, ERROR, FAILED, NOT_APPLICABLE, PASSED, ROBUSTNESS
 
-__all__ = ["CATALOGUE", "CONFORMANCE", "ERROR", "FAILED", "LARGE", "NOT_APPLICABLE", "PASSED", "ROBUSTNESS",
-           "NotApplicable", "Property", "Report", "UsageError", "assert_conforms", "from_jax_function",
-           "from_keras_loss", "from_numpy_function", "from_torch_function", "from_torch_module", "from_weights",
-           "reference_port", "replay", "run_catalogue", "run_property", "with_anchor_weights",
-           "with_class_index_targets"]
+__all__ = [
+    "CATALOGUE",
+    "CONFORMANCE",
+    "ERROR",
+    "FAILED",
+    "LARGE",
+    "NOT_APPLICABLE",
+    "PASSED",
+    "ROBUSTNESS",
+    "NotApplicable",
+    "Property",
+    "Report",
+    "UsageError",
+    "assert_conforms",
+    "from_jax_function",
+    "from_keras_loss",
+    "from_numpy_function",
+    "from_torch_function",
+    "from_torch_module",
+    "from_weights",
+    "reference_port",
+    "replay",
+    "run_catalogue",
+    "run_property",
+    "with_anchor_weights",
+    "with_class_index_targets",
+]

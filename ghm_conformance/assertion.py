@@ -26,9 +26,18 @@ from .runner import Report, run_catalogue
 from .verdict import ERROR, FAILED, ROBUSTNESS
 
 
-def assert_conforms(make_port: PortFactory, *, loss: str = "c", dialect: str | None = None, strict: bool = False,
-                    max_examples: int = 25, seed: int | None = None, large: bool = False,
-                    timeout: float = DEFAULT_TIMEOUT, import_line: str | None = None) -> Report:
+def assert_conforms(
+    make_port: PortFactory,
+    *,
+    loss: str = "c",
+    dialect: str | None = None,
+    strict: bool = False,
+    max_examples: int = 25,
+    seed: int | None = None,
+    large: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    import_line: str | None = None,
+) -> Report:
     """Check ``make_port`` (spec.md section 9) and return the report, or raise AssertionError.
 
     Args:
@@ -43,12 +52,21 @@ def assert_conforms(make_port: PortFactory, *, loss: str = "c", dialect: str | N
         import_line: how the repro snippets get ``make_port``. Default: found from where
             ``make_port`` is defined, or the calling module's global bound to it.
     """
-    report = run_catalogue(make_port, loss, dialect=dialect, max_examples=max_examples, seed=seed, large=large,
-                           timeout=timeout, first_timeout=max(FIRST_CALL_TIMEOUT, timeout))
+    report = run_catalogue(
+        make_port,
+        loss,
+        dialect=dialect,
+        max_examples=max_examples,
+        seed=seed,
+        large=large,
+        timeout=timeout,
+        first_timeout=max(FIRST_CALL_TIMEOUT, timeout),
+    )
     if report.conforms(strict):
         return report
-    raise AssertionError(failure_message(report, import_line or _import_line(make_port, sys._getframe(1).f_globals),
-                                         strict))
+    raise AssertionError(
+        failure_message(report, import_line or _import_line(make_port, sys._getframe(1).f_globals), strict)
+    )
 
 
 def failure_message(report: Report, import_line: str, strict: bool = False) -> str:
@@ -56,8 +74,10 @@ def failure_message(report: Report, import_line: str, strict: bool = False) -> s
     v = report.verdict
     loss = f"GHM-{report.loss_kind.upper()}"
     if v.passed and strict and v.notes:
-        lines = [f"the {loss} port conforms to the {v.label} dialect, but strict=True makes its robustness notes "
-                 f"fail: {'; '.join(v.notes)}"]
+        lines = [
+            f"the {loss} port conforms to the {v.label} dialect, but strict=True makes its robustness notes "
+            f"fail: {'; '.join(v.notes)}"
+        ]
     else:
         lines = [f"the {loss} port does not conform: {v.summary} ({v.reason})"]
     if report.port.hint:
@@ -73,8 +93,12 @@ def failure_message(report: Report, import_line: str, strict: bool = False) -> s
             lines.append(f"  {r.note}")
             continue
         case = r.counterexample.case
-        lines += [f"  {r.counterexample.outcome.message}", f"  counterexample: {case.describe()}",
-                  "  repro (prints every call and the comparison that fails):", ""]
+        lines += [
+            f"  {r.counterexample.outcome.message}",
+            f"  counterexample: {case.describe()}",
+            "  repro (prints every call and the comparison that fails):",
+            "",
+        ]
         code = snippet(r.property.id, r.dialect or v.judged_in, case, import_line)
         lines += ["    " + line if line else line for line in code.rstrip().splitlines()]
     return "\n".join(lines)

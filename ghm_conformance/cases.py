@@ -93,6 +93,7 @@ def near_edge(g: np.ndarray, bins: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- single entries
 
+
 def _logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
@@ -111,6 +112,7 @@ def _entry_for_g(loss_kind: str, g: float, t: float, sign: float, mu: float | No
 
 # Each family of entries is written once, against a source of choices: Hypothesis's draws (entry by
 # entry, shrinkable) or a NumPy generator (batches of thousands drawn from a seed).
+
 
 class HypothesisChoices:
     def __init__(self, draw):
@@ -211,11 +213,16 @@ def raw_entry(draw, loss_kind: str, *, soft: bool = False):
 
 
 def any_entry(loss_kind: str, bins: int, mu: float | None, *, soft: bool):
-    return st.one_of(clear_entry(loss_kind, bins, mu, soft=soft), near_edge_entry(loss_kind, bins, mu, soft=soft),
-                     exact_entry(loss_kind), raw_entry(loss_kind, soft=soft))
+    return st.one_of(
+        clear_entry(loss_kind, bins, mu, soft=soft),
+        near_edge_entry(loss_kind, bins, mu, soft=soft),
+        exact_entry(loss_kind),
+        raw_entry(loss_kind, soft=soft),
+    )
 
 
 # ---------------------------------------------------------------- batches
+
 
 def _shape(draw, n_entries: int) -> tuple[int, int]:
     """A (rows, cols) shape holding n_entries, cols dividing it."""
@@ -234,24 +241,37 @@ def _mask(draw, n: int, masked: bool) -> np.ndarray:
     """Label weights: all 1, or mostly 1 with some 0 and at least one entry valid."""
     if not masked:
         return np.ones(n, np.float32)
-    w = np.asarray(draw(st.lists(st.sampled_from([1.0, 1.0, 1.0, 0.0]), min_size=n, max_size=n),
-                        label="label weights"), np.float32)
+    w = np.asarray(
+        draw(st.lists(st.sampled_from([1.0, 1.0, 1.0, 0.0]), min_size=n, max_size=n), label="label weights"), np.float32
+    )
     if not w.any():
         w[draw(st.integers(0, n - 1), label="kept valid")] = 1.0
     return w
 
 
-def seeded_batch(loss_kind: str, bins: int, mu: float | None, n: int, seed: int, *, soft: bool,
-                 masked: bool, exact_share: float = 0.05) -> Call:
+def seeded_batch(
+    loss_kind: str,
+    bins: int,
+    mu: float | None,
+    n: int,
+    seed: int,
+    *,
+    soft: bool,
+    masked: bool,
+    exact_share: float = 0.05,
+) -> Call:
     """n entries of every family from a NumPy seed (large batches; Hypothesis shrinks n and seed),
     the clear ones in some regions only (others stay empty, as in a detector's batch)."""
     rng = np.random.default_rng(seed)
     src = SeededChoices(rng)
     family = rng.choice(4, size=n, p=[0.55, 0.25, exact_share, 0.2 - exact_share])
     occupied = rng.permutation(bins)[: max(1, int(rng.integers(1, bins + 1)))]
-    draw_family = (lambda: clear_pair(src, loss_kind, bins, mu, soft, occupied),
-                   lambda: near_edge_pair(src, loss_kind, bins, mu, soft),
-                   lambda: exact_pair(src, loss_kind), lambda: raw_pair(src, loss_kind, soft))
+    draw_family = (
+        lambda: clear_pair(src, loss_kind, bins, mu, soft, occupied),
+        lambda: near_edge_pair(src, loss_kind, bins, mu, soft),
+        lambda: exact_pair(src, loss_kind),
+        lambda: raw_pair(src, loss_kind, soft),
+    )
     pairs = [draw_family[f]() for f in family]
     weights = np.where(rng.random(n) < 0.25, 0.0, 1.0) if masked else np.ones(n)
     if masked and not weights.any():
@@ -261,12 +281,22 @@ def seeded_batch(loss_kind: str, bins: int, mu: float | None, n: int, seed: int,
 
 
 @st.composite
-def batch(draw, loss_kind: str, bins: int, mu: float | None, *, masked: bool, soft: bool = False,
-          entries=None, min_size: int = 1, large: bool = True):
+def batch(
+    draw,
+    loss_kind: str,
+    bins: int,
+    mu: float | None,
+    *,
+    masked: bool,
+    soft: bool = False,
+    entries=None,
+    min_size: int = 1,
+    large: bool = True,
+):
     """One call: 1-16 entries drawn one by one (mostly), or 17 to 3000 from a seed."""
     if large and draw(st.integers(0, 5), label="large batch?") == 0:
         n = draw(st.integers(17, 3000), label="entries")
-        seed = draw(st.integers(0, 2 ** 32 - 1), label="seed")
+        seed = draw(st.integers(0, 2**32 - 1), label="seed")
         return seeded_batch(loss_kind, bins, mu, n, seed, soft=soft, masked=masked)
     element = entries if entries is not None else any_entry(loss_kind, bins, mu, soft=soft)
     n = draw(st.integers(min_size, 16), label="entries")
@@ -286,16 +316,36 @@ def _soft(draw, loss_kind: str) -> bool:
 
 # ---------------------------------------------------------------- cases, per property family
 
+
 @st.composite
-def single_call_case(draw, loss_kind: str, *, masked: bool = False, bins=None, min_size: int = 1,
-                     entries: str = "any", large: bool = True):
+def single_call_case(
+    draw,
+    loss_kind: str,
+    *,
+    masked: bool = False,
+    bins=None,
+    min_size: int = 1,
+    entries: str = "any",
+    large: bool = True,
+):
     """One call, no momentum. ``entries``: "any" (every family) or "clear" (mid-region only, for
     the metamorphic properties, whose two runs must agree exactly on every region)."""
     bins, mu = _hyper(draw, loss_kind, bins)
     soft = _soft(draw, loss_kind)
     element = clear_entry(loss_kind, bins, mu, soft=soft) if entries == "clear" else None
-    call = draw(batch(loss_kind, bins, mu, masked=masked, soft=soft, entries=element, min_size=min_size,
-                      large=large and entries == "any"), label="call")
+    call = draw(
+        batch(
+            loss_kind,
+            bins,
+            mu,
+            masked=masked,
+            soft=soft,
+            entries=element,
+            min_size=min_size,
+            large=large and entries == "any",
+        ),
+        label="call",
+    )
     return Case(loss_kind, bins, 0.0, mu, [call])
 
 
@@ -310,13 +360,19 @@ def momentum_case(draw, loss_kind: str, *, empty_calls: bool = False):
     soft = _soft(draw, loss_kind)
     n_calls = draw(st.integers(2, 8), label="calls")
     regions = draw(st.lists(st.integers(0, bins - 1), min_size=1, max_size=3, unique=True), label="recurring regions")
-    element = st.one_of(st.sampled_from(regions).flatmap(lambda j: clear_entry(loss_kind, bins, mu, soft=soft, region=j)),
-                        exact_entry(loss_kind))
-    calls = [draw(batch(loss_kind, bins, mu, masked=False, soft=soft, entries=element, large=False), label="call")
-             for _ in range(n_calls)]
+    element = st.one_of(
+        st.sampled_from(regions).flatmap(lambda j: clear_entry(loss_kind, bins, mu, soft=soft, region=j)),
+        exact_entry(loss_kind),
+    )
+    calls = [
+        draw(batch(loss_kind, bins, mu, masked=False, soft=soft, entries=element, large=False), label="call")
+        for _ in range(n_calls)
+    ]
     if empty_calls:
-        empties = draw(st.lists(st.integers(0, n_calls - 1), min_size=1, max_size=min(3, n_calls - 1), unique=True),
-                       label="empty calls")
+        empties = draw(
+            st.lists(st.integers(0, n_calls - 1), min_size=1, max_size=min(3, n_calls - 1), unique=True),
+            label="empty calls",
+        )
         for i in empties:
             calls[i].label_weight[...] = 0.0
     return Case(loss_kind, bins, momentum, mu, calls)
@@ -328,8 +384,11 @@ def uniform_case(draw, loss_kind: str):
     bins, mu = _hyper(draw, loss_kind, draw(st.sampled_from((1, 2, 3, 5, 10)), label="bins"))
     soft = _soft(draw, loss_kind)
     k = draw(st.integers(1, 3), label="per region")
-    pairs = [draw(clear_entry(loss_kind, bins, mu, soft=soft, region=j), label="entry")
-             for j in range(bins) for _ in range(k)]
+    pairs = [
+        draw(clear_entry(loss_kind, bins, mu, soft=soft, region=j), label="entry")
+        for j in range(bins)
+        for _ in range(k)
+    ]
     order = draw(st.permutations(range(len(pairs))), label="order")
     pairs = [pairs[i] for i in order]
     return Case(loss_kind, bins, 0.0, mu, [_call(pairs, np.ones(len(pairs)), _shape(draw, len(pairs)))])
@@ -341,12 +400,21 @@ def saturated_case(draw, loss_kind: str):
     bins, mu = _hyper(draw, loss_kind)
     n_sat = draw(st.integers(1, 4), label="saturated")
     if loss_kind == "c":
-        sat = [draw(st.sampled_from([(np.float32(60.0), np.float32(0.0)), (np.float32(-60.0), np.float32(1.0))]),
-                    label="saturated entry") for _ in range(n_sat)]
+        sat = [
+            draw(
+                st.sampled_from([(np.float32(60.0), np.float32(0.0)), (np.float32(-60.0), np.float32(1.0))]),
+                label="saturated entry",
+            )
+            for _ in range(n_sat)
+        ]
     else:
-        sat = [(np.float32(draw(st.sampled_from([1e4, -1e4]), label="saturated pred")), np.float32(0.0))
-               for _ in range(n_sat)]
-    others = [draw(clear_entry(loss_kind, bins, mu), label="entry") for _ in range(draw(st.integers(0, 6), label="others"))]
+        sat = [
+            (np.float32(draw(st.sampled_from([1e4, -1e4]), label="saturated pred")), np.float32(0.0))
+            for _ in range(n_sat)
+        ]
+    others = [
+        draw(clear_entry(loss_kind, bins, mu), label="entry") for _ in range(draw(st.integers(0, 6), label="others"))
+    ]
     pairs = sat + others
     return Case(loss_kind, bins, 0.0, mu, [_call(pairs, np.ones(len(pairs)), _shape(draw, len(pairs)))])
 
@@ -365,8 +433,10 @@ def permutation_case(draw, loss_kind: str):
 # it (``masked_unread``, a robustness note): NaN, Inf, values whose loss overflows float32, and
 # GHM-C targets out of [0, 1].
 MASKED_FINITE = {"c": ((-20.0, 20.0), (0.0, 1.0)), "r": ((-10.0, 10.0), (-10.0, 10.0))}
-MASKED_JUNK = {"c": ([np.nan, np.inf, -np.inf, 1e30, -1e30], [np.nan, np.inf, -np.inf, 3.0, -7.5]),
-               "r": ([np.nan, np.inf, -np.inf, 1e30, -1e30], [np.nan, np.inf, -np.inf, 1e30, -3e38])}
+MASKED_JUNK = {
+    "c": ([np.nan, np.inf, -np.inf, 1e30, -1e30], [np.nan, np.inf, -np.inf, 3.0, -7.5]),
+    "r": ([np.nan, np.inf, -np.inf, 1e30, -1e30], [np.nan, np.inf, -np.inf, 1e30, -3e38]),
+}
 
 
 def _masked_values(draw, loss_kind: str, n: int, finite: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -376,8 +446,10 @@ def _masked_values(draw, loss_kind: str, n: int, finite: bool) -> tuple[np.ndarr
         targets = st.sampled_from([0.0, 1.0, 0.5, 0.25, 0.9]) if loss_kind == "c" else st.floats(tlo, thi, width=32)
     else:
         preds, targets = (st.sampled_from(v) for v in MASKED_JUNK[loss_kind])
-    return (np.array(draw(st.lists(preds, min_size=n, max_size=n), label="masked preds"), np.float32),
-            np.array(draw(st.lists(targets, min_size=n, max_size=n), label="masked targets"), np.float32))
+    return (
+        np.array(draw(st.lists(preds, min_size=n, max_size=n), label="masked preds"), np.float32),
+        np.array(draw(st.lists(targets, min_size=n, max_size=n), label="masked targets"), np.float32),
+    )
 
 
 @st.composite
@@ -388,8 +460,9 @@ def masked_case(draw, loss_kind: str, *, finite: bool = True):
     w = case.calls[0].label_weight.reshape(-1)
     w[0] = 1.0  # at least one valid entry ...
     w[draw(st.integers(1, w.size - 1), label="a masked entry")] = 0.0  # ... and at least one masked
-    case.draws["masked_pred"], case.draws["masked_target"] = _masked_values(draw, loss_kind, int((w == 0).sum()),
-                                                                            finite)
+    case.draws["masked_pred"], case.draws["masked_target"] = _masked_values(
+        draw, loss_kind, int((w == 0).sum()), finite
+    )
     return case
 
 
@@ -401,8 +474,13 @@ def masked_unread_case(loss_kind: str):
 def weight_case(draw, loss_kind: str):
     case = draw(single_call_case(loss_kind, masked=True, entries="clear"), label="case")
     w = case.calls[0].label_weight
-    scales = np.array(draw(st.lists(st.sampled_from([0.5, 2.0, 3.0, 1e-3, 7.25]), min_size=w.size, max_size=w.size),
-                           label="positive weights"), np.float32).reshape(w.shape)
+    scales = np.array(
+        draw(
+            st.lists(st.sampled_from([0.5, 2.0, 3.0, 1e-3, 7.25]), min_size=w.size, max_size=w.size),
+            label="positive weights",
+        ),
+        np.float32,
+    ).reshape(w.shape)
     case.draws["weights"] = np.where(w > 0, scales, 0.0).astype(np.float32)
     return case
 
@@ -417,8 +495,18 @@ def finite_difference_case(draw, loss_kind: str):
     bins = draw(st.sampled_from((1, 2, 3, 5, 10)), label="bins")
     mu = draw(st.sampled_from((0.1, 0.5)), label="mu") if loss_kind == "r" else None
     soft = _soft(draw, loss_kind)
-    call = draw(batch(loss_kind, bins, mu, masked=False, soft=soft, entries=clear_entry(loss_kind, bins, mu, soft=soft),
-                      large=False), label="call")
+    call = draw(
+        batch(
+            loss_kind,
+            bins,
+            mu,
+            masked=False,
+            soft=soft,
+            entries=clear_entry(loss_kind, bins, mu, soft=soft),
+            large=False,
+        ),
+        label="call",
+    )
     case = Case(loss_kind, bins, 0.0, mu, [call])
     # the step, as a fraction of the largest one that keeps every entry inside its region
     case.draws["step_fraction"] = draw(st.sampled_from([0.5, 0.25, 0.1]), label="step fraction")
@@ -426,6 +514,7 @@ def finite_difference_case(draw, loss_kind: str):
 
 
 # ---------------------------------------------------------------- cases a class-index port can take
+
 
 def _same_g(pred: np.ndarray, target: np.ndarray, onehot: np.ndarray) -> np.ndarray:
     """The logits that give each entry whose target changed (a soft target made binary, a second
@@ -450,8 +539,9 @@ def as_class_index_case(case: Case) -> Case:
     out = Case(case.loss_kind, case.bins, case.momentum, case.mu, [], dict(case.draws))
     widened = False
     for c in case.calls:
-        pred, target, weight = (a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
-                                for a in (c.pred, c.target, c.label_weight))
+        pred, target, weight = (
+            a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1) for a in (c.pred, c.target, c.label_weight)
+        )
         if pred.shape[1] == 1:
             widened = True
             pred = np.concatenate([pred, np.full_like(pred, -60.0)], axis=1)
@@ -478,8 +568,11 @@ def as_anchor_weight_case(case: Case) -> Case:
     whole or not at all, by its first entry's weight (the property's weight draws likewise)."""
     out = Case(case.loss_kind, case.bins, case.momentum, case.mu, [], dict(case.draws))
     for c in case.calls:
-        w = c.label_weight.reshape(c.label_weight.shape[0], -1) if c.label_weight.ndim > 1 else \
-            c.label_weight.reshape(-1, 1)
+        w = (
+            c.label_weight.reshape(c.label_weight.shape[0], -1)
+            if c.label_weight.ndim > 1
+            else c.label_weight.reshape(-1, 1)
+        )
         rows = np.repeat(w[:, :1], w.shape[1], axis=1).reshape(c.label_weight.shape).astype(np.float32)
         out.calls.append(Call(c.pred, c.target, rows))
     if "weights" in case.draws and out.calls:

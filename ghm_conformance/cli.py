@@ -28,32 +28,58 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ghm-conformance",
         description="Check a GHM port against the reference (spec.md), name its dialect, and shrink every "
-                    "disagreement to a minimal counterexample. Without TARGET: this project's torch, tf and "
-                    "jax GHM-C and GHM-R in both dialects (--bundled picks backends).")
+        "disagreement to a minimal counterexample. Without TARGET: this project's torch, tf and "
+        "jax GHM-C and GHM-R in both dialects (--bundled picks backends).",
+    )
     p.add_argument("target", nargs="?", help="a port factory, 'package.module:make_port' (see README: port protocol)")
-    p.add_argument("--bundled", nargs="+", choices=list(BUNDLED), default=None, metavar="BACKEND",
-                   help="without TARGET: the bundled backends to check, of torch, tf (Keras on TensorFlow), jax "
-                        "(impl_jax's functions, jitted) (default: all that are installed)")
+    p.add_argument(
+        "--bundled",
+        nargs="+",
+        choices=list(BUNDLED),
+        default=None,
+        metavar="BACKEND",
+        help="without TARGET: the bundled backends to check, of torch, tf (Keras on TensorFlow), jax "
+        "(impl_jax's functions, jitted) (default: all that are installed)",
+    )
     p.add_argument("--loss", choices=["c", "r"], default=None, help="GHM-C or GHM-R (default: c for a TARGET)")
     p.add_argument("--dialect", choices=list(DIALECTS), default=None, help="judge in this dialect (default: detect it)")
     p.add_argument("--max-examples", type=int, default=25, metavar="N", help="Hypothesis examples per property (25)")
     p.add_argument("--seed", type=int, default=None, help="a random seed (default: deterministic search)")
-    p.add_argument("--targets", choices=["per-entry", "class-index"], default="per-entry",
-                   help="class-index: the port takes mmdetection labels (N,) with C = background and per-anchor "
-                        "weights (N,)")
+    p.add_argument(
+        "--targets",
+        choices=["per-entry", "class-index"],
+        default="per-entry",
+        help="class-index: the port takes mmdetection labels (N,) with C = background and per-anchor weights (N,)",
+    )
     p.add_argument("--no-label-weight", action="store_true", help="the port's step takes (pred, target) only")
-    p.add_argument("--weights", choices=["per-entry", "per-anchor"], default="per-entry",
-                   help="per-anchor: the port takes one label weight per row (N,), as Keras's per-sample weights")
-    p.add_argument("--large", action="store_true",
-                   help="also check one call of 2^24 + 2^22 + 3 entries (exact counts; about 1 GB, a minute)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
-                   help=f"the longest one call may take, in seconds ({DEFAULT_TIMEOUT:g}; the run's first call: "
-                        f"{FIRST_CALL_TIMEOUT:g}); a slower call ends the run")
+    p.add_argument(
+        "--weights",
+        choices=["per-entry", "per-anchor"],
+        default="per-entry",
+        help="per-anchor: the port takes one label weight per row (N,), as Keras's per-sample weights",
+    )
+    p.add_argument(
+        "--large",
+        action="store_true",
+        help="also check one call of 2^24 + 2^22 + 3 entries (exact counts; about 1 GB, a minute)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"the longest one call may take, in seconds ({DEFAULT_TIMEOUT:g}; the run's first call: "
+        f"{FIRST_CALL_TIMEOUT:g}); a slower call ends the run",
+    )
     p.add_argument("--report", metavar="PATH", help="also write the Markdown report here")
-    p.add_argument("--json", metavar="PATH", help="also write the JSON report here ('-': to stdout, instead of the "
-                                                  "Markdown)")
-    p.add_argument("--strict", action="store_true",
-                   help="robustness notes (behaviour outside spec.md's domain, e.g. NaN in masked entries) fail too")
+    p.add_argument(
+        "--json", metavar="PATH", help="also write the JSON report here ('-': to stdout, instead of the Markdown)"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="robustness notes (behaviour outside spec.md's domain, e.g. NaN in masked entries) fail too",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -65,7 +91,7 @@ def _captured_output():
     sys.stdout.flush()
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
-    sink = tempfile.TemporaryFile()
+    sink = tempfile.TemporaryFile()  # noqa: SIM115 - closed when the capture ends
     real_err = os.fdopen(os.dup(saved_err), "w", buffering=1)
     os.dup2(sink.fileno(), 1)
     os.dup2(sink.fileno(), 2)
@@ -120,8 +146,15 @@ def _targets(args):
         if not targets:
             raise TargetError("no bundled backend is importable: " + "; ".join(skipped))
         return targets, skipped
-    return [load_target(args.target, args.loss or "c", class_index=args.targets == "class-index",
-                        label_weight=not args.no_label_weight, anchor_weights=args.weights == "per-anchor")], []
+    return [
+        load_target(
+            args.target,
+            args.loss or "c",
+            class_index=args.targets == "class-index",
+            label_weight=not args.no_label_weight,
+            anchor_weights=args.weights == "per-anchor",
+        )
+    ], []
 
 
 def _check_target(t, args):
@@ -129,10 +162,18 @@ def _check_target(t, args):
     with _captured_output() as (real_err, captured):
         progress = None if args.quiet else (lambda line: print(line, file=real_err, flush=True))
         try:
-            rep = run_catalogue(t.make_port, t.loss_kind, target=t.name, dialect=args.dialect,
-                                max_examples=args.max_examples, seed=args.seed, large=args.large,
-                                timeout=args.timeout, first_timeout=max(FIRST_CALL_TIMEOUT, args.timeout),
-                                progress=progress)
+            rep = run_catalogue(
+                t.make_port,
+                t.loss_kind,
+                target=t.name,
+                dialect=args.dialect,
+                max_examples=args.max_examples,
+                seed=args.seed,
+                large=args.large,
+                timeout=args.timeout,
+                first_timeout=max(FIRST_CALL_TIMEOUT, args.timeout),
+                progress=progress,
+            )
         except UsageError as e:
             raise UsageError(f"{t.name}: {e}") from None
         rep.output = captured()

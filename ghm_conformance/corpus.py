@@ -51,8 +51,12 @@ def value_corpus(loss_kind: str) -> list[Case]:
 def _near_edges(loss_kind: str, bins: int, mu: float) -> Call:
     """Entries 1.5e-5 above and below every interior edge (past the 1e-5 edge excuse): a port that
     bins floor(g (M - 1e-4)), or a rounded g, puts the ones above in the region below."""
-    pairs = [_entry_for_g(loss_kind, k / bins + side * 1.5e-5, 0.0, sign, mu)
-             for k in range(1, bins) for side in (1.0, -1.0) for sign in (1.0, -1.0)]
+    pairs = [
+        _entry_for_g(loss_kind, k / bins + side * 1.5e-5, 0.0, sign, mu)
+        for k in range(1, bins)
+        for side in (1.0, -1.0)
+        for sign in (1.0, -1.0)
+    ]
     return _call([[x for x, _ in pairs]], [[t for _, t in pairs]])
 
 
@@ -67,8 +71,10 @@ def _ema_calls(loss_kind: str, n_calls: int) -> list[Call]:
 
 
 def ema_corpus(loss_kind: str) -> list[Case]:
-    return [_one(loss_kind, 2, _ema_calls(loss_kind, 7), momentum=0.75),
-            _one(loss_kind, 3, _ema_calls(loss_kind, 5), momentum=0.5)]
+    return [
+        _one(loss_kind, 2, _ema_calls(loss_kind, 7), momentum=0.75),
+        _one(loss_kind, 3, _ema_calls(loss_kind, 5), momentum=0.5),
+    ]
 
 
 def ema_empty_corpus(loss_kind: str) -> list[Case]:
@@ -103,7 +109,10 @@ def masked_unread_corpus(loss_kind: str) -> list[Case]:
 
 
 def all_masked_corpus(loss_kind: str) -> list[Case]:
-    return [_one(loss_kind, 2, [_call([[0.0]], [[0.0]])]), _one(loss_kind, 30, [_call(np.zeros((2, 3)), np.zeros((2, 3)))])]
+    return [
+        _one(loss_kind, 2, [_call([[0.0]], [[0.0]])]),
+        _one(loss_kind, 30, [_call(np.zeros((2, 3)), np.zeros((2, 3)))]),
+    ]
 
 
 def scale_case(loss_kind: str, n: int, seed: int = 0) -> Case:
@@ -127,8 +136,14 @@ def scale_case(loss_kind: str, n: int, seed: int = 0) -> Case:
         pred = target + rng.choice([-1.0, 1.0], n) * mu * g / np.sqrt(1 - g * g)
     perm = rng.permutation(n)
     pred, target = pred[perm].astype(F32).reshape(n, 1), target[perm].astype(F32).reshape(n, 1)
-    return Case(loss_kind, bins, 0.0, mu, [Call(pred, target, np.ones_like(pred))],
-                {"recipe": f"scale_case({loss_kind!r}, {n}, {seed})"})
+    return Case(
+        loss_kind,
+        bins,
+        0.0,
+        mu,
+        [Call(pred, target, np.ones_like(pred))],
+        {"recipe": f"scale_case({loss_kind!r}, {n}, {seed})"},
+    )
 
 
 SCALE_N = 100_003
@@ -148,5 +163,6 @@ def large_case(loss_kind: str) -> Case:
         x, _ = _entry_for_g("r", 0.55, 0.0, 1.0, mu)
         pred[:] = x  # gr = 0.55: region 5
         pred[:7] = 0.0  # gr = 0: region 0
-    return Case(loss_kind, bins, 0.0, mu, [Call(pred, target, np.ones_like(pred))],
-                {"recipe": f"large_case({loss_kind!r})"})
+    return Case(
+        loss_kind, bins, 0.0, mu, [Call(pred, target, np.ones_like(pred))], {"recipe": f"large_case({loss_kind!r})"}
+    )

@@ -49,8 +49,16 @@ def reference_values(case: Case, dialect: str) -> list[Expected]:
     fn = reference.ghm_c if case.loss_kind == "c" else reference.ghm_r
     state, out = None, []
     for c in case.calls:
-        r = fn(c.pred, c.target, c.label_weight, bins=case.bins, momentum=case.momentum, state=state,
-               dialect=dialect, **case.hyper)
+        r = fn(
+            c.pred,
+            c.target,
+            c.label_weight,
+            bins=case.bins,
+            momentum=case.momentum,
+            state=state,
+            dialect=dialect,
+            **case.hyper,
+        )
         state = r.state
         scale, grad_scale = rounding_scales(case.loss_kind, case.mu, c.pred, c.target, c.label_weight > 0, r.weights)
         out.append(Expected(float(r.loss), r.grad, f"the reference ({dialect})", scale, grad_scale))
@@ -73,8 +81,9 @@ def _reference_deduped(case: Case, dialect: str) -> Expected:
     n = ind.size
     loss = float(np.sum(beta * per[inverse]) / n)
     grad = (beta * dper[inverse] / n).reshape(c.pred.shape)
-    scale, grad_scale = rounding_scales(case.loss_kind, case.mu, c.pred, c.target, c.label_weight > 0,
-                                        beta.reshape(c.pred.shape))
+    scale, grad_scale = rounding_scales(
+        case.loss_kind, case.mu, c.pred, c.target, c.label_weight > 0, beta.reshape(c.pred.shape)
+    )
     return Expected(loss, grad, f"the reference ({dialect})", scale, grad_scale)
 
 
@@ -84,8 +93,13 @@ def plain_mean(case: Case, call: Call) -> Expected:
     valid = call.label_weight > 0
     n = max(int(valid.sum()), 1)
     scale, grad_scale = rounding_scales(case.loss_kind, case.mu, call.pred, call.target, valid, np.ones(per.shape))
-    return Expected(float(np.sum(per[valid]) / n), np.where(valid, dper, 0.0) / n,
-                    "the plain mean of CE/ASL1 over the valid entries (beta = 1)", scale, grad_scale)
+    return Expected(
+        float(np.sum(per[valid]) / n),
+        np.where(valid, dper, 0.0) / n,
+        "the plain mean of CE/ASL1 over the valid entries (beta = 1)",
+        scale,
+        grad_scale,
+    )
 
 
 def zero(call: Call) -> Expected:
@@ -114,7 +128,9 @@ def edge_explains(case: Case, dialect: str, loss: float, grad: np.ndarray | None
         want_grad = np.zeros(call.pred.shape)
         want_grad[valid] = beta * dper / n
         scale, grad_scale = rounding_scales(case.loss_kind, case.mu, call.pred, call.target, valid, full_beta)
-        if (loss_error(loss, float(np.sum(beta * per) / n), scale) <= RTOL
-                and grad_error(grad, want_grad, grad_scale) <= RTOL):
+        if (
+            loss_error(loss, float(np.sum(beta * per) / n), scale) <= RTOL
+            and grad_error(grad, want_grad, grad_scale) <= RTOL
+        ):
             return True
     return False

@@ -24,9 +24,11 @@ from .tolerances import grad_errors
 
 GRAD_AT_ZERO = "the gradient at pred = 0 exactly"
 EXACT_EDGE = "g exactly on a region edge"
-WHY = {GRAD_AT_ZERO: "autograd's subgradient of max/abs at 0, as in a hand-written "
-                     "max(x, 0) - x t + log1p(exp(-|x|)) cross entropy",
-       EXACT_EDGE: "e.g. pred = 0 gives g = 1/2 exactly; a region test closed on the right counts it twice"}
+WHY = {
+    GRAD_AT_ZERO: "autograd's subgradient of max/abs at 0, as in a hand-written "
+    "max(x, 0) - x t + log1p(exp(-|x|)) cross entropy",
+    EXACT_EDGE: "e.g. pred = 0 gives g = 1/2 exactly; a region test closed on the right counts it twice",
+}
 # Steps of the edge entries' logits that confirm a failure is confined to the edge itself: both
 # directions, just past the rounding excuse of spec.md 8 (|g - k/M| < 1e-5: about 4e-5 of a logit
 # at p = 1/2) and well past it, so that a port wrong *near* edges (floor(g (M - 1e-4))) is not
@@ -54,8 +56,7 @@ def _grad_only_at_zero(outcome: Outcome, key, tol: float) -> bool:
     return bool(bad.any()) and bool(np.all(pred[bad] == 0.0))
 
 
-def classify(property_id: str, case: Case, outcome: Outcome, port: Port, dialect: str,
-             tol: float) -> tuple[str, bool]:
+def classify(property_id: str, case: Case, outcome: Outcome, port: Port, dialect: str, tol: float) -> tuple[str, bool]:
     """(input class, confirmed) of a failing check; ("", False) when it belongs to no narrow class."""
     failing = [key for key, c in outcome.comparisons.items() if not c.passed]
     if property_id in NOT_CLASSIFIED or not failing or any(run.raised for run in outcome.runs):

@@ -53,10 +53,15 @@ class Measurement:
     first_seconds: float | None = None  # the first call (compilation, warm-up), on its own instance
 
     def as_dict(self) -> dict:
-        mb = None if self.peak_bytes is None else round(self.peak_bytes / 2 ** 20, 1)
+        mb = None if self.peak_bytes is None else round(self.peak_bytes / 2**20, 1)
         first = None if self.first_seconds is None else round(self.first_seconds, 4)
-        return {"name": self.name, "seconds": round(self.seconds, 4), "first_call_seconds": first, "peak_mb": mb,
-                "entries": self.entries}
+        return {
+            "name": self.name,
+            "seconds": round(self.seconds, 4),
+            "first_call_seconds": first,
+            "peak_mb": mb,
+            "entries": self.entries,
+        }
 
 
 def measure(name: str, port: Port, case: Case) -> Measurement:
@@ -64,8 +69,14 @@ def measure(name: str, port: Port, case: Case) -> Measurement:
     on another fresh instance, timed with its peak memory (instance creation not counted)."""
     call = case.calls[0]
     first = port.instance(bins=case.bins, momentum=case.momentum, **case.hyper)
-    first_seconds = call_step(first, call.pred, call.target, call.label_weight, with_label_weight=port.label_weight,
-                              clock=Clock(port.clock.timeout)).seconds
+    first_seconds = call_step(
+        first,
+        call.pred,
+        call.target,
+        call.label_weight,
+        with_label_weight=port.label_weight,
+        clock=Clock(port.clock.timeout),
+    ).seconds
     del first
     step = port.instance(bins=case.bins, momentum=case.momentum, **case.hyper)
     _release_free_memory()
@@ -83,8 +94,14 @@ def measure(name: str, port: Port, case: Case) -> Measurement:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        out = call_step(step, call.pred, call.target, call.label_weight, with_label_weight=port.label_weight,
-                        clock=Clock(port.clock.timeout))
+        out = call_step(
+            step,
+            call.pred,
+            call.target,
+            call.label_weight,
+            with_label_weight=port.label_weight,
+            clock=Clock(port.clock.timeout),
+        )
     finally:
         done.set()
         sampler.join()
@@ -92,12 +109,16 @@ def measure(name: str, port: Port, case: Case) -> Measurement:
 
 
 BASELINES = {  # the port's framework -> the bundled loss it is costed against, in order of preference
-    "torch": ("torch",), "tf": ("tf",), "jax": ("jax",), None: ("torch", "tf", "jax"),
+    "torch": ("torch",),
+    "tf": ("tf",),
+    "jax": ("jax",),
+    None: ("torch", "tf", "jax"),
 }
 
 
-def bundled_measurement(case: Case, dialect: str, framework: str | None = None,
-                        label_weight: bool = True) -> Measurement | None:
+def bundled_measurement(
+    case: Case, dialect: str, framework: str | None = None, label_weight: bool = True
+) -> Measurement | None:
     """The bundled loss of the port's framework on the same input, measured as the port is (for a
     port of unknown framework: torch, tf or jax, the first importable); None if none is."""
     from .targets import BUNDLED, bundled_port
@@ -107,8 +128,9 @@ def bundled_measurement(case: Case, dialect: str, framework: str | None = None,
             __import__(BUNDLED[backend])
         except ImportError:
             continue
-        name = {"torch": "impl_torch.GHM{}Loss", "tf": "impl_tf.GHM{}Loss",
-                "jax": "impl_jax.ghm_{}_loss (jit)"}[backend]
+        name = {"torch": "impl_torch.GHM{}Loss", "tf": "impl_tf.GHM{}Loss", "jax": "impl_jax.ghm_{}_loss (jit)"}[
+            backend
+        ]
         name = name.format(case.loss_kind.upper() if backend != "jax" else case.loss_kind)
         return measure(name, Port(bundled_port(backend, case.loss_kind, dialect), label_weight=label_weight), case)
     return None

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextvars
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -90,8 +90,9 @@ def run_port(case: Case, port: Port, label: str, calls: list[Call] | None = None
     try:
         step = port.instance(bins=case.bins, momentum=case.momentum, **case.hyper)
         for c in run.calls:
-            run.outputs.append(call_step(step, c.pred, c.target, c.label_weight,
-                                         with_label_weight=port.label_weight, clock=port.clock))
+            run.outputs.append(
+                call_step(step, c.pred, c.target, c.label_weight, with_label_weight=port.label_weight, clock=port.clock)
+            )
     except (Exception, SystemExit) as e:  # recorded for the report, then raised on
         run.raised = raised_text(e)
         raise
@@ -101,16 +102,21 @@ def run_port(case: Case, port: Port, label: str, calls: list[Call] | None = None
 def compare(got: StepOutput, want: Expected, tol: float = RTOL) -> Comparison:
     """The loss, and the gradient entry by entry when the port returns one (spec.md 9)."""
     e_loss = loss_error(got.loss, want.loss, want.loss_scale)
-    per_entry = None if got.grad is None or want.grad is None or want.grad.size == 0 else \
-        grad_errors(got.grad, want.grad, want.grad_scale)
+    per_entry = (
+        None
+        if got.grad is None or want.grad is None or want.grad.size == 0
+        else grad_errors(got.grad, want.grad, want.grad_scale)
+    )
     e_grad = 0.0 if per_entry is None else float(np.max(per_entry))
     where = ""
     if e_loss > tol:
         where = f"loss {got.loss!r} but {want.source} gives {want.loss!r}"
     elif e_grad > tol:
         k = int(np.argmax(per_entry))
-        where = (f"d loss / d pred at flat index {k} is {got.grad.ravel()[k]!r} "
-                 f"but {want.source} gives {want.grad.ravel()[k]!r}")
+        where = (
+            f"d loss / d pred at flat index {k} is {got.grad.ravel()[k]!r} "
+            f"but {want.source} gives {want.grad.ravel()[k]!r}"
+        )
     return Comparison(want, e_loss, e_grad, e_loss <= tol and e_grad <= tol, where)
 
 

@@ -15,8 +15,8 @@ this project's losses promise but a port may legitimately lack (a failure is a n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from hypothesis import strategies as st
@@ -51,11 +51,17 @@ class Property:
 
 # ---------------------------------------------------------------- helpers for the checks
 
+
 def _derived(out: StepOutput, source: str, grad=None, like: Expected | None = None) -> Expected:
     """An expectation taken from another run's output (a metamorphic relation), with the
     rounding allowance of the reference on that input when given."""
-    return Expected(out.loss, grad if grad is not None else out.grad, source,
-                    like.loss_scale if like else 0.0, like.grad_scale if like else None)
+    return Expected(
+        out.loss,
+        grad if grad is not None else out.grad,
+        source,
+        like.loss_scale if like else 0.0,
+        like.grad_scale if like else None,
+    )
 
 
 def _allowance(case: Case, call: Call | None = None) -> Expected:
@@ -67,6 +73,7 @@ def _allowance(case: Case, call: Call | None = None) -> Expected:
 
 
 # ---------------------------------------------------------------- checks
+
 
 def check_reference_value(case: Case, port: Port, dialect: str) -> Outcome:
     run = run_port(case, port, "calls")
@@ -84,8 +91,11 @@ def check_ema_after_empty_calls(case: Case, port: Port, dialect: str) -> Outcome
     """Only the calls that hold valid entries are judged: they show the state each fully masked
     call left behind. What the empty call itself returns is all_masked's business."""
     run = run_port(case, port, "calls")
-    want = {(0, i): w for i, (c, w) in enumerate(zip(case.calls, reference_values(case, dialect)))
-            if np.any(c.label_weight > 0)}
+    want = {
+        (0, i): w
+        for i, (c, w) in enumerate(zip(case.calls, reference_values(case, dialect)))
+        if np.any(c.label_weight > 0)
+    }
     return judge([run], want)
 
 
@@ -96,8 +106,10 @@ def check_independent_instances(case: Case, port: Port, dialect: str) -> Outcome
     judges the instances against each other, whatever the dialect."""
     first = run_port(case, port, "first instance")
     second = run_port(case, port, "second instance, after the first")
-    want = {(1, i): _derived(out, f"the first instance's call {i + 1}", like=_allowance(case, call))
-            for i, (call, out) in enumerate(zip(case.calls, first.outputs))}
+    want = {
+        (1, i): _derived(out, f"the first instance's call {i + 1}", like=_allowance(case, call))
+        for i, (call, out) in enumerate(zip(case.calls, first.outputs))
+    }
     return judge([first, second], want)
 
 
@@ -122,8 +134,12 @@ def check_duplication(case: Case, port: Port, dialect: str) -> Outcome:
     base, other = run_port(case, port, "batch"), run_port(case, port, "batch twice", [doubled])
     g = base.outputs[0].grad
     want_grad = None if g is None else np.concatenate([g, g]) / 2.0
-    want = _derived(base.outputs[0], "the same port on the single batch (each copy's gradient halved)", want_grad,
-                    _allowance(case, doubled))
+    want = _derived(
+        base.outputs[0],
+        "the same port on the single batch (each copy's gradient halved)",
+        want_grad,
+        _allowance(case, doubled),
+    )
     return judge([base, other], {(1, 0): want})
 
 
@@ -152,9 +168,11 @@ def check_masked_inert(case: Case, port: Port, dialect: str) -> Outcome:
     entries, give what its valid entries alone give."""
     c = case.calls[0]
     other = _with_masked_values(c, case.draws["masked_pred"], case.draws["masked_target"])
-    runs = [run_port(case, port, "valid entries alone", [_valid_alone(c)]),
-            run_port(case, port, "batch with masked entries"),
-            run_port(case, port, "other finite values in the masked entries", [other])]
+    runs = [
+        run_port(case, port, "valid entries alone", [_valid_alone(c)]),
+        run_port(case, port, "batch with masked entries"),
+        run_port(case, port, "other finite values in the masked entries", [other]),
+    ]
     solo = runs[0].outputs[0]
     grad = None
     if solo.grad is not None:
@@ -169,10 +187,11 @@ def check_masked_unread(case: Case, port: Port, dialect: str) -> Outcome:
     1, 7): the batch gives what it gives with finite values there."""
     c = case.calls[0]
     junk = _with_masked_values(c, case.draws["masked_pred"], case.draws["masked_target"])
-    runs = [run_port(case, port, "finite values in the masked entries"),
-            run_port(case, port, "NaN/Inf/out-of-range values in the masked entries", [junk])]
-    want = _derived(runs[0].outputs[0], "the same port with finite values in the masked entries",
-                    like=_allowance(case))
+    runs = [
+        run_port(case, port, "finite values in the masked entries"),
+        run_port(case, port, "NaN/Inf/out-of-range values in the masked entries", [junk]),
+    ]
+    want = _derived(runs[0].outputs[0], "the same port with finite values in the masked entries", like=_allowance(case))
     return judge(runs, {(1, 0): want})
 
 
@@ -185,7 +204,9 @@ def describe_masked_unread(outcome: Outcome | None) -> str:
     if junk is not None and junk.raised:
         return f"reads masked values (raises {junk.raised.split(':')[0]} on NaN/Inf there)"
     out = junk.outputs[0] if junk is not None and junk.outputs else None
-    if out is not None and (not math.isfinite(out.loss) or (out.grad is not None and not np.all(np.isfinite(out.grad)))):
+    if out is not None and (
+        not math.isfinite(out.loss) or (out.grad is not None and not np.all(np.isfinite(out.grad)))
+    ):
         return "reads masked values (NaN/Inf there propagates)"
     return "reads masked values (non-finite or out-of-range values there change the result)"
 
@@ -194,8 +215,10 @@ def check_weight_is_mask(case: Case, port: Port, dialect: str) -> Outcome:
     c = case.calls[0]
     scaled = Call(c.pred, c.target, case.draws["weights"])
     runs = [run_port(case, port, "label weights 0/1"), run_port(case, port, "other positive weights", [scaled])]
-    return judge(runs, {(1, 0): _derived(runs[0].outputs[0], "the same port with every positive weight 1",
-                                         like=_allowance(case))})
+    return judge(
+        runs,
+        {(1, 0): _derived(runs[0].outputs[0], "the same port with every positive weight 1", like=_allowance(case))},
+    )
 
 
 def check_all_masked(case: Case, port: Port, dialect: str) -> Outcome:
@@ -249,21 +272,28 @@ def check_finite_differences(case: Case, port: Port, dialect: str) -> Outcome:
         errors[k] = _fd_error(float(analytic[k]), fd[k], lp, lm, step, largest, c.pred.size)
         if errors[k] > FD_RTOL and not where:
             runs += [rp, rm]
-            where = (f"d loss / d pred at flat index {k} is {analytic[k]!r}, the central difference of the port's own "
-                     f"loss {fd[k]!r} (step {step:.3g})")
+            where = (
+                f"d loss / d pred at flat index {k} is {analytic[k]!r}, the central difference of the port's own "
+                f"loss {fd[k]!r} (step {step:.3g})"
+            )
     worst = float(np.max(errors)) if errors.size else 0.0
     nonfinite = np.flatnonzero(~np.isfinite(analytic))
     if not math.isfinite(base.outputs[0].loss) or nonfinite.size:  # where the reference is finite, always
         worst = math.inf
-        where = where or (f"the port's loss is {base.outputs[0].loss!r}" if not nonfinite.size else
-                          f"d loss / d pred at flat index {nonfinite[0]} is {analytic[nonfinite[0]]!r}")
+        where = where or (
+            f"the port's loss is {base.outputs[0].loss!r}"
+            if not nonfinite.size
+            else f"d loss / d pred at flat index {nonfinite[0]} is {analytic[nonfinite[0]]!r}"
+        )
     want = Expected(base.outputs[0].loss, fd.reshape(c.pred.shape), "central differences of the port's own loss")
-    comparison = Comparison(want, 0.0 if math.isfinite(base.outputs[0].loss) else math.inf, worst,
-                            worst <= FD_RTOL, where)
+    comparison = Comparison(
+        want, 0.0 if math.isfinite(base.outputs[0].loss) else math.inf, worst, worst <= FD_RTOL, where
+    )
     return outcome_of(runs, {(0, 0): comparison})
 
 
 # ---------------------------------------------------------------- strategies for the checks
+
 
 def _unmasked(loss_kind):
     return cs.single_call_case(loss_kind)
@@ -282,45 +312,127 @@ def _scale_corpus(loss_kind: str) -> list[Case]:
 
 
 CATALOGUE: tuple[Property, ...] = (
-    Property("value", "loss and gradient equal the reference (no momentum)", _unmasked, check_reference_value,
-             corpus=corpus.value_corpus, dialect_dependent=True),
-    Property("ema", "a sequence of calls with momentum matches the reference EMA",
-             lambda k: cs.momentum_case(k), check_reference_value, corpus=corpus.ema_corpus, dialect_dependent=True,
-             needs_momentum=True),
-    Property("ema_empty", "a call with every entry masked leaves the EMA state as it was (seen by the next call)",
-             lambda k: cs.momentum_case(k, empty_calls=True), check_ema_after_empty_calls,
-             corpus=corpus.ema_empty_corpus, dialect_dependent=True, needs_momentum=True, needs_label_weight=True),
-    Property("independent_instances", "two fresh instances given the same calls agree (no state shared between "
-             "instances, e.g. an EMA held by the class)", lambda k: cs.momentum_case(k), check_independent_instances,
-             corpus=corpus.ema_corpus, needs_momentum=True, corpus_only=True),
-    Property("saturated", "entries with g = 1 are counted in the last region", cs.saturated_case,
-             check_reference_value, dialect_dependent=True, class_index_ok=False),
-    Property("scale", f"one call of {corpus.SCALE_N:,} entries (counts past float16 and int16) equals the reference",
-             lambda k: st.just(None), check_reference_value, corpus=_scale_corpus, dialect_dependent=True,
-             corpus_only=True),
-    Property("uniform", "beta = 1 when every region holds the same count: loss = mean CE/ASL1", cs.uniform_case,
-             check_mean_equivalent, class_index_ok=False),
+    Property(
+        "value",
+        "loss and gradient equal the reference (no momentum)",
+        _unmasked,
+        check_reference_value,
+        corpus=corpus.value_corpus,
+        dialect_dependent=True,
+    ),
+    Property(
+        "ema",
+        "a sequence of calls with momentum matches the reference EMA",
+        lambda k: cs.momentum_case(k),
+        check_reference_value,
+        corpus=corpus.ema_corpus,
+        dialect_dependent=True,
+        needs_momentum=True,
+    ),
+    Property(
+        "ema_empty",
+        "a call with every entry masked leaves the EMA state as it was (seen by the next call)",
+        lambda k: cs.momentum_case(k, empty_calls=True),
+        check_ema_after_empty_calls,
+        corpus=corpus.ema_empty_corpus,
+        dialect_dependent=True,
+        needs_momentum=True,
+        needs_label_weight=True,
+    ),
+    Property(
+        "independent_instances",
+        "two fresh instances given the same calls agree (no state shared between "
+        "instances, e.g. an EMA held by the class)",
+        lambda k: cs.momentum_case(k),
+        check_independent_instances,
+        corpus=corpus.ema_corpus,
+        needs_momentum=True,
+        corpus_only=True,
+    ),
+    Property(
+        "saturated",
+        "entries with g = 1 are counted in the last region",
+        cs.saturated_case,
+        check_reference_value,
+        dialect_dependent=True,
+        class_index_ok=False,
+    ),
+    Property(
+        "scale",
+        f"one call of {corpus.SCALE_N:,} entries (counts past float16 and int16) equals the reference",
+        lambda k: st.just(None),
+        check_reference_value,
+        corpus=_scale_corpus,
+        dialect_dependent=True,
+        corpus_only=True,
+    ),
+    Property(
+        "uniform",
+        "beta = 1 when every region holds the same count: loss = mean CE/ASL1",
+        cs.uniform_case,
+        check_mean_equivalent,
+        class_index_ok=False,
+    ),
     Property("one_region", "bins = 1 gives the mean CE/ASL1 over the entries", _one_region, check_mean_equivalent),
-    Property("permutation", "permuting the entries permutes the gradient, keeps the loss", cs.permutation_case,
-             check_permutation),
-    Property("duplication", "duplicating the batch keeps the loss and halves each gradient", _clear,
-             check_duplication),
-    Property("masked", "masked entries (holding any finite values in the domain) change nothing: not in N, not in "
-             "the histogram, gradient 0", cs.masked_case, check_masked_inert, corpus=corpus.masked_corpus,
-             needs_label_weight=True),
-    Property("weight_mask", "label weights act as a mask: positive values other than 1 change nothing",
-             cs.weight_case, check_weight_is_mask, needs_label_weight=True),
-    Property("all_masked", "an input with every entry masked gives loss 0 and gradient 0 (no NaN)",
-             cs.all_masked_case, check_all_masked, corpus=corpus.all_masked_corpus, needs_label_weight=True),
-    Property("finite_diff", "the gradient matches central finite differences away from region edges",
-             cs.finite_difference_case, check_finite_differences, needs_grad=True, tolerance=FD_RTOL),
-    Property("masked_unread", "NaN, Inf and out-of-range values held by masked entries are never read",
-             cs.masked_unread_case, check_masked_unread, corpus=corpus.masked_unread_corpus, needs_label_weight=True,
-             kind=ROBUSTNESS, describe=describe_masked_unread),
+    Property(
+        "permutation",
+        "permuting the entries permutes the gradient, keeps the loss",
+        cs.permutation_case,
+        check_permutation,
+    ),
+    Property("duplication", "duplicating the batch keeps the loss and halves each gradient", _clear, check_duplication),
+    Property(
+        "masked",
+        "masked entries (holding any finite values in the domain) change nothing: not in N, not in "
+        "the histogram, gradient 0",
+        cs.masked_case,
+        check_masked_inert,
+        corpus=corpus.masked_corpus,
+        needs_label_weight=True,
+    ),
+    Property(
+        "weight_mask",
+        "label weights act as a mask: positive values other than 1 change nothing",
+        cs.weight_case,
+        check_weight_is_mask,
+        needs_label_weight=True,
+    ),
+    Property(
+        "all_masked",
+        "an input with every entry masked gives loss 0 and gradient 0 (no NaN)",
+        cs.all_masked_case,
+        check_all_masked,
+        corpus=corpus.all_masked_corpus,
+        needs_label_weight=True,
+    ),
+    Property(
+        "finite_diff",
+        "the gradient matches central finite differences away from region edges",
+        cs.finite_difference_case,
+        check_finite_differences,
+        needs_grad=True,
+        tolerance=FD_RTOL,
+    ),
+    Property(
+        "masked_unread",
+        "NaN, Inf and out-of-range values held by masked entries are never read",
+        cs.masked_unread_case,
+        check_masked_unread,
+        corpus=corpus.masked_unread_corpus,
+        needs_label_weight=True,
+        kind=ROBUSTNESS,
+        describe=describe_masked_unread,
+    ),
 )
 
-LARGE = Property("large", f"one call of {corpus.LARGE_N:,} entries (a region past 2^24: exact counts) equals the "
-                 "reference", lambda k: st.just(None), check_reference_value,
-                 corpus=lambda k: [corpus.large_case(k)], dialect_dependent=True, corpus_only=True)
+LARGE = Property(
+    "large",
+    f"one call of {corpus.LARGE_N:,} entries (a region past 2^24: exact counts) equals the reference",
+    lambda k: st.just(None),
+    check_reference_value,
+    corpus=lambda k: [corpus.large_case(k)],
+    dialect_dependent=True,
+    corpus_only=True,
+)
 
 BY_ID = {p.id: p for p in CATALOGUE + (LARGE,)}

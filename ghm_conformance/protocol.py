@@ -22,8 +22,9 @@ import inspect
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,11 +59,14 @@ class Clock:
 
     def run(self, fn, *args):
         limit = self.limit()
-        use_alarm = (limit is not None and hasattr(signal, "setitimer")
-                     and threading.current_thread() is threading.main_thread())
+        use_alarm = (
+            limit is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        )
         if use_alarm:
+
             def on_alarm(signum, frame):
                 raise PortTimeout(f"a call of the port did not return within {limit:g} s")
+
             previous = signal.signal(signal.SIGALRM, on_alarm)
             signal.setitimer(signal.ITIMER_REAL, limit)
         start = time.perf_counter()
@@ -100,16 +104,26 @@ class Port:
 def takes_label_weight(step) -> bool:
     """False when ``step`` has exactly two positional parameters (pred, target)."""
     try:
-        params = [p for p in inspect.signature(step).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p
+            for p in inspect.signature(step).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
         varargs = any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(step).parameters.values())
     except (TypeError, ValueError):
         return True
     return varargs or len(params) != 2
 
 
-def call_step(step, pred: np.ndarray, target: np.ndarray, label_weight: np.ndarray, *,
-              with_label_weight: bool = True, clock: Clock | None = None) -> StepOutput:
+def call_step(
+    step,
+    pred: np.ndarray,
+    target: np.ndarray,
+    label_weight: np.ndarray,
+    *,
+    with_label_weight: bool = True,
+    clock: Clock | None = None,
+) -> StepOutput:
     """Call a port's step on copies of the arrays and normalise what it returns: a scalar loss,
     (loss, grad), or per-entry losses shaped like pred (averaged over the valid entries)."""
     args = (pred.copy(), target.copy()) + ((label_weight.copy(),) if with_label_weight else ())
@@ -129,8 +143,10 @@ def call_step(step, pred: np.ndarray, target: np.ndarray, label_weight: np.ndarr
     if loss.size != 1 and loss.shape == pred.shape:  # per-entry losses (reduction "none")
         loss = np.asarray(np.sum(loss.astype(np.float64)) / max(int(np.sum(label_weight > 0)), 1))
     if loss.size != 1:
-        raise TypeError(f"step must return a scalar loss (reduction 'mean') or per-entry losses shaped like pred "
-                        f"{pred.shape}, got shape {loss.shape}")
+        raise TypeError(
+            f"step must return a scalar loss (reduction 'mean') or per-entry losses shaped like pred "
+            f"{pred.shape}, got shape {loss.shape}"
+        )
     return StepOutput(float(loss.reshape(())), grad, seconds)
 
 
@@ -144,6 +160,7 @@ def to_numpy(a) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- target and weight conversions
+
 
 def class_indices(target: np.ndarray, label_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """One-hot (N, C) targets and per-anchor-constant weights as mmdetection passes them: labels
@@ -214,6 +231,7 @@ def with_anchor_weights(make_port: PortFactory) -> PortFactory:
 
 # ---------------------------------------------------------------- framework adapters
 
+
 def from_numpy_function(fn: Callable, *, supports_momentum: bool = False) -> PortFactory:
     """A stateless NumPy loss ``fn(pred, target, label_weight, *, bins, **hyper)`` -> loss or
     (loss, grad). With ``supports_momentum=False`` (default) momentum > 0 is "not applicable"."""
@@ -258,9 +276,15 @@ def _declare(make_port, *, label_weight: bool, targets: str, weights: str, frame
     return make_port
 
 
-def from_torch_module(module_factory: Callable[..., Any], *, device: str = "cpu", label_weight: bool = True,
-                      targets: str = "per_entry", weights: str = "per_entry",
-                      call_kwargs: dict | None = None) -> PortFactory:
+def from_torch_module(
+    module_factory: Callable[..., Any],
+    *,
+    device: str = "cpu",
+    label_weight: bool = True,
+    targets: str = "per_entry",
+    weights: str = "per_entry",
+    call_kwargs: dict | None = None,
+) -> PortFactory:
     """A torch ``nn.Module`` factory, called as ``module_factory(bins=, momentum=, **hyper)``; the
     module is called as ``module(pred, target, label_weight, **call_kwargs)`` (without
     ``label_weight`` if False; with class indices and per-anchor weights if ``targets=
@@ -271,14 +295,27 @@ def from_torch_module(module_factory: Callable[..., Any], *, device: str = "cpu"
         module = module_factory(bins=bins, momentum=momentum, **hyper)
         if hasattr(module, "to"):
             module = module.to(device)
-        return _torch_step(module, device=device, label_weight=label_weight, class_index=targets == "class_index",
-                           call_kwargs=call_kwargs or {}, per_anchor=weights == "per_anchor")
+        return _torch_step(
+            module,
+            device=device,
+            label_weight=label_weight,
+            class_index=targets == "class_index",
+            call_kwargs=call_kwargs or {},
+            per_anchor=weights == "per_anchor",
+        )
 
     return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights, framework="torch")
 
 
-def from_torch_function(fn: Callable, *, device: str = "cpu", label_weight: bool = True, targets: str = "per_entry",
-                        weights: str = "per_entry", call_kwargs: dict | None = None) -> PortFactory:
+def from_torch_function(
+    fn: Callable,
+    *,
+    device: str = "cpu",
+    label_weight: bool = True,
+    targets: str = "per_entry",
+    weights: str = "per_entry",
+    call_kwargs: dict | None = None,
+) -> PortFactory:
     """A plain torch function ``fn(pred, target, label_weight, *, bins, **hyper)`` returning the
     loss tensor (stateless: momentum is "not applicable"); gradient by autograd."""
 
@@ -286,14 +323,21 @@ def from_torch_function(fn: Callable, *, device: str = "cpu", label_weight: bool
         if momentum:
             raise NotImplementedError("a plain function has no EMA state")
         kwargs = dict(call_kwargs or {}, bins=bins, **hyper)
-        return _torch_step(fn, device=device, label_weight=label_weight, class_index=targets == "class_index",
-                           call_kwargs=kwargs, per_anchor=weights == "per_anchor")
+        return _torch_step(
+            fn,
+            device=device,
+            label_weight=label_weight,
+            class_index=targets == "class_index",
+            call_kwargs=kwargs,
+            per_anchor=weights == "per_anchor",
+        )
 
     return _declare(make_port, label_weight=label_weight, targets=targets, weights=weights, framework="torch")
 
 
-def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = False, label_weight: bool = True,
-                    device: str | None = None) -> PortFactory:
+def from_keras_loss(
+    loss_factory: Callable[..., Any], *, jit_compile: bool = False, label_weight: bool = True, device: str | None = None
+) -> PortFactory:
     """A Keras-style loss factory, called as ``loss_factory(bins=, momentum=, **hyper)``; the loss
     is called as ``loss(y_true, y_pred, sample_weight)``; gradient by ``tf.GradientTape``.
     With ``jit_compile=True`` each step runs inside ``tf.function(jit_compile=True)``; with
@@ -326,9 +370,17 @@ def from_keras_loss(loss_factory: Callable[..., Any], *, jit_compile: bool = Fal
     return make_port
 
 
-def from_jax_function(fn: Callable, *, stateful: bool = False, jit: bool = True, label_weight: bool = True,
-                      targets: str = "per_entry", weights: str = "per_entry", call_kwargs: dict | None = None,
-                      device: str | None = None) -> PortFactory:
+def from_jax_function(
+    fn: Callable,
+    *,
+    stateful: bool = False,
+    jit: bool = True,
+    label_weight: bool = True,
+    targets: str = "per_entry",
+    weights: str = "per_entry",
+    call_kwargs: dict | None = None,
+    device: str | None = None,
+) -> PortFactory:
     """A JAX loss function, gradient by ``jax.value_and_grad``, each step under ``jax.jit`` (the
     hyper-parameters static; one compilation per shape and setting, shared by the instances)
     unless ``jit=False``. Two shapes:

@@ -74,26 +74,34 @@ def case_code(case: Case) -> str:
     """A Python expression that rebuilds the case."""
     if case.draws.get("recipe"):
         return case.draws["recipe"]
-    calls = ",\n        ".join(f"({_array_code(c.pred)}, {_array_code(c.target)}, {_array_code(c.label_weight)})"
-                               for c in case.calls)
+    calls = ",\n        ".join(
+        f"({_array_code(c.pred)}, {_array_code(c.target)}, {_array_code(c.label_weight)})" for c in case.calls
+    )
     draws = {k: v for k, v in case.draws.items() if k != "recipe"}
-    draws_code = "{" + ", ".join(f"{k!r}: {_array_code(v) if isinstance(v, np.ndarray) else repr(v)}"
-                                 for k, v in draws.items()) + "}"
-    return (f"make_case(loss_kind={case.loss_kind!r}, bins={case.bins}, momentum={case.momentum}, mu={case.mu!r},\n"
-            f"    calls=[\n        {calls},\n    ],\n    draws={draws_code})")
+    draws_code = (
+        "{"
+        + ", ".join(f"{k!r}: {_array_code(v) if isinstance(v, np.ndarray) else repr(v)}" for k, v in draws.items())
+        + "}"
+    )
+    return (
+        f"make_case(loss_kind={case.loss_kind!r}, bins={case.bins}, momentum={case.momentum}, mu={case.mu!r},\n"
+        f"    calls=[\n        {calls},\n    ],\n    draws={draws_code})"
+    )
 
 
 def snippet(property_id: str, dialect: str, case: Case, import_line: str) -> str:
     """Copy-paste Python that replays the failing check and prints the disagreement."""
     needs_corpus = bool(case.draws.get("recipe"))
     imports = "from ghm_conformance.corpus import scale_case, large_case\n" if needs_corpus else ""
-    return (f"import numpy as np\n"
-            f"from ghm_conformance.repro import blob, make_case, replay\n{imports}"
-            f"{import_line}\n\n"
-            f"nan, inf = float('nan'), float('inf')\n"
-            f"f32 = lambda a: np.array(a, dtype=np.float32)\n"
-            f"case = {case_code(case)}\n"
-            f"raise SystemExit(replay({property_id!r}, make_port, case, dialect={dialect!r}).exit_status)\n")
+    return (
+        f"import numpy as np\n"
+        f"from ghm_conformance.repro import blob, make_case, replay\n{imports}"
+        f"{import_line}\n\n"
+        f"nan, inf = float('nan'), float('inf')\n"
+        f"f32 = lambda a: np.array(a, dtype=np.float32)\n"
+        f"case = {case_code(case)}\n"
+        f"raise SystemExit(replay({property_id!r}, make_port, case, dialect={dialect!r}).exit_status)\n"
+    )
 
 
 def make_case(*, loss_kind, bins, momentum, mu, calls, draws=None) -> Case:
@@ -151,7 +159,7 @@ def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", o
 
 def _print_run(r: int, run: Run, comparisons: dict, tolerance: float, out) -> None:
     out(f"run {r + 1} '{run.label}' (a fresh port instance):")
-    for i, c in enumerate(run.calls[:len(run.outputs) + (run.raised is not None)]):
+    for i, c in enumerate(run.calls[: len(run.outputs) + (run.raised is not None)]):
         out(f"  call {i + 1}: pred={_short(c.pred)}, target={_short(c.target)}, label_weight={_short(c.label_weight)}")
         if i == len(run.outputs):
             out(f"    port raised {run.raised}  [MISMATCH]")
@@ -162,10 +170,12 @@ def _print_run(r: int, run: Run, comparisons: dict, tolerance: float, out) -> No
         if cmp is None:
             continue
         want = cmp.expected
-        out(f"    expected ({want.source}): loss={fmt_float(want.loss)}"
+        out(
+            f"    expected ({want.source}): loss={fmt_float(want.loss)}"
             + ("" if want.grad is None else f", grad={_short(want.grad)}")
             + f"  [{'agree' if cmp.passed else 'MISMATCH'}: relative error loss {_err(cmp.loss_error)}, "
-              f"gradient {_err(cmp.grad_error)}; tolerance {tolerance:g}]")
+            f"gradient {_err(cmp.grad_error)}; tolerance {tolerance:g}]"
+        )
 
 
 def _err(v: float) -> str:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, example, given, seed as hyp_seed, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import seed as hyp_seed
 from hypothesis.errors import HypothesisException
 
 from ghm_args import DIALECTS
@@ -23,7 +24,6 @@ from .outcome import NotApplicable, Outcome, Run, raised_text, recorded_runs
 from .properties import CATALOGUE, LARGE, Property
 from .protocol import Clock, Port, PortFactory, PortTimeout, call_step, takes_label_weight
 from .verdict import ERROR, FAILED, NOT_APPLICABLE, PASSED, ROBUSTNESS, Row, Verdict, counted, decide
-
 
 COST_PROPERTIES = ("scale", "large")  # the calls at scale whose cost the report measures
 
@@ -63,8 +63,15 @@ class PropertyResult:
         note = ""
         if self.status == FAILED and self.property.kind == ROBUSTNESS and self.property.describe:
             note = self.property.describe(self.counterexample.outcome if self.counterexample else None)
-        return Row(self.property.id, self.dialect, self.status, self.property.kind, note, self.input_class,
-                   self.class_confirmed)
+        return Row(
+            self.property.id,
+            self.dialect,
+            self.status,
+            self.property.kind,
+            note,
+            self.input_class,
+            self.class_confirmed,
+        )
 
 
 @dataclass
@@ -109,8 +116,10 @@ def _raise_if_mu_mismatch(e: TypeError, loss_kind: str) -> None:
     the kit cannot even call it as asked."""
     if "mu" in str(e):
         other = "r" if loss_kind == "c" else "c"
-        raise UsageError(f"the factory {'requires' if loss_kind == 'c' else 'rejects'} mu ({e}): is it a "
-                         f"GHM-{other.upper()} port? Check it with --loss {other}") from None
+        raise UsageError(
+            f"the factory {'requires' if loss_kind == 'c' else 'rejects'} mu ({e}): is it a "
+            f"GHM-{other.upper()} port? Check it with --loss {other}"
+        ) from None
 
 
 def _probe_momentum(port: Port, hyper: dict, loss_kind: str) -> None:
@@ -130,9 +139,13 @@ def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) ->
     called as asked; a port whose values are wrong is judged, never refused."""
     other = "r" if loss_kind == "c" else "c"
     hyper = {} if loss_kind == "c" else {"mu": 0.02}
-    port = Port(make_port, class_index=bool(getattr(make_port, "class_index", False)),
-                anchor_weights=bool(getattr(make_port, "anchor_weights", False)), clock=clock or Clock(),
-                framework=getattr(make_port, "framework", None))
+    port = Port(
+        make_port,
+        class_index=bool(getattr(make_port, "class_index", False)),
+        anchor_weights=bool(getattr(make_port, "anchor_weights", False)),
+        clock=clock or Clock(),
+        framework=getattr(make_port, "framework", None),
+    )
     _probe_momentum(port, hyper, loss_kind)
     try:
         step = make_port(bins=2, momentum=0.0, **hyper)
@@ -140,22 +153,35 @@ def probe(make_port: PortFactory, loss_kind: str, clock: Clock | None = None) ->
         pred, target = PROBE
         if port.class_index:
             pred, target = np.concatenate([pred, -pred]), np.concatenate([target, 1 - target])
-        out = call_step(step, pred, target, np.ones_like(pred), with_label_weight=port.label_weight or port.class_index,
-                        clock=Clock())
+        out = call_step(
+            step,
+            pred,
+            target,
+            np.ones_like(pred),
+            with_label_weight=port.label_weight or port.class_index,
+            clock=Clock(),
+        )
     except TypeError as e:
         _raise_if_mu_mismatch(e, loss_kind)
         return port
     except (Exception, SystemExit):  # noqa: BLE001 - likewise: the properties will show the error
         return port
     port.returns_grad = out.grad is not None
-    if not port.class_index and math.isfinite(out.loss) and _matches(out.loss, other) and \
-            not _matches(out.loss, loss_kind):
-        port.hint = (f"on a probe input the port's values are closer to GHM-{other.upper()} than to "
-                     f"GHM-{loss_kind.upper()}: did you mean --loss {other}?")
+    if (
+        not port.class_index
+        and math.isfinite(out.loss)
+        and _matches(out.loss, other)
+        and not _matches(out.loss, loss_kind)
+    ):
+        port.hint = (
+            f"on a probe input the port's values are closer to GHM-{other.upper()} than to "
+            f"GHM-{loss_kind.upper()}: did you mean --loss {other}?"
+        )
     return port
 
 
 # ---------------------------------------------------------------- one property
+
 
 def _not_applicable(prop: Property, port: Port) -> str:
     if prop.needs_momentum and not port.supports_momentum:
@@ -228,12 +254,16 @@ class _Search:
         search = given(prop.strategy(loss_kind))(self.attempt)
         for special in reversed(prop.corpus(loss_kind)):
             search = example(special)(search)
-        search = settings(max_examples=max_examples, database=None, deadline=None, derandomize=seed is None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                 HealthCheck.large_base_example],
-                          phases=[Phase.explicit] if prop.corpus_only else [Phase.explicit, Phase.generate,
-                                                                            Phase.shrink],
-                          report_multiple_bugs=False, print_blob=False)(search)
+        search = settings(
+            max_examples=max_examples,
+            database=None,
+            deadline=None,
+            derandomize=seed is None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+            phases=[Phase.explicit] if prop.corpus_only else [Phase.explicit, Phase.generate, Phase.shrink],
+            report_multiple_bugs=False,
+            print_blob=False,
+        )(search)
         if seed is not None:
             search = hyp_seed(seed)(search)
         try:
@@ -246,15 +276,26 @@ class _Search:
         return ""
 
 
-def _result(search: _Search, name_dialect: str | None, error_note: str, seconds: float,
-            calls: list[float]) -> PropertyResult:
+def _result(
+    search: _Search, name_dialect: str | None, error_note: str, seconds: float, calls: list[float]
+) -> PropertyResult:
     prop = search.prop
     if search.timed_out:
-        return PropertyResult(prop, name_dialect, ERROR, math.inf, search.tried, f"stopped: {search.timed_out}",
-                              seconds=seconds, call_seconds=calls, stopped=search.timed_out)
+        return PropertyResult(
+            prop,
+            name_dialect,
+            ERROR,
+            math.inf,
+            search.tried,
+            f"stopped: {search.timed_out}",
+            seconds=seconds,
+            call_seconds=calls,
+            stopped=search.timed_out,
+        )
     if search.not_applicable and not search.failures:
-        return PropertyResult(prop, name_dialect, NOT_APPLICABLE, note=search.not_applicable, seconds=seconds,
-                              call_seconds=calls)
+        return PropertyResult(
+            prop, name_dialect, NOT_APPLICABLE, note=search.not_applicable, seconds=seconds, call_seconds=calls
+        )
     status, note = (ERROR, error_note) if error_note else (PASSED, "")
     if search.failures:
         status = FAILED
@@ -263,8 +304,18 @@ def _result(search: _Search, name_dialect: str | None, error_note: str, seconds:
     max_error = max(search.errors + ([search.failures[-1].outcome.error] if search.failures else []))
     if search.edges:
         note = (note + "; " if note else "") + f"{search.at_edges} disagreement(s) only at region edges (not failures)"
-    return PropertyResult(prop, name_dialect, status, max_error, search.tried, note,
-                          search.failures[-1] if search.failures else None, search.edges, seconds, calls)
+    return PropertyResult(
+        prop,
+        name_dialect,
+        status,
+        max_error,
+        search.tried,
+        note,
+        search.failures[-1] if search.failures else None,
+        search.edges,
+        seconds,
+        calls,
+    )
 
 
 def _measure_scale(result: PropertyResult, port: Port, loss_kind: str, dialect: str) -> None:
@@ -280,20 +331,35 @@ def _measure_scale(result: PropertyResult, port: Port, loss_kind: str, dialect: 
         result.note = (result.note + "; " if result.note else "") + f"not measured: {type(e).__name__}: {e}"
 
 
-def _passes_off_class(prop: Property, move, port: Port, loss_kind: str, dialect: str, max_examples: int,
-                      seed: int | None) -> bool:
+def _passes_off_class(
+    prop: Property, move, port: Port, loss_kind: str, dialect: str, max_examples: int, seed: int | None
+) -> bool:
     """The property's whole search again with every input moved out of the class (``move``): a port
     wrong only in that class passes it; one wrong elsewhere too (a port wrong *near* edges,
     floor(g (M - 1e-4)); a dialect that differs on most inputs) does not."""
-    moved = Property(prop.id, prop.title, lambda k: prop.strategy(k).map(move), prop.check,
-                     corpus=lambda k: [move(c) for c in prop.corpus(k)], dialect_dependent=prop.dialect_dependent,
-                     tolerance=prop.tolerance)
+    moved = Property(
+        prop.id,
+        prop.title,
+        lambda k: prop.strategy(k).map(move),
+        prop.check,
+        corpus=lambda k: [move(c) for c in prop.corpus(k)],
+        dialect_dependent=prop.dialect_dependent,
+        tolerance=prop.tolerance,
+    )
     search = _Search(moved, port, dialect)
     return not search.run(loss_kind, max_examples, seed) and not search.failures and not search.timed_out
 
 
-def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, max_examples: int = 30,
-                 seed: int | None = None, measure_scale: bool = True) -> PropertyResult:
+def run_property(
+    prop: Property,
+    port: Port,
+    loss_kind: str,
+    dialect: str,
+    *,
+    max_examples: int = 30,
+    seed: int | None = None,
+    measure_scale: bool = True,
+) -> PropertyResult:
     name_dialect = dialect if prop.dialect_dependent else None
     why_not = _not_applicable(prop, port)
     if why_not:
@@ -305,11 +371,13 @@ def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, ma
     result = _result(search, name_dialect, error_note, time.perf_counter() - start, port.clock.times[first_call:])
     if result.status == FAILED and result.counterexample is not None:
         ce = result.counterexample
-        result.input_class, result.class_confirmed = classify(prop.id, ce.case, ce.outcome, port, dialect,
-                                                              prop.tolerance)
+        result.input_class, result.class_confirmed = classify(
+            prop.id, ce.case, ce.outcome, port, dialect, prop.tolerance
+        )
         if result.class_confirmed and prop.id == "value":
-            result.class_confirmed = _passes_off_class(prop, off_class(result.input_class), port, loss_kind, dialect,
-                                                       max_examples, seed)
+            result.class_confirmed = _passes_off_class(
+                prop, off_class(result.input_class), port, loss_kind, dialect, max_examples, seed
+            )
         if result.input_class and result.class_confirmed:
             result.note = (result.note + "; " if result.note else "") + f"only for {result.input_class}"
     if prop.id in COST_PROPERTIES and measure_scale and result.status != ERROR:
@@ -318,6 +386,7 @@ def run_property(prop: Property, port: Port, loss_kind: str, dialect: str, *, ma
 
 
 # ---------------------------------------------------------------- the whole catalogue
+
 
 def _jobs(large: bool, only: tuple[str, ...] | None, dialects: tuple[str, ...]) -> list[tuple[Property, str]]:
     props = [p for p in CATALOGUE + ((LARGE,) if large else ()) if only is None or p.id in only]
@@ -346,16 +415,27 @@ def progress_status(result: PropertyResult, forced: str | None = None) -> str:
 def status_text(result: PropertyResult, judged_in: str | None) -> str:
     if result.dialect is not None and judged_in is not None and result.dialect != judged_in:
         return {PASSED: "other dialect: agrees", FAILED: "other dialect: differs"}.get(
-            result.status, f"other dialect: {result.status}")
+            result.status, f"other dialect: {result.status}"
+        )
     if result.status == FAILED and result.property.kind == ROBUSTNESS:
         return "note"
     return result.status
 
 
-def run_catalogue(make_port: PortFactory, loss_kind: str, *, target: str = "port", dialect: str | None = None,
-                  max_examples: int = 25, seed: int | None = None, only: tuple[str, ...] | None = None,
-                  large: bool = False, timeout: float | None = None, first_timeout: float | None = None,
-                  progress: Callable[[str], None] | None = None) -> Report:
+def run_catalogue(
+    make_port: PortFactory,
+    loss_kind: str,
+    *,
+    target: str = "port",
+    dialect: str | None = None,
+    max_examples: int = 25,
+    seed: int | None = None,
+    only: tuple[str, ...] | None = None,
+    large: bool = False,
+    timeout: float | None = None,
+    first_timeout: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
     """Run every property on ``make_port`` (a GHM-C port if loss_kind == "c", GHM-R if "r").
 
     With ``dialect=None`` the dialect is detected: the dialect-dependent properties run in both
@@ -373,8 +453,9 @@ def run_catalogue(make_port: PortFactory, loss_kind: str, *, target: str = "port
     results: list[PropertyResult] = []
     ended = ""
     for i, (prop, d) in enumerate(jobs, 1):
-        result = run_property(prop, port, loss_kind, d, max_examples=max_examples, seed=seed,
-                              measure_scale=d == dialects[0])
+        result = run_property(
+            prop, port, loss_kind, d, max_examples=max_examples, seed=seed, measure_scale=d == dialects[0]
+        )
         results.append(result)
         if result.stopped:
             ended = f"the run stopped at '{result.name}': {result.stopped}"
@@ -386,6 +467,22 @@ def run_catalogue(make_port: PortFactory, loss_kind: str, *, target: str = "port
     return Report(target, loss_kind, verdict, results, port, time.perf_counter() - start, ended)
 
 
-__all__ = ["ERROR", "FAILED", "NOT_APPLICABLE", "PASSED", "Counterexample", "PropertyResult", "Report", "Run",
-           "UsageError", "adapt", "counted", "probe", "progress_line", "progress_status", "run_catalogue",
-           "run_property", "status_text"]
+__all__ = [
+    "ERROR",
+    "FAILED",
+    "NOT_APPLICABLE",
+    "PASSED",
+    "Counterexample",
+    "PropertyResult",
+    "Report",
+    "Run",
+    "UsageError",
+    "adapt",
+    "counted",
+    "probe",
+    "progress_line",
+    "progress_status",
+    "run_catalogue",
+    "run_property",
+    "status_text",
+]

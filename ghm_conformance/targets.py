@@ -9,8 +9,14 @@ from dataclasses import dataclass
 
 from ghm_args import DIALECTS
 
-from .protocol import (PortFactory, from_jax_function, from_keras_loss, from_torch_module, with_anchor_weights,
-                       with_class_index_targets)
+from .protocol import (
+    PortFactory,
+    from_jax_function,
+    from_keras_loss,
+    from_torch_module,
+    with_anchor_weights,
+    with_class_index_targets,
+)
 
 BUNDLED = {"torch": "impl_torch", "tf": "impl_tf", "jax": "impl_jax"}  # backend -> module
 
@@ -39,16 +45,18 @@ def bundled_port(backend: str, loss_kind: str, dialect: str, device: str = "cpu"
         import impl_jax
 
         fn = impl_jax.ghm_c_loss if loss_kind == "c" else impl_jax.ghm_r_loss
-        return from_jax_function(functools.partial(fn, dialect=dialect), stateful=True,
-                                 device="gpu" if device == "cuda" else "cpu")
+        return from_jax_function(
+            functools.partial(fn, dialect=dialect), stateful=True, device="gpu" if device == "cuda" else "cpu"
+        )
     import impl_tf
 
     cls = impl_tf.GHMCLoss if loss_kind == "c" else impl_tf.GHMRLoss
     return from_keras_loss(lambda **kw: cls(dialect=dialect, **kw), device="/GPU:0" if device == "cuda" else "/CPU:0")
 
 
-def bundled_targets(dialect: str | None = None, loss_kind: str | None = None,
-                    backends: tuple[str, ...] = tuple(BUNDLED)) -> tuple[list[Target], list[str]]:
+def bundled_targets(
+    dialect: str | None = None, loss_kind: str | None = None, backends: tuple[str, ...] = tuple(BUNDLED)
+) -> tuple[list[Target], list[str]]:
     """The default: torch, tf and jax, GHM-C and GHM-R, both dialects; and the backends skipped
     (not installed)."""
     targets, skipped = [], []
@@ -61,13 +69,21 @@ def bundled_targets(dialect: str | None = None, loss_kind: str | None = None,
             continue
         for lo in ("c", "r") if loss_kind is None else (loss_kind,):
             for d in DIALECTS if dialect is None else (dialect,):
-                name = ("ghm_c_loss" if lo == "c" else "ghm_r_loss") if backend == "jax" else \
-                    ("GHMCLoss" if lo == "c" else "GHMRLoss")
-                targets.append(Target(
-                    f"{module}.{name}(dialect={d!r})", lo, bundled_port(backend, lo, d),
-                    f"from ghm_conformance.targets import bundled_port\n"
-                    f"make_port = bundled_port({backend!r}, {lo!r}, {d!r})",
-                    expected_dialect=d))
+                name = (
+                    ("ghm_c_loss" if lo == "c" else "ghm_r_loss")
+                    if backend == "jax"
+                    else ("GHMCLoss" if lo == "c" else "GHMRLoss")
+                )
+                targets.append(
+                    Target(
+                        f"{module}.{name}(dialect={d!r})",
+                        lo,
+                        bundled_port(backend, lo, d),
+                        f"from ghm_conformance.targets import bundled_port\n"
+                        f"make_port = bundled_port({backend!r}, {lo!r}, {d!r})",
+                        expected_dialect=d,
+                    )
+                )
     return targets, skipped
 
 
@@ -75,8 +91,9 @@ class TargetError(Exception):
     """A usage error: the target cannot be imported or is not a port factory."""
 
 
-def load_target(spec: str, loss_kind: str, *, class_index: bool = False, label_weight: bool = True,
-                anchor_weights: bool = False) -> Target:
+def load_target(
+    spec: str, loss_kind: str, *, class_index: bool = False, label_weight: bool = True, anchor_weights: bool = False
+) -> Target:
     """``package.module:make_port``, imported with the current directory on the path (as
     ``python -m`` does). ``class_index`` / ``label_weight=False`` declare what the port's step
     takes (``--targets class-index``, ``--no-label-weight``)."""
@@ -105,16 +122,20 @@ def load_target(spec: str, loss_kind: str, *, class_index: bool = False, label_w
     make_port = obj
     if class_index and not getattr(obj, "class_index", False):  # an adapter's factory may declare it already
         make_port = with_class_index_targets(obj)
-        import_line += ("\nfrom ghm_conformance.protocol import with_class_index_targets\n"
-                        "make_port = with_class_index_targets(make_port)")
+        import_line += (
+            "\nfrom ghm_conformance.protocol import with_class_index_targets\n"
+            "make_port = with_class_index_targets(make_port)"
+        )
     if anchor_weights and not getattr(make_port, "anchor_weights", False):
         make_port = with_anchor_weights(make_port)
-        import_line += ("\nfrom ghm_conformance.protocol import with_anchor_weights\n"
-                        "make_port = with_anchor_weights(make_port)")
+        import_line += (
+            "\nfrom ghm_conformance.protocol import with_anchor_weights\nmake_port = with_anchor_weights(make_port)"
+        )
     if not label_weight:
         make_port = _without_label_weight(make_port)
-        import_line += ("\nfrom ghm_conformance.targets import _without_label_weight\n"
-                        "make_port = _without_label_weight(make_port)")
+        import_line += (
+            "\nfrom ghm_conformance.targets import _without_label_weight\nmake_port = _without_label_weight(make_port)"
+        )
     return Target(spec, loss_kind, make_port, import_line)
 
 

@@ -19,8 +19,9 @@ EPS32 = float(np.finfo(np.float32).eps)
 ROUNDING_ULPS = 4  # the literal ASL1 errs by about eps32 * m / 4; a few ops more in a port
 
 
-def rounding_scales(loss_kind: str, mu, pred: np.ndarray, target: np.ndarray, valid: np.ndarray,
-                    beta: np.ndarray) -> tuple[float, np.ndarray]:
+def rounding_scales(
+    loss_kind: str, mu, pred: np.ndarray, target: np.ndarray, valid: np.ndarray, beta: np.ndarray
+) -> tuple[float, np.ndarray]:
     """How much float32 rounding a correct port may show: for the loss,
     (1/N) sum_i beta_i m_i with m_i the magnitude L_i is rounded against; for each gradient
     entry, beta_i r_i / N with r_i the magnitude dL_i/dx_i is rounded against (p - t cancels

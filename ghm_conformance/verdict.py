@@ -56,8 +56,10 @@ class Verdict:
     @property
     def summary(self) -> str:
         head = f"conforms: {self.label}" if self.passed else f"dialect: {self.label}"
-        named = [f"{f} ({self.classes[f]})" if self.classes.get(f) and self.classes[f] != self.except_for else f
-                 for f in self.faults]
+        named = [
+            f"{f} ({self.classes[f]})" if self.classes.get(f) and self.classes[f] != self.except_for else f
+            for f in self.faults
+        ]
         fails = f"; fails: {', '.join(named)}" if self.faults else ""
         notes = f"; notes: {'; '.join(self.notes)}" if self.notes else ""
         return head + fails + notes
@@ -73,8 +75,10 @@ def _label(status: dict, dialect: str) -> tuple[str, str]:
     if FAILED in momentum or ERROR in momentum:
         return f"{dialect} (without momentum only)", f"'value[{dialect}]' passes but an EMA property fails"
     if status.get(("ema", dialect)) == NOT_APPLICABLE:
-        return f"{dialect} (momentum not supported by the port)", \
-            f"'value[{dialect}]' passes; the EMA properties are not applicable"
+        return (
+            f"{dialect} (momentum not supported by the port)",
+            f"'value[{dialect}]' passes; the EMA properties are not applicable",
+        )
     return dialect, f"'value[{dialect}]' and the EMA properties pass"
 
 
@@ -91,8 +95,11 @@ def _narrow_class(rows: list[Row], dialect: str) -> str:
         return all(r.status in bad for r in rows if r.property == prop and r.dialect is not None)
 
     others = [r for r in rows if r.dialect == dialect and r.property in TELLING_APART and r.status in bad]
-    return value.input_class if all(r.input_class == value.input_class or fails_everywhere(r.property)
-                                    for r in others) else ""
+    return (
+        value.input_class
+        if all(r.input_class == value.input_class or fails_everywhere(r.property) for r in others)
+        else ""
+    )
 
 
 def _telling_apart_passes(rows: list[Row], dialect: str) -> int:
@@ -106,9 +113,11 @@ def _except(rows: list[Row], candidates: tuple[str, ...]) -> tuple[str, str]:
     named = [d for d in candidates if narrow[d]]
     for d in named:
         rivals = [o for o in candidates if o != d]
-        if all(not narrow[o] or _telling_apart_passes(rows, d) > _telling_apart_passes(rows, o) for o in rivals):
-            if all(_telling_apart_passes(rows, d) >= _telling_apart_passes(rows, o) for o in rivals):
-                return d, narrow[d]
+        passes = _telling_apart_passes(rows, d)
+        if all(not narrow[o] or passes > _telling_apart_passes(rows, o) for o in rivals) and all(
+            passes >= _telling_apart_passes(rows, o) for o in rivals
+        ):
+            return d, narrow[d]
     return "", ""
 
 
@@ -133,17 +142,29 @@ def decide(rows: list[Row], forced: str | None = None) -> Verdict:
             label = f"{named} except {narrow}"
             if status.get(("ema", named)) == NOT_APPLICABLE:
                 label += " (momentum not supported by the port)"
-            reason = (f"'value[{named}]' fails only for {narrow}, and the rows that tell the dialects apart "
-                      f"({', '.join(TELLING_APART)}) side with {named!r}")
+            reason = (
+                f"'value[{named}]' fails only for {narrow}, and the rows that tell the dialects apart "
+                f"({', '.join(TELLING_APART)}) side with {named!r}"
+            )
         else:
             judged_in = max(candidates, key=passes)  # report its failures: the most useful comparison
             dialect = label = "neither"
-            reason = (f"'value' fails against the {' and the '.join(candidates)} reference; rows judged against "
-                      f"{judged_in!r}")
+            reason = (
+                f"'value' fails against the {' and the '.join(candidates)} reference; rows judged against {judged_in!r}"
+            )
             narrow = ""
     rows_in = counted(rows, judged_in)
     faults = [r.property for r in rows_in if r.status == ERROR or (r.status == FAILED and r.kind == CONFORMANCE)]
     notes = [r.note or r.property for r in rows_in if r.status == FAILED and r.kind == ROBUSTNESS]
     classes = {r.property: r.input_class for r in rows_in if r.property in faults and r.input_class and r.confirmed}
-    return Verdict(dialect, label, reason, judged_in, faults, notes, passed=bool(matches) and not faults,
-                   except_for=narrow if not matches else "", classes=classes)
+    return Verdict(
+        dialect,
+        label,
+        reason,
+        judged_in,
+        faults,
+        notes,
+        passed=bool(matches) and not faults,
+        except_for=narrow if not matches else "",
+        classes=classes,
+    )

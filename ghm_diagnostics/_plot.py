@@ -26,8 +26,10 @@ def plot(record, path=None, *, title: str | None = None):
     bins = arrays["counts"].shape[-1]
     extent = (steps[0] - 0.5, steps[-1] + 0.5, -0.5, bins - 0.5)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True, constrained_layout=True)
-    panels = [(axes[0, 0], arrays["grad_share"], "share of the GHM gradient", None),
-              (axes[0, 1], arrays["plain_share"], "share of the plain gradient (beta = 1)", None)]
+    panels = [
+        (axes[0, 0], arrays["grad_share"], "share of the GHM gradient", None),
+        (axes[0, 1], arrays["plain_share"], "share of the plain gradient (beta = 1)", None),
+    ]
     with np.errstate(divide="ignore", invalid="ignore"):
         beta = np.where(arrays["beta"] > 0, np.log10(arrays["beta"]), np.nan)
     panels.append((axes[1, 0], beta, "log10 beta (blank: empty region)", "coolwarm"))
@@ -36,8 +38,15 @@ def plot(record, path=None, *, title: str | None = None):
         reach = np.nanmax(np.abs(beta), initial=0.0)
     limits = {None: {"vmin": 0.0, "vmax": top or 1.0}, "coolwarm": {"vmin": -(reach or 1.0), "vmax": reach or 1.0}}
     for ax, values, name, cmap in panels:
-        image = ax.imshow(np.asarray(values, np.float64).reshape(len(steps), bins).T, origin="lower", aspect="auto",
-                          extent=extent, interpolation="nearest", cmap=cmap or "viridis", **limits[cmap])
+        image = ax.imshow(
+            np.asarray(values, np.float64).reshape(len(steps), bins).T,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            interpolation="nearest",
+            cmap=cmap or "viridis",
+            **limits[cmap],
+        )
         ax.set_title(name)
         ax.set_ylabel("region j (g in [j/M, (j+1)/M))")
         fig.colorbar(image, ax=ax)

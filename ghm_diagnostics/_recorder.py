@@ -71,8 +71,12 @@ class Recorder:
     def arrays(self) -> dict[str, np.ndarray]:
         """{"step": (T,), field: (T, ...), "grad_share", "plain_share"}; empty arrays before any step."""
         if not self._rows:
-            return {"step": np.zeros(0, np.int64), **{name: np.zeros(0) for name in FIELDS},
-                    "grad_share": np.zeros(0), "plain_share": np.zeros(0)}
+            return {
+                "step": np.zeros(0, np.int64),
+                **{name: np.zeros(0) for name in FIELDS},
+                "grad_share": np.zeros(0),
+                "plain_share": np.zeros(0),
+            }
         out = {"step": np.asarray(self.steps, np.int64)}
         out.update({name: np.stack([row[name] for row in self._rows]) for name in FIELDS})
         out["grad_share"], out["plain_share"] = shares(out["grad_mass"]), shares(out["plain_mass"])
@@ -82,14 +86,13 @@ class Recorder:
         path = Path(path)
         arrays = self.arrays()
         meta = {f"meta_{k}": np.asarray(str(v)) for k, v in self.meta.items()}
-        np.savez_compressed(path, **{k: v for k, v in arrays.items() if k not in ("grad_share", "plain_share")},
-                            **meta)
+        np.savez_compressed(path, **{k: v for k, v in arrays.items() if k not in ("grad_share", "plain_share")}, **meta)
         return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
     @classmethod
-    def load(cls, path) -> "Recorder":
+    def load(cls, path) -> Recorder:
         with np.load(path) as data:
-            rec = cls({k[len("meta_"):]: str(data[k]) for k in data.files if k.startswith("meta_")})
+            rec = cls({k[len("meta_") :]: str(data[k]) for k in data.files if k.startswith("meta_")})
             columns = {name: data[name] for name in FIELDS}
             rec.steps = [int(s) for s in data["step"]]
         rec._rows = [{name: columns[name][t] for name in FIELDS} for t in range(len(rec.steps))]

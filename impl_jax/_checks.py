@@ -11,10 +11,12 @@ import ghm_args
 
 FLOATING, BOOL, INTEGER = "floating", "bool", "integer"
 
-STATIC_HINT = ("hyper-parameters are static Python numbers and strings (one compilation per setting): pass "
-               "float(x) / int(x) for a concrete array; under jax.jit mark them static, "
-               "jax.jit(ghm_c_loss, static_argnames=('bins', 'momentum', 'dialect', 'reduction', 'loss_weight')), "
-               "or bind them first, jax.jit(functools.partial(ghm_c_loss, bins=30, momentum=0.75))")
+STATIC_HINT = (
+    "hyper-parameters are static Python numbers and strings (one compilation per setting): pass "
+    "float(x) / int(x) for a concrete array; under jax.jit mark them static, "
+    "jax.jit(ghm_c_loss, static_argnames=('bins', 'momentum', 'dialect', 'reduction', 'loss_weight')), "
+    "or bind them first, jax.jit(functools.partial(ghm_c_loss, bins=30, momentum=0.75))"
+)
 
 
 def check_static(**hyper) -> None:
@@ -43,8 +45,12 @@ def _kind(dtype) -> str:
 def _narrowed_by_jax(x) -> bool:
     """A host (NumPy) array that JAX's default 32-bit mode would narrow on entry: int64/uint64
     wrap modulo 2^32, float64 rounds (1e-50 becomes 0)."""
-    return (not jax.config.jax_enable_x64 and isinstance(x, (np.ndarray, np.generic))
-            and x.dtype.kind in "iuf" and x.dtype.itemsize == 8)
+    return (
+        not jax.config.jax_enable_x64
+        and isinstance(x, (np.ndarray, np.generic))
+        and x.dtype.kind in "iuf"
+        and x.dtype.itemsize == 8
+    )
 
 
 def host_labels(target):
@@ -113,12 +119,16 @@ def is_class_index_target(target, pred) -> bool:
     if _kind(target.dtype) != INTEGER:
         raise ValueError(f"target must have the shape of pred {tuple(pred.shape)}, got {tuple(target.shape)}")
     if pred.ndim == 0 or tuple(target.shape) != tuple(pred.shape[:-1]):
-        raise ValueError(f"an integer target must have the shape of pred {tuple(pred.shape)} (0/1 labels) or "
-                         f"pred.shape[:-1] = {tuple(pred.shape[:-1])} (class indices), got {tuple(target.shape)}")
+        raise ValueError(
+            f"an integer target must have the shape of pred {tuple(pred.shape)} (0/1 labels) or "
+            f"pred.shape[:-1] = {tuple(pred.shape[:-1])} (class indices), got {tuple(target.shape)}"
+        )
     if pred.shape[-1] == 1:
-        raise ValueError(f"an integer target of shape {tuple(target.shape)} with a single logit per anchor (C = 1) "
-                         f"is ambiguous: class indices (label 1 = background) or binary labels? Pass the labels "
-                         f"shaped like pred {tuple(pred.shape)}, e.g. target[..., None], for binary labels")
+        raise ValueError(
+            f"an integer target of shape {tuple(target.shape)} with a single logit per anchor (C = 1) "
+            f"is ambiguous: class indices (label 1 = background) or binary labels? Pass the labels "
+            f"shaped like pred {tuple(pred.shape)}, e.g. target[..., None], for binary labels"
+        )
     return True
 
 
@@ -137,9 +147,13 @@ def check_state(state, bins: int, momentum: float):
         raise ValueError(f"state.ema must have shape ({bins},) (one value per region), got {tuple(ema.shape)}")
     # an integer EMA would be truncated every call, a half one rounded: float32 (init_state's), or float64
     if ema.dtype not in (jnp.float32, jnp.float64):
-        raise TypeError(f"state.ema must be float32 (init_state's) or float64, got {ema.dtype}: an integer or "
-                        f"half-precision EMA would be truncated or rounded at every call")
+        raise TypeError(
+            f"state.ema must be float32 (init_state's) or float64, got {ema.dtype}: an integer or "
+            f"half-precision EMA would be truncated or rounded at every call"
+        )
     if tuple(initialized.shape) != () or initialized.dtype != jnp.bool_:
-        raise TypeError(f"state.initialized must be a bool scalar (init_state's), got {initialized.dtype} of shape "
-                        f"{tuple(initialized.shape)}")
+        raise TypeError(
+            f"state.initialized must be a bool scalar (init_state's), got {initialized.dtype} of shape "
+            f"{tuple(initialized.shape)}"
+        )
     return state

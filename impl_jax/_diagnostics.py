@@ -61,8 +61,21 @@ class Diagnostics(NamedTuple):
         return shares(self.plain_mass)
 
 
-def collect(*, positive, ind, per_entry_grad, counts, ok, beta, new_ema, n_valid, bins: int, momentum: float,
-            reduction: str, loss_weight: float) -> Diagnostics:
+def collect(
+    *,
+    positive,
+    ind,
+    per_entry_grad,
+    counts,
+    ok,
+    beta,
+    new_ema,
+    n_valid,
+    bins: int,
+    momentum: float,
+    reduction: str,
+    loss_weight: float,
+) -> Diagnostics:
     """The hook ``harmonized_loss`` calls with its internals. ``positive``: whether each entry's
     target is 1 (GHM-C), or None (GHM-R); ``ind`` puts masked entries in slot ``bins`` (their
     per_entry_grad, possibly NaN, lands there and is dropped); ``new_ema``: the EMA after the call."""
@@ -85,10 +98,16 @@ def collect(*, positive, ind, per_entry_grad, counts, ok, beta, new_ema, n_valid
         positives = jnp.sum(positive & (ind < bins))
         fraction = unless_poisoned(positives.astype(dtype) / jnp.maximum(n_valid, 1).astype(dtype))
     counted = jnp.where(ok, r, jnp.zeros_like(r))
-    return Diagnostics(counts=counted, valid=jnp.sum(counted), nonempty=jnp.sum(counted > 0).astype(counted.dtype),
-                       density=unless_poisoned(density), beta=beta[:bins],
-                       grad_mass=unless_poisoned(plain * beta[:bins] * abs(loss_weight)),
-                       plain_mass=unless_poisoned(plain), positive_fraction=fraction)
+    return Diagnostics(
+        counts=counted,
+        valid=jnp.sum(counted),
+        nonempty=jnp.sum(counted > 0).astype(counted.dtype),
+        density=unless_poisoned(density),
+        beta=beta[:bins],
+        grad_mass=unless_poisoned(plain * beta[:bins] * abs(loss_weight)),
+        plain_mass=unless_poisoned(plain),
+        positive_fraction=fraction,
+    )
 
 
 def collector(positive=None):

@@ -57,12 +57,14 @@ def region_counts(ind: jax.Array, bins: int, poison_slot: bool = False) -> jax.A
     A call too large for the count dtype is refused when it is traced (its size is static)."""
     dtype = count_dtype()
     if ind.size > jnp.iinfo(dtype).max:
-        raise ValueError(f"{ind.size} entries in one call: more than {jnp.dtype(dtype).name} counts hold exactly "
-                         f"({jnp.iinfo(dtype).max}); enable 64-bit counts with "
-                         f"jax.config.update('jax_enable_x64', True), or split the call")
+        raise ValueError(
+            f"{ind.size} entries in one call: more than {jnp.dtype(dtype).name} counts hold exactly "
+            f"({jnp.iinfo(dtype).max}); enable 64-bit counts with "
+            f"jax.config.update('jax_enable_x64', True), or split the call"
+        )
     flat = ind.reshape(-1)
     slots = bins + 1 + int(poison_slot)
-    k = max(j for j in (1, 2, 3, 4) if j == 1 or slots ** j <= _PACKED_SLOTS)
+    k = max(j for j in (1, 2, 3, 4) if j == 1 or slots**j <= _PACKED_SLOTS)
     body = flat.size - flat.size % k
     if k == 1 or flat.size < _PACKED_MIN:  # small: the plain scatter is quick, and quicker to compile
         return jnp.zeros((slots,), dtype).at[flat].add(1, mode="promise_in_bounds")
@@ -75,7 +77,7 @@ def region_counts(ind: jax.Array, bins: int, poison_slot: bool = False) -> jax.A
         code = code * slots + letters[:, j]
     joint_dtype = jnp.int32 if body // k <= jnp.iinfo(jnp.int32).max else dtype  # int32: half the scatter's traffic
     # ind is in [0, slots) by construction (region_index): no bounds check per update
-    joint = jnp.zeros((slots ** k,), joint_dtype).at[code].add(1, mode="promise_in_bounds").reshape((slots,) * k)
+    joint = jnp.zeros((slots**k,), joint_dtype).at[code].add(1, mode="promise_in_bounds").reshape((slots,) * k)
     counts = sum(joint.sum(axis=tuple(a for a in range(k) if a != j), dtype=dtype) for j in range(k))
     if body < flat.size:
         counts = counts.at[flat[body:]].add(1, mode="promise_in_bounds")
@@ -91,8 +93,17 @@ def ema(s_prev: jax.Array, r: jax.Array, alpha: float) -> jax.Array:
     return alpha * s_prev + (1.0 - alpha) * r
 
 
-def harmonize(counts: jax.Array, ok: jax.Array, *, bins: int, momentum: float, dialect: str, dtype,
-              state: jax.Array | None = None, initialized: jax.Array | None = None):
+def harmonize(
+    counts: jax.Array,
+    ok: jax.Array,
+    *,
+    bins: int,
+    momentum: float,
+    dialect: str,
+    dtype,
+    state: jax.Array | None = None,
+    initialized: jax.Array | None = None,
+):
     """Per-region beta from the counts of ``region_counts`` (spec.md section 4).
 
     Returns (beta, new_state, new_initialized, n_valid): ``beta`` has bins + 1 values, the last
@@ -123,9 +134,11 @@ def harmonize(counts: jax.Array, ok: jax.Array, *, bins: int, momentum: float, d
     return beta, jnp.where(update, s.astype(state.dtype), state), initialized | update, n_valid
 
 
-SECOND_ORDER_ERROR = ("the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
-                      "constant for backprop, spec.md 5), so it cannot be differentiated again (a gradient penalty, a "
-                      "Hessian-vector product through the loss)")
+SECOND_ORDER_ERROR = (
+    "the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
+    "constant for backprop, spec.md 5), so it cannot be differentiated again (a gradient penalty, a "
+    "Hessian-vector product through the loss)"
+)
 
 
 @jax.custom_jvp
@@ -176,8 +189,24 @@ def _accurate_sum(values: jax.Array) -> jax.Array:
     return jnp.sum(rows.astype(jnp.float64 if jax.config.jax_enable_x64 else rows.dtype)).astype(values.dtype)
 
 
-def harmonized_loss(pred, target, per_entry_loss, per_entry_grad, per_entry_target_grad, ind, ok, valid, *, bins,
-                    momentum, dialect, reduction, loss_weight, state, diagnose=None):
+def harmonized_loss(
+    pred,
+    target,
+    per_entry_loss,
+    per_entry_grad,
+    per_entry_target_grad,
+    ind,
+    ok,
+    valid,
+    *,
+    bins,
+    momentum,
+    dialect,
+    reduction,
+    loss_weight,
+    state,
+    diagnose=None,
+):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), its gradients attached. Masked
     entries' products are 0 whatever NaN or Inf they hold. ``ind`` holds the poisoning entries in
     the slot bins + 1 (``region_index(..., bad=...)``): the batch is ok when ``ok`` and that slot
@@ -188,8 +217,15 @@ def harmonized_loss(pred, target, per_entry_loss, per_entry_grad, per_entry_targ
     ok = ok & (counts[bins + 1] == 0)
     counts = counts[: bins + 1]
     beta, new_ema, new_initialized, n_valid = harmonize(
-        counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype,
-        state=None if state is None else state.ema, initialized=None if state is None else state.initialized)
+        counts,
+        ok,
+        bins=bins,
+        momentum=momentum,
+        dialect=dialect,
+        dtype=dtype,
+        state=None if state is None else state.ema,
+        initialized=None if state is None else state.initialized,
+    )
     new_state = None if state is None else GHMState(new_ema, new_initialized)
     scale = jnp.asarray(loss_weight, dtype)
     if reduction == "mean":
@@ -205,6 +241,17 @@ def harmonized_loss(pred, target, per_entry_loss, per_entry_grad, per_entry_targ
     loss = weighted if reduction == "none" else _accurate_sum(weighted)
     if diagnose is None:
         return _attach(pred, target, loss, grad, target_grad), new_state
-    diagnostics = diagnose(ind=ind, per_entry_grad=per_entry_grad, counts=counts, ok=ok, beta=beta, new_ema=new_ema,
-                           n_valid=n_valid, bins=bins, momentum=momentum, reduction=reduction, loss_weight=loss_weight)
+    diagnostics = diagnose(
+        ind=ind,
+        per_entry_grad=per_entry_grad,
+        counts=counts,
+        ok=ok,
+        beta=beta,
+        new_ema=new_ema,
+        n_valid=n_valid,
+        bins=bins,
+        momentum=momentum,
+        reduction=reduction,
+        loss_weight=loss_weight,
+    )
     return _attach(pred, target, loss, grad, target_grad), new_state, jax.lax.stop_gradient(diagnostics)

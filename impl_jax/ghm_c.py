@@ -6,8 +6,18 @@ import jax
 import jax.numpy as jnp
 
 from . import _diagnostics
-from ._checks import (BOOL, FLOATING, INTEGER, as_array, check_hyper, check_state, compute_dtype, host_labels,
-                      is_class_index_target, valid_mask)
+from ._checks import (
+    BOOL,
+    FLOATING,
+    INTEGER,
+    as_array,
+    check_hyper,
+    check_state,
+    compute_dtype,
+    host_labels,
+    is_class_index_target,
+    valid_mask,
+)
 from ._harmonize import GHMState, count_dtype, harmonized_loss, region_index
 
 
@@ -41,9 +51,19 @@ def _targets(pred, target, valid, dtype):
     return t, jnp.ones((), bool), True
 
 
-def ghm_c_loss(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 0.0,
-               state: GHMState | None = None, dialect: str = "paper", reduction: str = "mean",
-               loss_weight: float = 1.0, diagnostics: bool = False):
+def ghm_c_loss(
+    pred,
+    target,
+    label_weight=None,
+    *,
+    bins: int = 30,
+    momentum: float = 0.0,
+    state: GHMState | None = None,
+    dialect: str = "paper",
+    reduction: str = "mean",
+    loss_weight: float = 1.0,
+    diagnostics: bool = False,
+):
     """GHM-C (Li et al., AAAI 2019, Eqs. 1-13): sigmoid cross entropy reweighted by the inverse
     density of g = |sigmoid(pred) - target|; returns ``(loss, new_state)``.
 
@@ -87,6 +107,20 @@ def ghm_c_loss(pred, target, label_weight=None, *, bins: int = 30, momentum: flo
     per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
     # Eq. (3); a valid entry that is not entry_ok poisons the batch: counted in the slot bins + 1
     ind = region_index(jnp.abs(per_entry_grad), bins, valid, bad=~entry_ok)
-    return harmonized_loss(pred, target, per_entry_loss, per_entry_grad, -x, ind, ok, valid, bins=bins,
-                           momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                           state=state, diagnose=_diagnostics.collector(t == 1) if diagnostics else None)
+    return harmonized_loss(
+        pred,
+        target,
+        per_entry_loss,
+        per_entry_grad,
+        -x,
+        ind,
+        ok,
+        valid,
+        bins=bins,
+        momentum=momentum,
+        dialect=dialect,
+        reduction=reduction,
+        loss_weight=loss_weight,
+        state=state,
+        diagnose=_diagnostics.collector(t == 1) if diagnostics else None,
+    )

@@ -34,9 +34,20 @@ def asl1_grad(d: jax.Array, mu: float) -> jax.Array:
     return _asl1_terms(d, mu)[1]
 
 
-def ghm_r_loss(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
-               state: GHMState | None = None, dialect: str = "paper", reduction: str = "mean",
-               loss_weight: float = 1.0, diagnostics: bool = False):
+def ghm_r_loss(
+    pred,
+    target,
+    label_weight=None,
+    *,
+    mu: float = 0.02,
+    bins: int = 10,
+    momentum: float = 0.0,
+    state: GHMState | None = None,
+    dialect: str = "paper",
+    reduction: str = "mean",
+    loss_weight: float = 1.0,
+    diagnostics: bool = False,
+):
     """GHM-R (Li et al., AAAI 2019, Eqs. 17-19): Authentic Smooth L1 ``sqrt(d^2 + mu^2) - mu`` of
     d = pred - target, reweighted by the inverse density of gr = |d| / sqrt(d^2 + mu^2); returns
     ``(loss, new_state)``. Dialects, masking, NaN policy, state and gradients (d loss / d pred_i =
@@ -66,6 +77,20 @@ def ghm_r_loss(pred, target, label_weight=None, *, mu: float = 0.02, bins: int =
     per_entry_loss, per_entry_grad = _asl1_terms(jnp.where(finite, d, 0.0), mu)
     per_entry_loss = jnp.where(finite, per_entry_loss, jnp.nan)
     ind = region_index(jnp.abs(per_entry_grad), bins, valid, bad=~finite)
-    return harmonized_loss(pred, target, per_entry_loss, per_entry_grad, -per_entry_grad, ind, ok, valid, bins=bins,
-                           momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                           state=state, diagnose=_diagnostics.collector() if diagnostics else None)
+    return harmonized_loss(
+        pred,
+        target,
+        per_entry_loss,
+        per_entry_grad,
+        -per_entry_grad,
+        ind,
+        ok,
+        valid,
+        bins=bins,
+        momentum=momentum,
+        dialect=dialect,
+        reduction=reduction,
+        loss_weight=loss_weight,
+        state=state,
+        diagnose=_diagnostics.collector() if diagnostics else None,
+    )

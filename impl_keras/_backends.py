@@ -19,23 +19,42 @@ def _tensorflow(obj, y_true, y_pred, sample_weight):
 
     keras_mask = get_keras_mask(y_pred)
     pred = _checks.as_tensor("y_pred", y_pred, allowed=(_checks.FLOATING,))
-    masks = [_checks.to_mask(name, m, pred) for name, m in (("sample_weight", sample_weight),
-                                                            ("keras mask", keras_mask)) if m is not None]
+    masks = [
+        _checks.to_mask(name, m, pred)
+        for name, m in (("sample_weight", sample_weight), ("keras mask", keras_mask))
+        if m is not None
+    ]
     valid = _checks.select(masks[1], masks[0], False) if len(masks) == 2 else (masks[0] if masks else None)
-    prepared = ghm_c._prepare(y_true, pred, valid, obj.bins) if obj.kind == "c" else \
-        ghm_r._prepare(y_true, pred, valid, obj.mu, obj.bins)
+    prepared = (
+        ghm_c._prepare(y_true, pred, valid, obj.bins)
+        if obj.kind == "c"
+        else ghm_r._prepare(y_true, pred, valid, obj.mu, obj.bins)
+    )
     out = _harmonize.harmonized_loss(
-        pred, *prepared, bins=obj.bins, momentum=obj.momentum, dialect=obj.dialect, reduction=obj.reduction,
-        loss_weight=obj.loss_weight, state=obj.state.ema.value, initialized=obj.state.initialized.value,
+        pred,
+        *prepared,
+        bins=obj.bins,
+        momentum=obj.momentum,
+        dialect=obj.dialect,
+        reduction=obj.reduction,
+        loss_weight=obj.loss_weight,
+        state=obj.state.ema.value,
+        initialized=obj.state.initialized.value,
         sync_density=obj.sync_density,
-        diagnose=_diagnostics.collector(obj.kind, y_true, pred) if obj.diagnostics is not None else None)
+        diagnose=_diagnostics.collector(obj.kind, y_true, pred) if obj.diagnostics is not None else None,
+    )
     loss, new_ema, new_initialized = out[:3]
     strategy = tf.distribute.get_strategy()
-    if obj.momentum > 0.0 and strategy.num_replicas_in_sync > 1 and \
-            not strategy.extended.variable_created_in_scope(obj.state.ema.value):
-        raise ValueError(f"{type(obj).__name__} with momentum was created outside the scope of the "
-                         f"{type(strategy).__name__} it is called under: its EMA state cannot be kept "
-                         "consistent across replicas. Create the loss inside `strategy.scope()`.")
+    if (
+        obj.momentum > 0.0
+        and strategy.num_replicas_in_sync > 1
+        and not strategy.extended.variable_created_in_scope(obj.state.ema.value)
+    ):
+        raise ValueError(
+            f"{type(obj).__name__} with momentum was created outside the scope of the "
+            f"{type(strategy).__name__} it is called under: its EMA state cannot be kept "
+            "consistent across replicas. Create the loss inside `strategy.scope()`."
+        )
     if obj.reduction == "mean" and not obj.sync_density and strategy.num_replicas_in_sync > 1:
         # Keras sums the replicas' gradients: like every Keras loss, a mean divides by the replicas
         loss = loss * tf.constant(1.0 / strategy.num_replicas_in_sync, loss.dtype)
@@ -51,8 +70,7 @@ def _combined_mask(checks, pred, sample_weight, keras_mask):
 
 
 def _jax(obj, y_true, y_pred, sample_weight):
-    from impl_jax import GHMState, ghm_c_loss, ghm_r_loss
-    from impl_jax import _checks
+    from impl_jax import GHMState, _checks, ghm_c_loss, ghm_r_loss
 
     pred = _checks.as_array("y_pred", y_pred, allowed=(_checks.FLOATING,))
     valid = _combined_mask(_checks, pred, sample_weight, get_keras_mask(y_pred))
@@ -60,8 +78,12 @@ def _jax(obj, y_true, y_pred, sample_weight):
     fn = ghm_c_loss if obj.kind == "c" else ghm_r_loss
     out = fn(pred, y_true, valid, state=state, diagnostics=obj.diagnostics is not None, **obj.hyper())
     loss, new = out[:2]
-    return loss, None if new is None else new.ema, None if new is None else new.initialized, \
-        out[2] if len(out) > 2 else None
+    return (
+        loss,
+        None if new is None else new.ema,
+        None if new is None else new.initialized,
+        out[2] if len(out) > 2 else None,
+    )
 
 
 def _torch(obj, y_true, y_pred, sample_weight):
@@ -74,17 +96,26 @@ def _torch(obj, y_true, y_pred, sample_weight):
     sample_weight = None if sample_weight is None else torch.as_tensor(sample_weight, device=pred.device)
     valid = _combined_mask(_checks, pred, sample_weight, get_keras_mask(y_pred))
     state = {"state": obj.state.ema.value, "initialized": obj.state.initialized.value}
-    hyper = dict(bins=obj.bins, momentum=obj.momentum, dialect=obj.dialect, reduction=obj.reduction,
-                 loss_weight=obj.loss_weight, target=target, **state,
-                 diagnose=_diagnostics.collector(obj.kind, pred, target) if obj.diagnostics is not None else None)
+    hyper = dict(
+        bins=obj.bins,
+        momentum=obj.momentum,
+        dialect=obj.dialect,
+        reduction=obj.reduction,
+        loss_weight=obj.loss_weight,
+        target=target,
+        **state,
+        diagnose=_diagnostics.collector(obj.kind, pred, target) if obj.diagnostics is not None else None,
+    )
     if obj.kind == "c":
         per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = ghm_c._prepare(pred, target, valid, obj.bins)
-        out = _harmonize.harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, scratch=scratch,
-                                         per_entry_target_grad=target_grad, **hyper)
+        out = _harmonize.harmonized_loss(
+            pred, per_entry_loss, per_entry_grad, ind, ok, scratch=scratch, per_entry_target_grad=target_grad, **hyper
+        )
     else:
         per_entry_loss, per_entry_grad, ind, ok, target_grad = ghm_r._prepare(pred, target, valid, obj.mu, obj.bins)
-        out = _harmonize.harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok,
-                                         per_entry_target_grad=target_grad, **hyper)
+        out = _harmonize.harmonized_loss(
+            pred, per_entry_loss, per_entry_grad, ind, ok, per_entry_target_grad=target_grad, **hyper
+        )
     return (*out[:3], out[3] if len(out) > 3 else None)
 
 
@@ -112,13 +143,16 @@ def check_state_is_carried(obj, new_ema) -> None:
                 f"metrics: `loss_value, state = loss.stateless_call(state, y_true, y_pred)` with "
                 f"`state = [v.value for v in loss.state.variables]` passed in and returned by the jitted function, "
                 f"then `for v, s in zip(loss.state.variables, state): v.assign(s)`; or train with model.fit "
-                f"(compiled with metrics=[loss.state])")
+                f"(compiled with metrics=[loss.state])"
+            )
         return
     if in_symbolic_scope():  # Keras's shape inference: nothing is kept
         return
     if scope.get_current_value(obj.state.ema) is None:
-        raise ValueError(f"{type(obj).__name__} with momentum on the JAX backend: Keras's compiled step carries only "
-                         f"the model's variables and its metrics', so the loss's EMA state would not move. Carry it "
-                         f"as a metric: model.compile(..., loss=loss, metrics=[loss.state]), or, for a model that "
-                         f"takes no metrics (keras-hub's detectors), impl_keras.carry_state(model, loss), which is "
-                         f"not saved with the model: call it again after keras.models.load_model")
+        raise ValueError(
+            f"{type(obj).__name__} with momentum on the JAX backend: Keras's compiled step carries only "
+            f"the model's variables and its metrics', so the loss's EMA state would not move. Carry it "
+            f"as a metric: model.compile(..., loss=loss, metrics=[loss.state]), or, for a model that "
+            f"takes no metrics (keras-hub's detectors), impl_keras.carry_state(model, loss), which is "
+            f"not saved with the model: call it again after keras.models.load_model"
+        )

@@ -73,8 +73,9 @@ class GHMDiagnostics(keras.metrics.Metric):
     examples are) and, for GHM-C, ``<prefix>_positive_fraction``. ``prefix`` is the loss's name
     without a trailing "_loss". Variables are written by the first replica and mirrored."""
 
-    def __init__(self, bins: int = 30, classification: bool = True, prefix: str = "ghm", name: str = "ghm_diagnostics",
-                 **kwargs) -> None:
+    def __init__(
+        self, bins: int = 30, classification: bool = True, prefix: str = "ghm", name: str = "ghm_diagnostics", **kwargs
+    ) -> None:
         super().__init__(name=name, **kwargs)
         self.bins, self.classification, self.prefix = int(bins), bool(classification), prefix
         for field in FIELDS:
@@ -84,8 +85,15 @@ class GHMDiagnostics(keras.metrics.Metric):
 
     def _variable(self, shape, dtype: str, name: str):
         with keras.name_scope(self.name.replace("/", ">"), caller=self):
-            variable = keras.Variable(initializer="zeros", shape=shape, dtype=dtype, trainable=False,
-                                      aggregation="only_first_replica", synchronization="on_write", name=name)
+            variable = keras.Variable(
+                initializer="zeros",
+                shape=shape,
+                dtype=dtype,
+                trainable=False,
+                aggregation="only_first_replica",
+                synchronization="on_write",
+                name=name,
+            )
         return variable  # tracked as the metric's variable by the caller's attribute assignment
 
     def record(self, diagnostics) -> None:
@@ -108,9 +116,13 @@ class GHMDiagnostics(keras.metrics.Metric):
         grad_share = shares(ops.convert_to_tensor(self.grad_mass))
         plain_share = shares(ops.convert_to_tensor(self.plain_mass))
         p = self.prefix
-        out = {f"{p}_nonempty": ops.cast(self.nonempty, "float32"), f"{p}_valid": ops.cast(self.valid, "float32"),
-               f"{p}_max_grad_share": ops.max(grad_share), f"{p}_grad_share_0": grad_share[0],
-               f"{p}_plain_share_0": plain_share[0]}
+        out = {
+            f"{p}_nonempty": ops.cast(self.nonempty, "float32"),
+            f"{p}_valid": ops.cast(self.valid, "float32"),
+            f"{p}_max_grad_share": ops.max(grad_share),
+            f"{p}_grad_share_0": grad_share[0],
+            f"{p}_plain_share_0": plain_share[0],
+        }
         if self.classification:
             out[f"{p}_positive_fraction"] = ops.convert_to_tensor(self.positive_fraction)
         return out
@@ -131,18 +143,22 @@ def check_carried(loss, diagnostics) -> None:
     scope = get_stateless_scope()
     if scope is None:
         if isinstance(diagnostics[0], jax.core.Tracer):
-            raise ValueError(f"{type(loss).__name__}(diagnostics=True) on the JAX backend was called under a JAX "
-                             f"transformation (jax.jit, ...) outside Keras's training loop: the diagnostics are traced "
-                             f"values that cannot be stored in Keras variables (they would leak). In a loop of your "
-                             f"own, build the loss without diagnostics, or call it eagerly")
+            raise ValueError(
+                f"{type(loss).__name__}(diagnostics=True) on the JAX backend was called under a JAX "
+                f"transformation (jax.jit, ...) outside Keras's training loop: the diagnostics are traced "
+                f"values that cannot be stored in Keras variables (they would leak). In a loop of your "
+                f"own, build the loss without diagnostics, or call it eagerly"
+            )
         return
     if in_symbolic_scope():
         return
     if scope.get_current_value(loss.diagnostics.counts) is None:
-        raise ValueError(f"{type(loss).__name__}(diagnostics=True) on the JAX backend: Keras's compiled step carries "
-                         f"only the model's variables and its metrics', so the diagnostics would not be recorded. "
-                         f"Carry them as a metric: model.compile(..., metrics=[loss.diagnostics]) (with loss.state "
-                         f"for a loss with momentum), or impl_keras.carry_state(model, loss)")
+        raise ValueError(
+            f"{type(loss).__name__}(diagnostics=True) on the JAX backend: Keras's compiled step carries "
+            f"only the model's variables and its metrics', so the diagnostics would not be recorded. "
+            f"Carry them as a metric: model.compile(..., metrics=[loss.diagnostics]) (with loss.state "
+            f"for a loss with momentum), or impl_keras.carry_state(model, loss)"
+        )
 
 
 class DiagnosticsCallback(keras.callbacks.Callback):

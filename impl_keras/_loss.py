@@ -42,8 +42,15 @@ class GHMState(keras.metrics.Metric):
         variables (``add_variable``) are per replica ("on_read"), which would let the replicas' EMA
         states drift apart."""
         with keras.name_scope(self.name.replace("/", ">"), caller=self):
-            return keras.Variable(initializer="zeros", shape=shape, dtype=dtype, trainable=False,
-                                  aggregation="only_first_replica", synchronization="on_write", name=name)
+            return keras.Variable(
+                initializer="zeros",
+                shape=shape,
+                dtype=dtype,
+                trainable=False,
+                aggregation="only_first_replica",
+                synchronization="on_write",
+                name=name,
+            )
 
     def update_state(self, *args, **kwargs) -> None:
         return None
@@ -79,21 +86,36 @@ def carry_state(model: keras.Model, *losses) -> None:
             try:  # a metric assigned to a model attribute is tracked as the model's metric (public tracking)
                 setattr(model, f"_ghm_carried_state_{carried}", metric)
             except ValueError:  # Keras refuses new state on a model it has locked
-                raise ValueError(f"{type(model).__name__} accepts no new state: compile with "
-                                 f"metrics=[loss.state, loss.diagnostics] instead") from None
+                raise ValueError(
+                    f"{type(model).__name__} accepts no new state: compile with "
+                    f"metrics=[loss.state, loss.diagnostics] instead"
+                ) from None
 
 
 class GHMLossBase(keras.losses.Loss):
     kind = "c"  # "c" (GHM-C) or "r" (GHM-R)
 
-    def __init__(self, *, bins: int, momentum: float, dialect: str, reduction: str, loss_weight: float,
-                 name: str | None, sync_density: bool = False, diagnostics: bool = False) -> None:
-        ghm_args.check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                             loss_weight=loss_weight)
+    def __init__(
+        self,
+        *,
+        bins: int,
+        momentum: float,
+        dialect: str,
+        reduction: str,
+        loss_weight: float,
+        name: str | None,
+        sync_density: bool = False,
+        diagnostics: bool = False,
+    ) -> None:
+        ghm_args.check_hyper(
+            bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight
+        )
         if sync_density and keras.backend.backend() != "tensorflow":
-            raise ValueError(f"sync_density=True needs tf.distribute (the TensorFlow backend); on the "
-                             f"{keras.backend.backend()} backend it is not available: under keras.distribution (JAX) "
-                             f"the loss already sees the global batch; with torch DDP use impl_torch's losses")
+            raise ValueError(
+                f"sync_density=True needs tf.distribute (the TensorFlow backend); on the "
+                f"{keras.backend.backend()} backend it is not available: under keras.distribution (JAX) "
+                f"the loss already sees the global batch; with torch DDP use impl_torch's losses"
+            )
         super().__init__(name=name, reduction=reduction)
         self.bins, self.momentum, self.dialect = int(bins), float(momentum), dialect
         self.loss_weight = float(loss_weight)
@@ -102,8 +124,13 @@ class GHMLossBase(keras.losses.Loss):
         base = (name or "ghm").removesuffix("_loss") or "ghm"
         self.state = GHMState(self.bins, name=f"{base}_ema_count")
         # What each call did (spec.md 13), when asked for: a metric whose variables the call assigns
-        self.diagnostics = _diagnostics.GHMDiagnostics(self.bins, classification=self.kind == "c", prefix=base,
-                                                       name=f"{base}_diagnostics") if diagnostics else None
+        self.diagnostics = (
+            _diagnostics.GHMDiagnostics(
+                self.bins, classification=self.kind == "c", prefix=base, name=f"{base}_diagnostics"
+            )
+            if diagnostics
+            else None
+        )
 
     @property
     def ema(self):
@@ -120,14 +147,21 @@ class GHMLossBase(keras.losses.Loss):
         gradient masses per region, positive fraction (``.grad_share`` / ``.plain_share`` derived),
         as tensor copies. Needs ``diagnostics=True``; zeros before the first call."""
         if self.diagnostics is None:
-            raise RuntimeError(f"{type(self).__name__} was built without diagnostics: construct it with "
-                               f"diagnostics=True to record what each call did")
+            raise RuntimeError(
+                f"{type(self).__name__} was built without diagnostics: construct it with "
+                f"diagnostics=True to record what each call did"
+            )
         return self.diagnostics.values()
 
     def hyper(self) -> dict:
         """The kernel's keyword arguments (GHMRLoss adds mu)."""
-        return {"bins": self.bins, "momentum": self.momentum, "dialect": self.dialect, "reduction": self.reduction,
-                "loss_weight": self.loss_weight}
+        return {
+            "bins": self.bins,
+            "momentum": self.momentum,
+            "dialect": self.dialect,
+            "reduction": self.reduction,
+            "loss_weight": self.loss_weight,
+        }
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """Keras order: ``y_true`` first. ``sample_weight`` is the label weight (a mask); a Keras
@@ -159,8 +193,10 @@ class GHMLossBase(keras.losses.Loss):
         way to keep an EMA inside a ``jax.jit`` of your own (a plain call there raises)."""
         variables = self.state.variables
         if len(state_variables) != len(variables):
-            raise ValueError(f"state_variables must hold the {len(variables)} values of loss.state.variables "
-                             f"([ema, initialized]), got {len(state_variables)}")
+            raise ValueError(
+                f"state_variables must hold the {len(variables)} values of loss.state.variables "
+                f"([ema, initialized]), got {len(state_variables)}"
+            )
         with keras.StatelessScope(state_mapping=list(zip(variables, state_variables, strict=True))) as scope:
             loss = self(y_true, y_pred, sample_weight)
         return loss, [scope.get_current_value(v) for v in variables]
@@ -180,9 +216,17 @@ class GHMLossBase(keras.losses.Loss):
         if self.diagnostics is not None:  # likewise, shared with a compiled metrics=[loss.diagnostics]
             keras.saving.serialize_keras_object(self.diagnostics)
             diagnostics = keras.saving.serialize_keras_object(self.diagnostics)
-        return {"name": self.name, "bins": self.bins, "momentum": self.momentum, "dialect": self.dialect,
-                "reduction": self.reduction, "loss_weight": self.loss_weight, "sync_density": self.sync_density,
-                "state": state, "diagnostics": diagnostics}
+        return {
+            "name": self.name,
+            "bins": self.bins,
+            "momentum": self.momentum,
+            "dialect": self.dialect,
+            "reduction": self.reduction,
+            "loss_weight": self.loss_weight,
+            "sync_density": self.sync_density,
+            "state": state,
+            "diagnostics": diagnostics,
+        }
 
     @classmethod
     def from_config(cls, config: dict):
@@ -209,14 +253,17 @@ class GHMLossBase(keras.losses.Loss):
         try:
             ema, initialized = np.asarray(store["ema"]), np.asarray(store["ema_initialized"])
         except KeyError:
-            raise ValueError(getattr(self, "_load_failure", None) or
-                             f"{type(self).__name__}: the file holds no EMA state for this loss (saved with "
-                             f"another loss?); compile the model with the loss it was saved with") from None
+            raise ValueError(
+                getattr(self, "_load_failure", None)
+                or f"{type(self).__name__}: the file holds no EMA state for this loss (saved with "
+                f"another loss?); compile the model with the loss it was saved with"
+            ) from None
         if ema.shape != (self.bins,):
             self._load_failure = (
                 f"{type(self).__name__}(bins={self.bins}) cannot take an EMA state of {ema.size} regions (saved by a "
                 f"loss with bins={ema.size}): the regions do not correspond. Build the loss with bins={ema.size} to "
-                f"continue that EMA, or load with skip_mismatch=True to start this one afresh")
+                f"continue that EMA, or load with skip_mismatch=True to start this one afresh"
+            )
             raise ValueError(self._load_failure)
         self.state.ema.assign(ema.astype(np.float32))
         self.state.initialized.assign(bool(initialized))

@@ -56,11 +56,27 @@ class GHMCLoss(GHMLossBase):
 
     kind = "c"
 
-    def __init__(self, bins: int = 30, momentum: float = 0.0, dialect: str = "paper", reduction: str = "mean",
-                 loss_weight: float = 1.0, sync_density: bool = False, name: str | None = "ghm_c_loss",
-                 diagnostics: bool = False) -> None:
-        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight, name=name, sync_density=sync_density, diagnostics=diagnostics)
+    def __init__(
+        self,
+        bins: int = 30,
+        momentum: float = 0.0,
+        dialect: str = "paper",
+        reduction: str = "mean",
+        loss_weight: float = 1.0,
+        sync_density: bool = False,
+        name: str | None = "ghm_c_loss",
+        diagnostics: bool = False,
+    ) -> None:
+        super().__init__(
+            bins=bins,
+            momentum=momentum,
+            dialect=dialect,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            name=name,
+            sync_density=sync_density,
+            diagnostics=diagnostics,
+        )
 
 
 @keras.saving.register_keras_serializable(package="ghm")
@@ -80,12 +96,29 @@ class GHMRLoss(GHMLossBase):
 
     kind = "r"
 
-    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, dialect: str = "paper",
-                 reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
-                 name: str | None = "ghm_r_loss", diagnostics: bool = False) -> None:
+    def __init__(
+        self,
+        mu: float = 0.02,
+        bins: int = 10,
+        momentum: float = 0.0,
+        dialect: str = "paper",
+        reduction: str = "mean",
+        loss_weight: float = 1.0,
+        sync_density: bool = False,
+        name: str | None = "ghm_r_loss",
+        diagnostics: bool = False,
+    ) -> None:
         ghm_args.check_mu(mu)
-        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight, name=name, sync_density=sync_density, diagnostics=diagnostics)
+        super().__init__(
+            bins=bins,
+            momentum=momentum,
+            dialect=dialect,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            name=name,
+            sync_density=sync_density,
+            diagnostics=diagnostics,
+        )
         self.mu = float(mu)
 
     def hyper(self) -> dict:

@@ -50,7 +50,9 @@ def check_shape(name: str, x: tf.Tensor, *likes: tf.TensorShape) -> None:
     if x.shape.rank is None or any(s.rank is None for s in likes):
         return
     if not any(matches(x.shape, s) for s in likes):
-        raise ValueError(f"{name} must have shape {' or '.join(_shape_str(s) for s in likes)}, got {_shape_str(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape {' or '.join(_shape_str(s) for s in likes)}, got {_shape_str(x.shape)}"
+        )
 
 
 def require_rank(name: str, x: tf.Tensor, why: str) -> None:
@@ -90,8 +92,9 @@ def expand_per_anchor(mask: tf.Tensor, pred: tf.Tensor, name: str) -> tf.Tensor:
     """A mask shaped like pred.shape[:-1] (one value per anchor), broadcast over the last axis;
     at run time its shape must equal pred.shape[:-1] exactly."""
     if not fully_known(mask, pred):
-        tf.debugging.assert_equal(tf.shape(mask), tf.shape(pred)[:-1],
-                                  message=f"{name} must have the shape of y_pred or y_pred.shape[:-1]")
+        tf.debugging.assert_equal(
+            tf.shape(mask), tf.shape(pred)[:-1], message=f"{name} must have the shape of y_pred or y_pred.shape[:-1]"
+        )
         # XLA drops asserts: the reshape fails there unless the anchor counts agree
         mask = tf.reshape(mask, tf.shape(pred)[:-1])
     return tf.broadcast_to(mask[..., None], tf.shape(pred))
@@ -124,11 +127,16 @@ def to_mask(name: str, weight, pred: tf.Tensor) -> tf.Tensor:
     valid = positive(w)
     if w.shape.rank is None or pred.shape.rank is None:
         if in_xla():  # XLA compiles both branches of a cond, and one of them has mismatched shapes
-            raise ValueError(f"{name} and y_pred must have known ranks when traced for XLA (jit_compile): with a "
-                             f"rank unknown, whether {name} is per entry or per anchor is only known at run time; "
-                             f"give the tf.function an input_signature with ranks, e.g. TensorSpec([None, None])")
-        return tf.cond(tf.equal(tf.rank(valid), tf.rank(pred)), lambda: same_shape(name, valid, pred),
-                       lambda: expand_per_anchor(valid, pred, name))
+            raise ValueError(
+                f"{name} and y_pred must have known ranks when traced for XLA (jit_compile): with a "
+                f"rank unknown, whether {name} is per entry or per anchor is only known at run time; "
+                f"give the tf.function an input_signature with ranks, e.g. TensorSpec([None, None])"
+            )
+        return tf.cond(
+            tf.equal(tf.rank(valid), tf.rank(pred)),
+            lambda: same_shape(name, valid, pred),
+            lambda: expand_per_anchor(valid, pred, name),
+        )
     if w.shape.rank == pred.shape.rank:
         return same_shape(name, valid, pred)
     return expand_per_anchor(valid, pred, name)
@@ -161,14 +169,20 @@ def is_class_index_target(target: tf.Tensor, pred: tf.Tensor) -> bool:
     if matches(target.shape, pred.shape):
         return False
     if pred.shape.rank == 0 or not matches(target.shape, pred.shape[:-1]):
-        raise ValueError(f"an integer y_true must have the shape of y_pred {_shape_str(pred.shape)} (0/1 labels) or "
-                         f"y_pred.shape[:-1] = {_shape_str(pred.shape[:-1])} (class indices), got "
-                         f"{_shape_str(target.shape)}")
+        raise ValueError(
+            f"an integer y_true must have the shape of y_pred {_shape_str(pred.shape)} (0/1 labels) or "
+            f"y_pred.shape[:-1] = {_shape_str(pred.shape[:-1])} (class indices), got "
+            f"{_shape_str(target.shape)}"
+        )
     if pred.shape[-1] is None:
-        raise ValueError("y_pred must have a known last dimension (the number of classes C) when y_true holds "
-                         "class indices; got y_pred of shape " + _shape_str(pred.shape))
+        raise ValueError(
+            "y_pred must have a known last dimension (the number of classes C) when y_true holds "
+            "class indices; got y_pred of shape " + _shape_str(pred.shape)
+        )
     if pred.shape[-1] == 1:
-        raise ValueError(f"an integer y_true of shape {_shape_str(target.shape)} with a single logit per anchor "
-                         f"(C = 1) is ambiguous: class indices (label 1 = background) or binary labels? Pass the "
-                         f"labels shaped like y_pred {_shape_str(pred.shape)}, e.g. y[..., None], for binary labels")
+        raise ValueError(
+            f"an integer y_true of shape {_shape_str(target.shape)} with a single logit per anchor "
+            f"(C = 1) is ambiguous: class indices (label 1 = background) or binary labels? Pass the "
+            f"labels shaped like y_pred {_shape_str(pred.shape)}, e.g. y[..., None], for binary labels"
+        )
     return True

@@ -70,8 +70,22 @@ def positive_entries(y_true, pred: tf.Tensor) -> tf.Tensor:
     return tf.equal(tf.cast(target, compute_dtype(pred)), 1)
 
 
-def collect(*, positive, ind, per_entry_grad, counts, local_counts, ok, beta, new_state, n_valid, bins: int,
-            momentum: float, reduction: str, loss_weight: float) -> Diagnostics:
+def collect(
+    *,
+    positive,
+    ind,
+    per_entry_grad,
+    counts,
+    local_counts,
+    ok,
+    beta,
+    new_state,
+    n_valid,
+    bins: int,
+    momentum: float,
+    reduction: str,
+    loss_weight: float,
+) -> Diagnostics:
     """The hook ``harmonized_loss`` calls with its internals. ``positive``: per entry, whether its
     target is 1 (GHM-C), or None (GHM-R). ``ind`` puts masked entries in slot ``bins`` (their
     per_entry_grad, possibly NaN, lands there and is dropped). ``counts`` / ``beta`` are global
@@ -96,10 +110,16 @@ def collect(*, positive, ind, per_entry_grad, counts, local_counts, ok, beta, ne
         local_n = tf.maximum(tf.reduce_sum(local_counts[:bins]), 1)
         fraction = unless_poisoned(tf.cast(positives, dtype) / tf.cast(local_n, dtype))
     counted = tf.where(ok, r, tf.zeros_like(r))
-    return Diagnostics(counts=counted, valid=tf.reduce_sum(counted), nonempty=tf.math.count_nonzero(counted),
-                       density=unless_poisoned(density), beta=beta[:bins],
-                       grad_mass=unless_poisoned(plain * beta[:bins] * abs(loss_weight)),
-                       plain_mass=unless_poisoned(plain), positive_fraction=fraction)
+    return Diagnostics(
+        counts=counted,
+        valid=tf.reduce_sum(counted),
+        nonempty=tf.math.count_nonzero(counted),
+        density=unless_poisoned(density),
+        beta=beta[:bins],
+        grad_mass=unless_poisoned(plain * beta[:bins] * abs(loss_weight)),
+        plain_mass=unless_poisoned(plain),
+        positive_fraction=fraction,
+    )
 
 
 def collector(kind: str, y_true=None, pred: tf.Tensor | None = None):

@@ -63,8 +63,9 @@ _BINCOUNT_CHUNK = 1 << 30  # entries per int32 histogram: exact, with room to sp
 
 
 def _bincount_int32(flat: tf.Tensor, slots: int) -> tf.Tensor:
-    return tf.raw_ops.DenseBincount(input=flat, size=tf.constant(slots, tf.int32), weights=tf.constant([], tf.int32),
-                                    binary_output=False)
+    return tf.raw_ops.DenseBincount(
+        input=flat, size=tf.constant(slots, tf.int32), weights=tf.constant([], tf.int32), binary_output=False
+    )
 
 
 def _chunked_counts(flat: tf.Tensor, slots: int) -> tf.Tensor:
@@ -73,7 +74,7 @@ def _chunked_counts(flat: tf.Tensor, slots: int) -> tf.Tensor:
     chunks = (size + _BINCOUNT_CHUNK - 1) // _BINCOUNT_CHUNK
 
     def body(k, total):
-        part = flat[k * _BINCOUNT_CHUNK:(k + 1) * _BINCOUNT_CHUNK]
+        part = flat[k * _BINCOUNT_CHUNK : (k + 1) * _BINCOUNT_CHUNK]
         return k + 1, total + tf.cast(_bincount_int32(part, slots), tf.int64)
 
     _, total = tf.while_loop(lambda k, _: k < chunks, body, (tf.constant(0, tf.int64), tf.zeros([slots], tf.int64)))
@@ -95,10 +96,10 @@ def _packed_segment_counts(flat: tf.Tensor, slots: int) -> tf.Tensor:
     with the extra letter S (alphabet S + 1)."""
     n = flat.shape[0]
     alphabet = slots if n is not None else slots + 1
-    k = max(j for j in (1, 2, 3, 4) if j == 1 or alphabet ** j <= _PACKED_SLOTS)
+    k = max(j for j in (1, 2, 3, 4) if j == 1 or alphabet**j <= _PACKED_SLOTS)
     # XLA writes the ones out in full: int32 halves that, and is exact below 2^31 entries per call
     # (the static size decides; an unknown one keeps int64)
-    count_dtype = tf.int32 if n is not None and n < 2 ** 31 else tf.int64
+    count_dtype = tf.int32 if n is not None and n < 2**31 else tf.int64
     if k == 1 or (n is not None and n < k):
         ones = tf.ones_like(flat, dtype=count_dtype)
         return tf.cast(tf.math.unsorted_segment_sum(ones, flat, slots), tf.int64)
@@ -111,7 +112,7 @@ def _packed_segment_counts(flat: tf.Tensor, slots: int) -> tf.Tensor:
     code = letters[:, 0]
     for j in range(1, k):
         code = code * alphabet + letters[:, j]
-    joint = tf.math.unsorted_segment_sum(tf.ones_like(code, dtype=count_dtype), code, alphabet ** k)
+    joint = tf.math.unsorted_segment_sum(tf.ones_like(code, dtype=count_dtype), code, alphabet**k)
     joint = tf.reshape(joint, [alphabet] * k)
     counts = tf.add_n([tf.reduce_sum(joint, axis=[a for a in range(k) if a != j]) for j in range(k)])[:slots]
     if tail is not None and n % k:
@@ -132,8 +133,17 @@ def ema(s_prev: tf.Tensor, r: tf.Tensor, alpha: float) -> tf.Tensor:
     return alpha * s_prev + (1.0 - alpha) * r
 
 
-def harmonize(counts: tf.Tensor, ok: tf.Tensor, *, bins: int, momentum: float, dialect: str, dtype: tf.DType,
-              state=None, initialized=None):
+def harmonize(
+    counts: tf.Tensor,
+    ok: tf.Tensor,
+    *,
+    bins: int,
+    momentum: float,
+    dialect: str,
+    dtype: tf.DType,
+    state=None,
+    initialized=None,
+):
     """Per-region beta from the counts of ``region_counts`` (spec.md section 4).
 
     Returns (beta, new_state, new_initialized, n_valid): ``beta`` has bins + 1 values, the last
@@ -169,9 +179,11 @@ def harmonize(counts: tf.Tensor, ok: tf.Tensor, *, bins: int, momentum: float, d
     return beta, tf.where(update, tf.cast(s, state.dtype), state), tf.logical_or(initialized, update), n_valid
 
 
-SECOND_ORDER_ERROR = ("the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
-                      "constant for backprop, spec.md 5), so it cannot be differentiated again (a gradient penalty "
-                      "or a Hessian-vector product through the loss)")
+SECOND_ORDER_ERROR = (
+    "the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
+    "constant for backprop, spec.md 5), so it cannot be differentiated again (a gradient penalty "
+    "or a Hessian-vector product through the loss)"
+)
 
 
 def _differentiable_once(inputs: tuple[tf.Tensor, ...], value: tf.Tensor) -> tf.Tensor:
@@ -201,6 +213,7 @@ def _with_gradient(pred: tf.Tensor, loss: tf.Tensor, grad: tf.Tensor, target_ter
         return _differentiable_once(inputs, tf.cast(tf.cast(upstream, g.dtype) * g, x.dtype))
 
     if target_terms is None:
+
         @tf.custom_gradient
         def attach(p):
             return tf.identity(loss), lambda upstream: times(upstream, p, grad, (p,))
@@ -210,8 +223,10 @@ def _with_gradient(pred: tf.Tensor, loss: tf.Tensor, grad: tf.Tensor, target_ter
 
     @tf.custom_gradient
     def attach_both(p, t):
-        return tf.identity(loss), lambda upstream: (times(upstream, p, grad, (p, t)),
-                                                    times(upstream, t, target_grad, (p, t)))
+        return tf.identity(loss), lambda upstream: (
+            times(upstream, p, grad, (p, t)),
+            times(upstream, t, target_grad, (p, t)),
+        )
 
     return attach_both(pred, target)
 
@@ -228,9 +243,25 @@ def sum_counts(counts: tf.Tensor, ok: tf.Tensor, bins: int) -> tuple[tf.Tensor, 
     return summed, tf.equal(summed[bins], 0)
 
 
-def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, target_terms=None, *, bins, momentum,
-                    dialect, reduction, loss_weight, state=None, initialized=None, sync_density: bool = False,
-                    diagnose=None):
+def harmonized_loss(
+    pred,
+    per_entry_loss,
+    per_entry_grad,
+    ind,
+    ok,
+    valid=None,
+    target_terms=None,
+    *,
+    bins,
+    momentum,
+    dialect,
+    reduction,
+    loss_weight,
+    state=None,
+    initialized=None,
+    sync_density: bool = False,
+    diagnose=None,
+):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
     ``per_entry_loss`` / ``per_entry_grad`` are L_i and dL_i/dpred_i (computed without gradient
@@ -251,7 +282,8 @@ def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, t
     if sync_density:
         counts, ok = sum_counts(counts, ok, bins)
     beta, new_state, new_initialized, n_valid = harmonize(
-        counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized)
+        counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized
+    )
     scale = tf.constant(loss_weight, dtype)
     if reduction == "mean":
         scale = scale / tf.cast(tf.maximum(n_valid, 1), dtype)
@@ -269,7 +301,18 @@ def harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, valid=None, t
     loss = weighted if reduction == "none" else _accurate_sum(weighted)
     if diagnose is None:
         return _with_gradient(pred, loss, grad, target_terms), new_state, new_initialized
-    diagnostics = diagnose(ind=ind, per_entry_grad=per_entry_grad, counts=counts, local_counts=local_counts, ok=ok,
-                           beta=beta, new_state=new_state, n_valid=n_valid, bins=bins, momentum=momentum,
-                           reduction=reduction, loss_weight=loss_weight)
+    diagnostics = diagnose(
+        ind=ind,
+        per_entry_grad=per_entry_grad,
+        counts=counts,
+        local_counts=local_counts,
+        ok=ok,
+        beta=beta,
+        new_state=new_state,
+        n_valid=n_valid,
+        bins=bins,
+        momentum=momentum,
+        reduction=reduction,
+        loss_weight=loss_weight,
+    )
     return _with_gradient(pred, loss, grad, target_terms), new_state, new_initialized, diagnostics

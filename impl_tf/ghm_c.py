@@ -5,8 +5,17 @@ from __future__ import annotations
 import tensorflow as tf
 
 from . import _diagnostics
-from ._checks import (BOOL, FLOATING, INTEGER, as_tensor, check_hyper, compute_dtype, is_class_index_target,
-                      same_shape, to_mask)
+from ._checks import (
+    BOOL,
+    FLOATING,
+    INTEGER,
+    as_tensor,
+    check_hyper,
+    compute_dtype,
+    is_class_index_target,
+    same_shape,
+    to_mask,
+)
 from ._harmonize import harmonized_loss, poison_in_counts, region_index
 
 
@@ -79,15 +88,31 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
     return per_entry_loss, per_entry_grad, ind, ok, valid, target_terms
 
 
-def ghm_c_loss(y_true, y_pred, label_weight=None, *, bins: int = 30, dialect: str = "paper",
-               reduction: str = "mean", loss_weight: float = 1.0, diagnostics: bool = False):
+def ghm_c_loss(
+    y_true,
+    y_pred,
+    label_weight=None,
+    *,
+    bins: int = 30,
+    dialect: str = "paper",
+    reduction: str = "mean",
+    loss_weight: float = 1.0,
+    diagnostics: bool = False,
+):
     """Stateless GHM-C (no momentum), Keras argument order; same semantics as :class:`GHMCLoss`
     (no distribution scaling: this is the plain function). With ``diagnostics=True`` returns
     ``(loss, Diagnostics)``: what the call did (spec.md 13), else the loss."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     pred = as_tensor("y_pred", y_pred, allowed=(FLOATING,))
     valid = None if label_weight is None else to_mask("label_weight", label_weight, pred)
-    out = harmonized_loss(pred, *_prepare(y_true, pred, valid, bins), bins=bins, momentum=0.0, dialect=dialect,
-                          reduction=reduction, loss_weight=loss_weight,
-                          diagnose=_diagnostics.collector("c", y_true, pred) if diagnostics else None)
+    out = harmonized_loss(
+        pred,
+        *_prepare(y_true, pred, valid, bins),
+        bins=bins,
+        momentum=0.0,
+        dialect=dialect,
+        reduction=reduction,
+        loss_weight=loss_weight,
+        diagnose=_diagnostics.collector("c", y_true, pred) if diagnostics else None,
+    )
     return (out[0], out[3]) if diagnostics else out[0]

@@ -54,8 +54,18 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: 
     return per_entry_loss, per_entry_grad, ind, ok, valid, (target, -per_entry_grad)
 
 
-def ghm_r_loss(y_true, y_pred, label_weight=None, *, mu: float = 0.02, bins: int = 10, dialect: str = "paper",
-               reduction: str = "mean", loss_weight: float = 1.0, diagnostics: bool = False):
+def ghm_r_loss(
+    y_true,
+    y_pred,
+    label_weight=None,
+    *,
+    mu: float = 0.02,
+    bins: int = 10,
+    dialect: str = "paper",
+    reduction: str = "mean",
+    loss_weight: float = 1.0,
+    diagnostics: bool = False,
+):
     """Stateless GHM-R (no momentum), Keras argument order; same semantics as :class:`GHMRLoss`
     (no distribution scaling: this is the plain function). With ``diagnostics=True`` returns
     ``(loss, Diagnostics)``: what the call did (spec.md 13), else the loss."""
@@ -63,7 +73,14 @@ def ghm_r_loss(y_true, y_pred, label_weight=None, *, mu: float = 0.02, bins: int
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     pred = as_tensor("y_pred", y_pred, allowed=(FLOATING,))
     valid = None if label_weight is None else to_mask("label_weight", label_weight, pred)
-    out = harmonized_loss(pred, *_prepare(y_true, pred, valid, mu, bins), bins=bins, momentum=0.0, dialect=dialect,
-                          reduction=reduction, loss_weight=loss_weight,
-                          diagnose=_diagnostics.collector("r") if diagnostics else None)
+    out = harmonized_loss(
+        pred,
+        *_prepare(y_true, pred, valid, mu, bins),
+        bins=bins,
+        momentum=0.0,
+        dialect=dialect,
+        reduction=reduction,
+        loss_weight=loss_weight,
+        diagnose=_diagnostics.collector("r") if diagnostics else None,
+    )
     return (out[0], out[3]) if diagnostics else out[0]

@@ -1,9 +1,9 @@
 """Fast, sync-free, compilable PyTorch GHM-C and GHM-R (see spec.md).
 
-    from impl_torch import GHMCLoss
-    crit = GHMCLoss(bins=30, momentum=0.75)
-    loss = crit(logits, targets, label_weights)
-    GHMCLoss(..., diagnostics=True).last_diagnostics()   # what the last call did (spec.md 13)
+from impl_torch import GHMCLoss
+crit = GHMCLoss(bins=30, momentum=0.75)
+loss = crit(logits, targets, label_weights)
+GHMCLoss(..., diagnostics=True).last_diagnostics()   # what the last call did (spec.md 13)
 """
 
 from ._diagnostics import Diagnostics

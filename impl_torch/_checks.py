@@ -14,8 +14,9 @@ FLOATING, BOOL, INTEGER = "floating", "bool", "integer"
 
 
 def check_hyper(*, bins, momentum, dialect, reduction, loss_weight) -> None:
-    ghm_args.check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                         loss_weight=loss_weight, symbolic=_SYMBOLIC)
+    ghm_args.check_hyper(
+        bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight, symbolic=_SYMBOLIC
+    )
 
 
 def check_mu(mu) -> None:
@@ -61,8 +62,12 @@ def compute_dtype(pred: torch.Tensor) -> torch.dtype:
 
 
 # a float dtype -> (the signed integer of its width, the bits of +inf in it)
-_INF_BITS = {torch.float16: (torch.int16, 0x7C00), torch.bfloat16: (torch.int16, 0x7F80),
-             torch.float32: (torch.int32, 0x7F800000), torch.float64: (torch.int64, 0x7FF0000000000000)}
+_INF_BITS = {
+    torch.float16: (torch.int16, 0x7C00),
+    torch.bfloat16: (torch.int16, 0x7F80),
+    torch.float32: (torch.int32, 0x7F800000),
+    torch.float64: (torch.int64, 0x7FF0000000000000),
+}
 
 
 def positive(w: torch.Tensor) -> torch.Tensor:
@@ -105,11 +110,15 @@ def is_class_index_target(target: torch.Tensor, pred: torch.Tensor) -> bool:
     if _kind(target) != INTEGER:
         raise ValueError(f"target must have the shape of pred {fmt(pred.shape)}, got {fmt(target.shape)}")
     if pred.dim() == 0 or not same_shape(target.shape, pred.shape[:-1]):
-        raise ValueError(f"an integer target must have the shape of pred {fmt(pred.shape)} (0/1 labels) or "
-                         f"pred.shape[:-1] = {fmt(pred.shape[:-1])} (class indices), got {fmt(target.shape)}")
+        raise ValueError(
+            f"an integer target must have the shape of pred {fmt(pred.shape)} (0/1 labels) or "
+            f"pred.shape[:-1] = {fmt(pred.shape[:-1])} (class indices), got {fmt(target.shape)}"
+        )
     if pred.shape[-1] == 1:
-        raise ValueError(f"an integer target of shape {fmt(target.shape)} with a single logit per anchor "
-                         f"(C = 1) is ambiguous: class indices (label 1 = background) or binary labels? Pass "
-                         f"the labels shaped like pred {fmt(pred.shape)}, e.g. target.unsqueeze(-1), for "
-                         f"binary labels")
+        raise ValueError(
+            f"an integer target of shape {fmt(target.shape)} with a single logit per anchor "
+            f"(C = 1) is ambiguous: class indices (label 1 = background) or binary labels? Pass "
+            f"the labels shaped like pred {fmt(pred.shape)}, e.g. target.unsqueeze(-1), for "
+            f"binary labels"
+        )
     return True

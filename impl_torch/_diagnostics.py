@@ -79,9 +79,24 @@ def _positive_entries(kind: str, pred: torch.Tensor, target: torch.Tensor) -> to
     return labels.unsqueeze(-1) == torch.arange(pred.shape[-1], device=labels.device)
 
 
-def collect(*, kind: str, pred: torch.Tensor, target: torch.Tensor, ind: torch.Tensor, per_entry_grad: torch.Tensor,
-            counts: torch.Tensor, local_counts: torch.Tensor, ok: torch.Tensor, beta: torch.Tensor, new_state,
-            n_valid: torch.Tensor, bins: int, momentum: float, reduction: str, loss_weight) -> Diagnostics:
+def collect(
+    *,
+    kind: str,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    ind: torch.Tensor,
+    per_entry_grad: torch.Tensor,
+    counts: torch.Tensor,
+    local_counts: torch.Tensor,
+    ok: torch.Tensor,
+    beta: torch.Tensor,
+    new_state,
+    n_valid: torch.Tensor,
+    bins: int,
+    momentum: float,
+    reduction: str,
+    loss_weight,
+) -> Diagnostics:
     """The hook ``harmonized_loss`` calls with its internals, before the gradient overwrites
     ``per_entry_grad``: ``ind`` (masked entries in slot ``bins``; compiled, poisoned ones in
     ``bins + 1``), ``counts`` / ``beta`` (global under sync_density), ``local_counts`` (this
@@ -106,10 +121,16 @@ def collect(*, kind: str, pred: torch.Tensor, target: torch.Tensor, ind: torch.T
         positives = (positive & (ind < bins)).sum()
         fraction = unless_poisoned(positives.to(dtype) / local_counts[:bins].sum().clamp(min=1).to(dtype))
     counted = torch.where(ok, r, torch.zeros_like(r))
-    return Diagnostics(counts=counted, valid=counted.sum(), nonempty=(counted > 0).sum(),
-                       density=unless_poisoned(density), beta=beta[:bins],
-                       grad_mass=unless_poisoned(plain * beta[:bins] * abs(loss_weight)),
-                       plain_mass=unless_poisoned(plain), positive_fraction=fraction)
+    return Diagnostics(
+        counts=counted,
+        valid=counted.sum(),
+        nonempty=(counted > 0).sum(),
+        density=unless_poisoned(density),
+        beta=beta[:bins],
+        grad_mass=unless_poisoned(plain * beta[:bins] * abs(loss_weight)),
+        plain_mass=unless_poisoned(plain),
+        positive_fraction=fraction,
+    )
 
 
 def collector(kind: str, pred: torch.Tensor, target: torch.Tensor):
@@ -118,6 +139,7 @@ def collector(kind: str, pred: torch.Tensor, target: torch.Tensor):
 
 
 # ---------------------------------------------------------------- the modules' buffers
+
 
 def register_buffers(module: torch.nn.Module, bins: int) -> None:
     """Non-persistent buffers (moved by ``.to(device)``, not in ``state_dict``), zeros until the
@@ -136,6 +158,8 @@ def store(module: torch.nn.Module, diagnostics: Diagnostics) -> None:
 
 def read(module: torch.nn.Module) -> Diagnostics:
     if not getattr(module, "diagnostics", False):
-        raise RuntimeError(f"{type(module).__name__} was built without diagnostics: construct it with "
-                           f"diagnostics=True to record what each call did")
+        raise RuntimeError(
+            f"{type(module).__name__} was built without diagnostics: construct it with "
+            f"diagnostics=True to record what each call did"
+        )
     return Diagnostics(*(getattr(module, f"diagnostics_{field}").clone() for field in FIELDS))

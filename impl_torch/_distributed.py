@@ -13,17 +13,23 @@ def world_size(process_group=None) -> int:
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        raise ValueError("sync_density=True needs torch.distributed initialised (init_process_group) before the "
-                         "loss is called; without it, use sync_density=False (each process harmonizes its own batch)")
+        raise ValueError(
+            "sync_density=True needs torch.distributed initialised (init_process_group) before the "
+            "loss is called; without it, use sync_density=False (each process harmonizes its own batch)"
+        )
     size = dist.get_world_size(process_group)
     if size < 1:  # -1: this process is not in the group; its all_reduce would do nothing
-        raise ValueError(f"sync_density=True: this process (global rank {dist.get_rank()}) is not a member of "
-                         f"process_group, so there is no global batch to sum over; call the loss with the group "
-                         f"this process trains in (or sync_density=False)")
+        raise ValueError(
+            f"sync_density=True: this process (global rank {dist.get_rank()}) is not a member of "
+            f"process_group, so there is no global batch to sum over; call the loss with the group "
+            f"this process trains in (or sync_density=False)"
+        )
     return size
 
 
-def sum_counts(counts: torch.Tensor, ok: torch.Tensor, bins: int, process_group=None) -> tuple[torch.Tensor, torch.Tensor]:
+def sum_counts(
+    counts: torch.Tensor, ok: torch.Tensor, bins: int, process_group=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The counts of the global batch and whether every worker's batch is ok. The spare slot
     ``bins`` (the local masked count, not needed globally) carries "this worker is not ok", so
     that a poisoned batch anywhere poisons every worker and no EMA state moves."""
@@ -31,8 +37,9 @@ def sum_counts(counts: torch.Tensor, ok: torch.Tensor, bins: int, process_group=
     if torch.compiler.is_compiling():
         import torch.distributed._functional_collectives as funcol
 
-        summed = funcol.all_reduce(packed, "sum", process_group if process_group is not None else
-                                   torch.distributed.group.WORLD)
+        summed = funcol.all_reduce(
+            packed, "sum", process_group if process_group is not None else torch.distributed.group.WORLD
+        )
     else:
         torch.distributed.all_reduce(packed, group=process_group)
         summed = packed

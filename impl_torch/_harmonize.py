@@ -27,8 +27,9 @@ def index_dtype(bins: int) -> torch.dtype:
     return torch.int32
 
 
-def region_index(g: torch.Tensor, bins: int, valid: torch.Tensor | None = None,
-                 bad: torch.Tensor | None = None) -> torch.Tensor:
+def region_index(
+    g: torch.Tensor, bins: int, valid: torch.Tensor | None = None, bad: torch.Tensor | None = None
+) -> torch.Tensor:
     """ind(g) = min(floor(g * M), M - 1), with g = 1 in the last region (spec.md 2.3).
 
     ``g`` must be >= 0 (a gradient norm, float32 or float64); it is consumed: scaled in place
@@ -145,8 +146,17 @@ def ema(s_prev: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
     return alpha * s_prev + (1.0 - alpha) * r
 
 
-def harmonize(counts: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float, dialect: str, dtype: torch.dtype,
-              state: torch.Tensor | None = None, initialized: torch.Tensor | None = None):
+def harmonize(
+    counts: torch.Tensor,
+    ok: torch.Tensor,
+    *,
+    bins: int,
+    momentum: float,
+    dialect: str,
+    dtype: torch.dtype,
+    state: torch.Tensor | None = None,
+    initialized: torch.Tensor | None = None,
+):
     """Per-region beta from the counts of ``region_counts`` (spec.md section 4).
 
     Returns (beta, new_state, new_initialized, n_valid): ``beta`` has bins + 1 values, the last
@@ -177,11 +187,19 @@ def harmonize(counts: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: fl
 
 
 @torch.library.custom_op("ghm_loss::harmonize", mutates_args=())
-def _harmonize_op(counts: torch.Tensor, ok: torch.Tensor, state: torch.Tensor | None, initialized: torch.Tensor | None,
-                  bins: int, momentum: float, dialect: str,
-                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    beta, new_state, new_initialized, n_valid = harmonize(counts, ok, bins=bins, momentum=momentum, dialect=dialect,
-                                                          dtype=dtype, state=state, initialized=initialized)
+def _harmonize_op(
+    counts: torch.Tensor,
+    ok: torch.Tensor,
+    state: torch.Tensor | None,
+    initialized: torch.Tensor | None,
+    bins: int,
+    momentum: float,
+    dialect: str,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    beta, new_state, new_initialized, n_valid = harmonize(
+        counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized
+    )
     if momentum == 0.0:  # no state: empty placeholders (a custom op returns tensors, never its inputs)
         return beta, counts.new_empty(0, dtype=torch.float32), counts.new_empty(0, dtype=torch.bool), n_valid
     return beta, new_state, new_initialized, n_valid
@@ -190,26 +208,31 @@ def _harmonize_op(counts: torch.Tensor, ok: torch.Tensor, state: torch.Tensor | 
 @_harmonize_op.register_fake
 def _(counts, ok, state, initialized, bins, momentum, dialect, dtype):
     empty_state = momentum == 0.0
-    return (counts.new_empty(bins + 1, dtype=dtype),
-            counts.new_empty(0 if empty_state else bins, dtype=torch.float32),
-            counts.new_empty(0 if empty_state else (), dtype=torch.bool),
-            counts.new_empty((), dtype=torch.int64))
+    return (
+        counts.new_empty(bins + 1, dtype=dtype),
+        counts.new_empty(0 if empty_state else bins, dtype=torch.float32),
+        counts.new_empty(0 if empty_state else (), dtype=torch.bool),
+        counts.new_empty((), dtype=torch.int64),
+    )
 
 
 def _harmonize_compiled(counts, ok, *, bins, momentum, dialect, dtype, state, initialized):
     """``harmonize`` as one opaque op under torch.compile: its arithmetic on bins + 1 values must
     run once per call, not be inlined into the per-entry loop (as inductor otherwise does)."""
-    beta, new_state, new_initialized, n_valid = _harmonize_op(counts, ok, state, initialized, bins, momentum,
-                                                              dialect, dtype)
+    beta, new_state, new_initialized, n_valid = _harmonize_op(
+        counts, ok, state, initialized, bins, momentum, dialect, dtype
+    )
     if momentum == 0.0:
         return beta, state, initialized, n_valid
     return beta, new_state, new_initialized, n_valid
 
 
-SECOND_ORDER_ERROR = ("the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
-                      "constant for backprop, spec.md 5) and has no graph of its own, so it cannot be taken with "
-                      "create_graph=True (a gradient penalty, a Hessian-vector product, second-order "
-                      "meta-learning through the loss); take it without create_graph")
+SECOND_ORDER_ERROR = (
+    "the GHM losses are differentiable once: their gradient is formed with the loss (beta is a "
+    "constant for backprop, spec.md 5) and has no graph of its own, so it cannot be taken with "
+    "create_graph=True (a gradient penalty, a Hessian-vector product, second-order "
+    "meta-learning through the loss); take it without create_graph"
+)
 
 
 class _WithGradient(torch.autograd.Function):
@@ -239,9 +262,22 @@ class _WithGradient(torch.autograd.Function):
         return d_pred, d_target, None, None, None
 
 
-def weights_table(counts: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float, dialect: str, reduction: str,
-                  loss_weight, dtype: torch.dtype, state=None, initialized=None, sync_density: bool = False,
-                  process_group=None, details: bool = False):
+def weights_table(
+    counts: torch.Tensor,
+    ok: torch.Tensor,
+    *,
+    bins: int,
+    momentum: float,
+    dialect: str,
+    reduction: str,
+    loss_weight,
+    dtype: torch.dtype,
+    state=None,
+    initialized=None,
+    sync_density: bool = False,
+    process_group=None,
+    details: bool = False,
+):
     """beta_j * scale per region from the counts (bins + 1: the last, the masked entries', 0), with
     scale = loss_weight (/ N for "mean"; times the world size W with ``sync_density``, spec.md 11).
     Returns (table, new_state, new_initialized), and with ``details`` a fourth value
@@ -253,7 +289,8 @@ def weights_table(counts: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum
         workers = world_size(process_group)
         counts, ok = sum_counts(counts, ok, bins, process_group)
     beta, new_state, new_initialized, n_valid = (_harmonize_compiled if torch.compiler.is_compiling() else harmonize)(
-        counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized)
+        counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized
+    )
     scale = loss_weight * workers if reduction != "none" else loss_weight
     if reduction == "mean":
         scale = scale / n_valid.clamp(min=1).to(dtype)
@@ -263,11 +300,27 @@ def weights_table(counts: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum
     return table, new_state, new_initialized
 
 
-def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_grad: torch.Tensor,
-                    ind: torch.Tensor, ok: torch.Tensor, *, bins: int, momentum: float, dialect: str,
-                    reduction: str, loss_weight, state=None, initialized=None, scratch: torch.Tensor | None = None,
-                    sync_density: bool = False, process_group=None, target: torch.Tensor | None = None,
-                    per_entry_target_grad: torch.Tensor | None = None, diagnose=None):
+def harmonized_loss(
+    pred: torch.Tensor,
+    per_entry_loss: torch.Tensor,
+    per_entry_grad: torch.Tensor,
+    ind: torch.Tensor,
+    ok: torch.Tensor,
+    *,
+    bins: int,
+    momentum: float,
+    dialect: str,
+    reduction: str,
+    loss_weight,
+    state=None,
+    initialized=None,
+    scratch: torch.Tensor | None = None,
+    sync_density: bool = False,
+    process_group=None,
+    target: torch.Tensor | None = None,
+    per_entry_target_grad: torch.Tensor | None = None,
+    diagnose=None,
+):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), with d loss / d pred attached.
 
     ``per_entry_loss`` / ``per_entry_grad`` (L_i and dL_i/dpred_i, computed without autograd)
@@ -290,19 +343,50 @@ def harmonized_loss(pred: torch.Tensor, per_entry_loss: torch.Tensor, per_entry_
             counts = counts[: bins + 1]
         if diagnose is None:
             table, new_state, new_initialized = weights_table(
-                counts, ok, bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                loss_weight=loss_weight, dtype=dtype, state=state, initialized=initialized, sync_density=sync_density,
-                process_group=process_group)
+                counts,
+                ok,
+                bins=bins,
+                momentum=momentum,
+                dialect=dialect,
+                reduction=reduction,
+                loss_weight=loss_weight,
+                dtype=dtype,
+                state=state,
+                initialized=initialized,
+                sync_density=sync_density,
+                process_group=process_group,
+            )
         else:
             local_counts = counts
             table, new_state, new_initialized, (counts, ok, beta, n_valid) = weights_table(
-                counts, ok, bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                loss_weight=loss_weight, dtype=dtype, state=state, initialized=initialized, sync_density=sync_density,
-                process_group=process_group, details=True)
+                counts,
+                ok,
+                bins=bins,
+                momentum=momentum,
+                dialect=dialect,
+                reduction=reduction,
+                loss_weight=loss_weight,
+                dtype=dtype,
+                state=state,
+                initialized=initialized,
+                sync_density=sync_density,
+                process_group=process_group,
+                details=True,
+            )
             diagnostics = diagnose(  # before per_entry_grad becomes the gradient
-                ind=ind, per_entry_grad=per_entry_grad, counts=counts, local_counts=local_counts, ok=ok, beta=beta,
-                new_state=new_state, n_valid=n_valid, bins=bins, momentum=momentum, reduction=reduction,
-                loss_weight=loss_weight)
+                ind=ind,
+                per_entry_grad=per_entry_grad,
+                counts=counts,
+                local_counts=local_counts,
+                ok=ok,
+                beta=beta,
+                new_state=new_state,
+                n_valid=n_valid,
+                bins=bins,
+                momentum=momentum,
+                reduction=reduction,
+                loss_weight=loss_weight,
+            )
         if poisoned_slot:
             table = torch.cat([table, table.new_full((1,), torch.nan)])  # the poison slot's weight
         if torch.compiler.is_compiling():
@@ -350,14 +434,43 @@ class _NativeGradient(torch.autograd.Function):
         if per_entry_upstream:  # reduction "none": an upstream gradient per entry
             d_pred = d_pred.mul_(grad_out) if need_x else None
             d_target = d_target.mul_(grad_out) if need_t else None
-        return (d_pred if need_x else None, d_target.to(target_dtype) if need_t else None,
-                None, None, None, None, None, None, None, None, None)
+        return (
+            d_pred if need_x else None,
+            d_target.to(target_dtype) if need_t else None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
-def native_loss(pred: torch.Tensor, x: torch.Tensor, t: torch.Tensor, ind: torch.Tensor, counts: torch.Tensor,
-                sums: torch.Tensor, ok: torch.Tensor | None, *, kind: str, mu: float, bins: int, momentum: float,
-                dialect: str, reduction: str, loss_weight, state=None, initialized=None, sync_density: bool = False,
-                process_group=None, target: torch.Tensor | None = None):
+def native_loss(
+    pred: torch.Tensor,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    ind: torch.Tensor,
+    counts: torch.Tensor,
+    sums: torch.Tensor,
+    ok: torch.Tensor | None,
+    *,
+    kind: str,
+    mu: float,
+    bins: int,
+    momentum: float,
+    dialect: str,
+    reduction: str,
+    loss_weight,
+    state=None,
+    initialized=None,
+    sync_density: bool = False,
+    process_group=None,
+    target: torch.Tensor | None = None,
+):
     """Eqs. (11) / (19) from the fused kernels' forward (``_native.native_forward``: ``ind``,
     ``counts`` and per-region loss sums ``sums``, each with the masked slot ``bins`` and the
     poison slot ``bins + 1``): sum_i beta_i L_i = sum_j beta_j S_j, summed in float64. ``x`` /
@@ -370,9 +483,19 @@ def native_loss(pred: torch.Tensor, x: torch.Tensor, t: torch.Tensor, ind: torch
         clean = counts[bins + 1] == 0
         ok = clean if ok is None else ok & clean
         table, new_state, new_initialized = weights_table(
-            counts[: bins + 1], ok, bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-            loss_weight=loss_weight, dtype=dtype, state=state, initialized=initialized, sync_density=sync_density,
-            process_group=process_group)
+            counts[: bins + 1],
+            ok,
+            bins=bins,
+            momentum=momentum,
+            dialect=dialect,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            dtype=dtype,
+            state=state,
+            initialized=initialized,
+            sync_density=sync_density,
+            process_group=process_group,
+        )
         table = torch.cat([table, table.new_full((1,), torch.nan)])  # the poison slot's weight
         if reduction == "none":
             loss = native_backward(x, t, ind, table, bins, kind, mu, False, False, True)[2]
@@ -381,5 +504,8 @@ def native_loss(pred: torch.Tensor, x: torch.Tensor, t: torch.Tensor, ind: torch
     attached = target if target is not None and target.requires_grad else None
     if not pred.requires_grad and attached is None:
         return loss, new_state, new_initialized
-    return (_NativeGradient.apply(pred, attached, loss, x, t, ind, table, kind, bins, mu, reduction == "none"),
-            new_state, new_initialized)
+    return (
+        _NativeGradient.apply(pred, attached, loss, x, t, ind, table, kind, bins, mu, reduction == "none"),
+        new_state,
+        new_initialized,
+    )

@@ -16,8 +16,18 @@ _FLOAT32_BUFFERS = ("ema",) + _diagnostics.FLOAT_BUFFERS
 class GHMLossBase(nn.Module):
     kind = "c"  # "c" (GHM-C) or "r" (GHM-R)
 
-    def __init__(self, *, bins: int, momentum: float, dialect: str, reduction: str, loss_weight: float,
-                 sync_density: bool = False, process_group=None, diagnostics: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        bins: int,
+        momentum: float,
+        dialect: str,
+        reduction: str,
+        loss_weight: float,
+        sync_density: bool = False,
+        process_group=None,
+        diagnostics: bool = False,
+    ) -> None:
         super().__init__()
         check_hyper(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
         self.bins, self.momentum, self.dialect = int(bins), float(momentum), dialect
@@ -48,18 +58,48 @@ class GHMLossBase(nn.Module):
         """mmdetection's ``reduction_override`` (None: the loss's own reduction)."""
         if reduction_override is None:
             return self.reduction
-        check_hyper(bins=self.bins, momentum=self.momentum, dialect=self.dialect, reduction=reduction_override,
-                    loss_weight=self.loss_weight)
+        check_hyper(
+            bins=self.bins,
+            momentum=self.momentum,
+            dialect=self.dialect,
+            reduction=reduction_override,
+            loss_weight=self.loss_weight,
+        )
         return reduction_override
 
-    def _harmonized(self, pred, per_entry_loss, per_entry_grad, ind, ok, scratch=None, *,
-                    reduction: str | None = None, target=None, per_entry_target_grad=None) -> torch.Tensor:
+    def _harmonized(
+        self,
+        pred,
+        per_entry_loss,
+        per_entry_grad,
+        ind,
+        ok,
+        scratch=None,
+        *,
+        reduction: str | None = None,
+        target=None,
+        per_entry_target_grad=None,
+    ) -> torch.Tensor:
         out = harmonized_loss(
-            pred, per_entry_loss, per_entry_grad, ind, ok, bins=self.bins, momentum=self.momentum,
-            dialect=self.dialect, reduction=reduction or self.reduction, loss_weight=self.loss_weight,
-            state=self.ema, initialized=self.ema_initialized, scratch=scratch, sync_density=self.sync_density,
-            process_group=self.process_group, target=target, per_entry_target_grad=per_entry_target_grad,
-            diagnose=_diagnostics.collector(self.kind, pred, target) if self.diagnostics else None)
+            pred,
+            per_entry_loss,
+            per_entry_grad,
+            ind,
+            ok,
+            bins=self.bins,
+            momentum=self.momentum,
+            dialect=self.dialect,
+            reduction=reduction or self.reduction,
+            loss_weight=self.loss_weight,
+            state=self.ema,
+            initialized=self.ema_initialized,
+            scratch=scratch,
+            sync_density=self.sync_density,
+            process_group=self.process_group,
+            target=target,
+            per_entry_target_grad=per_entry_target_grad,
+            diagnose=_diagnostics.collector(self.kind, pred, target) if self.diagnostics else None,
+        )
         loss, new_state, new_initialized = out[:3]
         if self.diagnostics:  # every call, in eval() mode too: what the call did
             _diagnostics.store(self, out[3])
@@ -76,14 +116,31 @@ class GHMLossBase(nn.Module):
         Needs ``diagnostics=True``; zeros before the first call."""
         return _diagnostics.read(self)
 
-    def _native(self, pred, x, t, ind, counts, sums, ok, *, kind: str, mu: float = 0.0, reduction: str,
-                target=None) -> torch.Tensor:
+    def _native(
+        self, pred, x, t, ind, counts, sums, ok, *, kind: str, mu: float = 0.0, reduction: str, target=None
+    ) -> torch.Tensor:
         """``_harmonized`` for the fused kernels' forward (``_native``)."""
         loss, new_state, new_initialized = native_loss(
-            pred, x, t, ind, counts, sums, ok, kind=kind, mu=mu, bins=self.bins, momentum=self.momentum,
-            dialect=self.dialect, reduction=reduction, loss_weight=self.loss_weight, state=self.ema,
-            initialized=self.ema_initialized, sync_density=self.sync_density, process_group=self.process_group,
-            target=target)
+            pred,
+            x,
+            t,
+            ind,
+            counts,
+            sums,
+            ok,
+            kind=kind,
+            mu=mu,
+            bins=self.bins,
+            momentum=self.momentum,
+            dialect=self.dialect,
+            reduction=reduction,
+            loss_weight=self.loss_weight,
+            state=self.ema,
+            initialized=self.ema_initialized,
+            sync_density=self.sync_density,
+            process_group=self.process_group,
+            target=target,
+        )
         if self.momentum > 0.0 and self.training:
             with torch.no_grad():
                 self.ema.copy_(new_state)
@@ -91,7 +148,9 @@ class GHMLossBase(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return (f"bins={self.bins}, momentum={self.momentum}, dialect={self.dialect!r}, "
-                f"reduction={self.reduction!r}, loss_weight={self.loss_weight}"
-                + (", sync_density=True" if self.sync_density else "")
-                + (", diagnostics=True" if self.diagnostics else ""))
+        return (
+            f"bins={self.bins}, momentum={self.momentum}, dialect={self.dialect!r}, "
+            f"reduction={self.reduction!r}, loss_weight={self.loss_weight}"
+            + (", sync_density=True" if self.sync_density else "")
+            + (", diagnostics=True" if self.diagnostics else "")
+        )

@@ -71,8 +71,12 @@ def _compiler() -> str | None:
 # Tried in order: OpenMP (torch's own runtime: the library's libgomp.so.1 is the one torch has
 # loaded) with vector math from glibc's libmvec (expf, log1pf: glibc >= 2.35), without libmvec,
 # without OpenMP (one thread), without -march=native.
-_FLAVOURS = (["-march=native", "-fopenmp", "-DGHM_MVEC"], ["-march=native", "-fopenmp"],
-             ["-march=native", "-fopenmp-simd"], ["-fopenmp-simd"])
+_FLAVOURS = (
+    ["-march=native", "-fopenmp", "-DGHM_MVEC"],
+    ["-march=native", "-fopenmp"],
+    ["-march=native", "-fopenmp-simd"],
+    ["-fopenmp-simd"],
+)
 _COMMON = ["-O3", "-fno-math-errno", "-fPIC", "-shared", "-std=c99"]
 
 
@@ -89,16 +93,18 @@ def _build() -> ctypes.CDLL | None:
     for flavour in _FLAVOURS:
         flags = _COMMON + flavour
         libs = ["-lmvec", "-lm"] if "-DGHM_MVEC" in flavour else ["-lm"]
-        key = hashlib.sha256(b"\0".join([source, " ".join(flags + libs).encode(), version.encode(),
-                                         _cpu_signature().encode()])).hexdigest()[:16]
+        key = hashlib.sha256(
+            b"\0".join([source, " ".join(flags + libs).encode(), version.encode(), _cpu_signature().encode()])
+        ).hexdigest()[:16]
         target = _cache_dir() / f"ghm_native_{key}.so"
         if not target.exists():
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
                 os.close(fd)
-                proc = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp, *libs], capture_output=True, text=True,
-                                      timeout=300)
+                proc = subprocess.run(
+                    [cc, *flags, str(SOURCE), "-o", tmp, *libs], capture_output=True, text=True, timeout=300
+                )
                 if proc.returncode != 0:
                     os.unlink(tmp)
                     errors.append(proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"])
@@ -111,8 +117,12 @@ def _build() -> ctypes.CDLL | None:
             return _declare(ctypes.CDLL(str(target)))
         except OSError as exc:
             errors.append([str(exc)])
-    warnings.warn(f"impl_torch: the fused CPU kernels could not be built ({'; '.join(e[0] for e in errors)}); "
-                  "using the pure-torch path", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"impl_torch: the fused CPU kernels could not be built ({'; '.join(e[0] for e in errors)}); "
+        "using the pure-torch path",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return None
 
 
@@ -160,8 +170,14 @@ def available() -> bool:
 
 def serves(pred: torch.Tensor, bins: int) -> bool:
     """Whether the kernels take this call: float32 CPU pred, contiguous, bins <= 254, built."""
-    return (pred.device.type == "cpu" and pred.dtype == torch.float32 and bins <= MAX_BINS and pred.numel() > 0
-            and pred.is_contiguous() and available())
+    return (
+        pred.device.type == "cpu"
+        and pred.dtype == torch.float32
+        and bins <= MAX_BINS
+        and pred.numel() > 0
+        and pred.is_contiguous()
+        and available()
+    )
 
 
 def weight_kind(label_weight: torch.Tensor | None, pred: torch.Tensor):
@@ -188,8 +204,16 @@ def _ptr(a: torch.Tensor | None):
     return None if a is None or a.numel() == 0 else a.data_ptr()
 
 
-def _forward_impl(x: torch.Tensor, t: torch.Tensor, lw: torch.Tensor | None, lw_kind: int, bins: int,
-                  kind: str, check_t: bool, mu: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _forward_impl(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    lw: torch.Tensor | None,
+    lw_kind: int,
+    bins: int,
+    kind: str,
+    check_t: bool,
+    mu: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ind uint8 shaped like x, counts int64 (bins + 2), per-region loss sums float64 (bins + 2)):
     slot ``bins`` holds the masked entries, ``bins + 1`` the valid entries that poison the batch."""
     n, slots = x.numel(), bins + 2
@@ -197,9 +221,23 @@ def _forward_impl(x: torch.Tensor, t: torch.Tensor, lw: torch.Tensor | None, lw_
     ind = torch.empty(x.shape, dtype=torch.uint8)
     counts = torch.empty((chunks(n), slots), dtype=torch.int64)
     sums = torch.empty((chunks(n), slots), dtype=torch.float64)
-    status = library().ghm_forward_chunks(0 if kind == "c" else 1, x.data_ptr(), t.data_ptr(), _ptr(lw), lw_kind,
-                                          cols, n, CHUNK, torch.get_num_threads(), bins, int(check_t), mu,
-                                          ind.data_ptr(), counts.data_ptr(), sums.data_ptr())
+    status = library().ghm_forward_chunks(
+        0 if kind == "c" else 1,
+        x.data_ptr(),
+        t.data_ptr(),
+        _ptr(lw),
+        lw_kind,
+        cols,
+        n,
+        CHUNK,
+        torch.get_num_threads(),
+        bins,
+        int(check_t),
+        mu,
+        ind.data_ptr(),
+        counts.data_ptr(),
+        sums.data_ptr(),
+    )
     if status:
         raise ValueError(f"the native kernels take at most {MAX_BINS} bins, got {bins}")
     return ind, counts.sum(0), sums.sum(0)
@@ -210,21 +248,44 @@ _forward_op = torch.library.custom_op("ghm_loss::native_forward", mutates_args=(
 
 @_forward_op.register_fake
 def _(x, t, lw, lw_kind, bins, kind, check_t, mu):
-    return (x.new_empty(x.shape, dtype=torch.uint8), x.new_empty(bins + 2, dtype=torch.int64),
-            x.new_empty(bins + 2, dtype=torch.float64))
+    return (
+        x.new_empty(x.shape, dtype=torch.uint8),
+        x.new_empty(bins + 2, dtype=torch.int64),
+        x.new_empty(bins + 2, dtype=torch.float64),
+    )
 
 
-def _backward_impl(x: torch.Tensor, t: torch.Tensor, ind: torch.Tensor, table: torch.Tensor, bins: int, kind: str,
-                   mu: float, need_x: bool, need_t: bool, need_loss: bool
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _backward_impl(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    ind: torch.Tensor,
+    table: torch.Tensor,
+    bins: int,
+    kind: str,
+    mu: float,
+    need_x: bool,
+    need_t: bool,
+    need_loss: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """table[ind] * dL/dx, table[ind] * dL/dt and table[ind] * L per entry (0 where masked), each
     an empty tensor unless asked for; ``table`` has bins + 2 float32 values."""
     table = table.to(torch.float32).contiguous()
-    outs = [torch.empty(x.shape, dtype=torch.float32) if need else x.new_empty(0) for need in
-            (need_x, need_t, need_loss)]
-    library().ghm_backward_chunks(0 if kind == "c" else 1, x.data_ptr(), t.data_ptr(), ind.data_ptr(),
-                                  table.data_ptr(), x.numel(), CHUNK, torch.get_num_threads(), bins, mu,
-                                  *(_ptr(o) for o in outs))
+    outs = [
+        torch.empty(x.shape, dtype=torch.float32) if need else x.new_empty(0) for need in (need_x, need_t, need_loss)
+    ]
+    library().ghm_backward_chunks(
+        0 if kind == "c" else 1,
+        x.data_ptr(),
+        t.data_ptr(),
+        ind.data_ptr(),
+        table.data_ptr(),
+        x.numel(),
+        CHUNK,
+        torch.get_num_threads(),
+        bins,
+        mu,
+        *(_ptr(o) for o in outs),
+    )
     return tuple(outs)
 
 

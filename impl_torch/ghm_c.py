@@ -6,8 +6,17 @@ import torch
 import torch.nn.functional as F
 
 from . import _diagnostics
-from ._checks import (BOOL, FLOATING, INTEGER, check_hyper, check_label_weight, check_tensor, compute_dtype,
-                      is_class_index_target, valid_mask)
+from ._checks import (
+    BOOL,
+    FLOATING,
+    INTEGER,
+    check_hyper,
+    check_label_weight,
+    check_tensor,
+    compute_dtype,
+    is_class_index_target,
+    valid_mask,
+)
 from ._harmonize import harmonized_loss, native_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
 from ._native import native_forward, serves, weight_kind
@@ -149,12 +158,12 @@ class GHMCLoss(GHMLossBase):
     ``-loss_weight * beta_i * pred_i / N``; ``label_weight`` gets none. The loss is differentiable
     once: a backward with ``create_graph=True`` raises ``RuntimeError``.
     With float16/bfloat16 ``pred`` (autocast, ``GradScaler``) the gradient is multiplied by the
-    upstream gradient (the loss scale) in float32 and rounded to ``pred``'s dtype once. Entries with ``label_weight <= 0`` (or
-    NaN) are masked: not counted in N nor in the histogram, gradient 0, their values never read;
-    positive weights act only as a mask. A NaN/Inf in a valid entry, a valid target outside
-    [0, 1] or a valid class index outside [0, C] gives a NaN loss and leaves the EMA buffer
-    untouched (checking would need a host sync). No valid entry gives 0. Statistics are
-    computed in float32 (float64 for float64 ``pred``); the loss is returned in that dtype.
+    upstream gradient (the loss scale) in float32 and rounded to ``pred``'s dtype once. Entries with
+    ``label_weight <= 0`` (or NaN) are masked: not counted in N nor in the histogram, gradient 0,
+    their values never read; positive weights act only as a mask. A NaN/Inf in a valid entry, a
+    valid target outside [0, 1] or a valid class index outside [0, C] gives a NaN loss and leaves
+    the EMA buffer untouched (checking would need a host sync). No valid entry gives 0. Statistics
+    are computed in float32 (float64 for float64 ``pred``); the loss is returned in that dtype.
 
     EMA state: the buffers ``ema`` (always float32, even after ``.half()``) and
     ``ema_initialized``, in ``state_dict`` and moved by ``.to(device)``. They update on each call
@@ -188,14 +197,36 @@ class GHMCLoss(GHMLossBase):
     ``label_weight``: like ``pred``, or like ``pred.shape[:-1]`` (per anchor). Default: all valid.
     """
 
-    def __init__(self, bins: int = 30, momentum: float = 0.0, dialect: str = "paper", reduction: str = "mean",
-                 loss_weight: float = 1.0, sync_density: bool = False, process_group=None,
-                 diagnostics: bool = False) -> None:
-        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                         sync_density=sync_density, process_group=process_group, diagnostics=diagnostics)
+    def __init__(
+        self,
+        bins: int = 30,
+        momentum: float = 0.0,
+        dialect: str = "paper",
+        reduction: str = "mean",
+        loss_weight: float = 1.0,
+        sync_density: bool = False,
+        process_group=None,
+        diagnostics: bool = False,
+    ) -> None:
+        super().__init__(
+            bins=bins,
+            momentum=momentum,
+            dialect=dialect,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            sync_density=sync_density,
+            process_group=process_group,
+            diagnostics=diagnostics,
+        )
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None,
-                avg_factor=None, reduction_override: str | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        label_weight: torch.Tensor | None = None,
+        avg_factor=None,
+        reduction_override: str | None = None,
+    ) -> torch.Tensor:
         """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
         accepted and ignored (GHM normalises by its own N, as the official GHMC does);
         ``reduction_override`` replaces ``reduction`` for this call."""
@@ -205,27 +236,75 @@ class GHMCLoss(GHMLossBase):
             x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, self.bins)
             return self._native(pred, x, t, ind, counts, sums, ok, kind="c", reduction=reduction, target=target)
         per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, self.bins)
-        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, scratch, reduction=reduction,
-                                target=target, per_entry_target_grad=target_grad)
+        return self._harmonized(
+            pred,
+            per_entry_loss,
+            per_entry_grad,
+            ind,
+            ok,
+            scratch,
+            reduction=reduction,
+            target=target,
+            per_entry_target_grad=target_grad,
+        )
 
 
-def ghm_c_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *, bins: int = 30,
-               dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
-               process_group=None, diagnostics: bool = False):
+def ghm_c_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    label_weight: torch.Tensor | None = None,
+    *,
+    bins: int = 30,
+    dialect: str = "paper",
+    reduction: str = "mean",
+    loss_weight: float = 1.0,
+    sync_density: bool = False,
+    process_group=None,
+    diagnostics: bool = False,
+):
     """Stateless GHM-C (no momentum); same semantics and arguments as :class:`GHMCLoss`. With
     ``diagnostics=True`` returns ``(loss, Diagnostics)`` (spec.md 13), else the loss."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     check_tensor("pred", pred, allowed=(FLOATING,))
     if not diagnostics and serves(pred, bins):  # the diagnostics hook lives in the pure-torch path
         x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, bins)
-        loss, _, _ = native_loss(pred, x, t, ind, counts, sums, ok, kind="c", mu=0.0, bins=bins, momentum=0.0,
-                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                                 sync_density=sync_density, process_group=process_group, target=target)
+        loss, _, _ = native_loss(
+            pred,
+            x,
+            t,
+            ind,
+            counts,
+            sums,
+            ok,
+            kind="c",
+            mu=0.0,
+            bins=bins,
+            momentum=0.0,
+            dialect=dialect,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            sync_density=sync_density,
+            process_group=process_group,
+            target=target,
+        )
         return loss
     per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, bins)
-    out = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
-                          dialect=dialect, reduction=reduction, loss_weight=loss_weight, scratch=scratch,
-                          sync_density=sync_density, process_group=process_group, target=target,
-                          per_entry_target_grad=target_grad,
-                          diagnose=_diagnostics.collector("c", pred, target) if diagnostics else None)
+    out = harmonized_loss(
+        pred,
+        per_entry_loss,
+        per_entry_grad,
+        ind,
+        ok,
+        bins=bins,
+        momentum=0.0,
+        dialect=dialect,
+        reduction=reduction,
+        loss_weight=loss_weight,
+        scratch=scratch,
+        sync_density=sync_density,
+        process_group=process_group,
+        target=target,
+        per_entry_target_grad=target_grad,
+        diagnose=_diagnostics.collector("c", pred, target) if diagnostics else None,
+    )
     return (out[0], out[3]) if diagnostics else out[0]

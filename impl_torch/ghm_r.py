@@ -5,8 +5,16 @@ from __future__ import annotations
 import torch
 
 from . import _diagnostics
-from ._checks import (FLOATING, check_hyper, check_label_weight, check_mu, check_shape, check_tensor, compute_dtype,
-                      valid_mask)
+from ._checks import (
+    FLOATING,
+    check_hyper,
+    check_label_weight,
+    check_mu,
+    check_shape,
+    check_tensor,
+    compute_dtype,
+    valid_mask,
+)
 from ._harmonize import harmonized_loss, native_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
 from ._native import native_forward, serves, weight_kind
@@ -73,8 +81,7 @@ def _serves(pred: torch.Tensor, mu, bins: int) -> bool:
     return isinstance(mu, float) and serves(pred, bins)
 
 
-def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, mu: float,
-                    bins: int):
+def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, mu: float, bins: int):
     """``_prepare`` for the fused kernels (``_native``): the same checks, then one pass computing
     the region indices, the counts and the per-region ASL1 sums. Returns (x, t, ind, counts, sums)."""
     check_tensor("target", target, allowed=(FLOATING,))
@@ -122,16 +129,39 @@ class GHMRLoss(GHMLossBase):
 
     kind = "r"
 
-    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0, dialect: str = "paper",
-                 reduction: str = "mean", loss_weight: float = 1.0, sync_density: bool = False,
-                 process_group=None, diagnostics: bool = False) -> None:
+    def __init__(
+        self,
+        mu: float = 0.02,
+        bins: int = 10,
+        momentum: float = 0.0,
+        dialect: str = "paper",
+        reduction: str = "mean",
+        loss_weight: float = 1.0,
+        sync_density: bool = False,
+        process_group=None,
+        diagnostics: bool = False,
+    ) -> None:
         check_mu(mu)
-        super().__init__(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                         sync_density=sync_density, process_group=process_group, diagnostics=diagnostics)
+        super().__init__(
+            bins=bins,
+            momentum=momentum,
+            dialect=dialect,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            sync_density=sync_density,
+            process_group=process_group,
+            diagnostics=diagnostics,
+        )
         self.mu = float(mu)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None,
-                avg_factor=None, reduction_override: str | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        label_weight: torch.Tensor | None = None,
+        avg_factor=None,
+        reduction_override: str | None = None,
+    ) -> torch.Tensor:
         """``avg_factor`` and ``reduction_override`` are mmdetection's call contract: ``avg_factor`` is
         accepted and ignored (GHM normalises by its own N, as the official GHMC does);
         ``reduction_override`` replaces ``reduction`` for this call."""
@@ -139,20 +169,39 @@ class GHMRLoss(GHMLossBase):
         check_tensor("pred", pred, allowed=(FLOATING,))
         if not self.diagnostics and _serves(pred, self.mu, self.bins):  # diagnostics: the pure-torch path
             x, t, ind, counts, sums = _prepare_native(pred, target, label_weight, self.mu, self.bins)
-            return self._native(pred, x, t, ind, counts, sums, None, kind="r", mu=self.mu, reduction=reduction,
-                                target=target)
+            return self._native(
+                pred, x, t, ind, counts, sums, None, kind="r", mu=self.mu, reduction=reduction, target=target
+            )
         per_entry_loss, per_entry_grad, ind, ok, target_grad = _prepare(pred, target, label_weight, self.mu, self.bins)
-        return self._harmonized(pred, per_entry_loss, per_entry_grad, ind, ok, reduction=reduction, target=target,
-                                per_entry_target_grad=target_grad)
+        return self._harmonized(
+            pred,
+            per_entry_loss,
+            per_entry_grad,
+            ind,
+            ok,
+            reduction=reduction,
+            target=target,
+            per_entry_target_grad=target_grad,
+        )
 
     def extra_repr(self) -> str:
         return f"mu={self.mu}, " + super().extra_repr()
 
 
-def ghm_r_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None = None, *,
-               mu: float = 0.02, bins: int = 10, dialect: str = "paper", reduction: str = "mean",
-               loss_weight: float = 1.0, sync_density: bool = False, process_group=None,
-               diagnostics: bool = False):
+def ghm_r_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    label_weight: torch.Tensor | None = None,
+    *,
+    mu: float = 0.02,
+    bins: int = 10,
+    dialect: str = "paper",
+    reduction: str = "mean",
+    loss_weight: float = 1.0,
+    sync_density: bool = False,
+    process_group=None,
+    diagnostics: bool = False,
+):
     """Stateless GHM-R (no momentum); same semantics and arguments as :class:`GHMRLoss`. With
     ``diagnostics=True`` returns ``(loss, Diagnostics)`` (spec.md 13), else the loss."""
     check_mu(mu)
@@ -160,14 +209,42 @@ def ghm_r_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Ten
     check_tensor("pred", pred, allowed=(FLOATING,))
     if not diagnostics and _serves(pred, mu, bins):  # diagnostics: the pure-torch path
         x, t, ind, counts, sums = _prepare_native(pred, target, label_weight, mu, bins)
-        loss, _, _ = native_loss(pred, x, t, ind, counts, sums, None, kind="r", mu=mu, bins=bins, momentum=0.0,
-                                 dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                                 sync_density=sync_density, process_group=process_group, target=target)
+        loss, _, _ = native_loss(
+            pred,
+            x,
+            t,
+            ind,
+            counts,
+            sums,
+            None,
+            kind="r",
+            mu=mu,
+            bins=bins,
+            momentum=0.0,
+            dialect=dialect,
+            reduction=reduction,
+            loss_weight=loss_weight,
+            sync_density=sync_density,
+            process_group=process_group,
+            target=target,
+        )
         return loss
     per_entry_loss, per_entry_grad, ind, ok, target_grad = _prepare(pred, target, label_weight, mu, bins)
-    out = harmonized_loss(pred, per_entry_loss, per_entry_grad, ind, ok, bins=bins, momentum=0.0,
-                          dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                          sync_density=sync_density, process_group=process_group, target=target,
-                          per_entry_target_grad=target_grad,
-                          diagnose=_diagnostics.collector("r", pred, target) if diagnostics else None)
+    out = harmonized_loss(
+        pred,
+        per_entry_loss,
+        per_entry_grad,
+        ind,
+        ok,
+        bins=bins,
+        momentum=0.0,
+        dialect=dialect,
+        reduction=reduction,
+        loss_weight=loss_weight,
+        sync_density=sync_density,
+        process_group=process_group,
+        target=target,
+        per_entry_target_grad=target_grad,
+        diagnose=_diagnostics.collector("r", pred, target) if diagnostics else None,
+    )
     return (out[0], out[3]) if diagnostics else out[0]

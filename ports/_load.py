@@ -15,9 +15,9 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ENV = "GHM_PORT_SOURCES"
 
@@ -36,8 +36,9 @@ class Source:
 
     @property
     def download(self) -> str:
-        return (f"git clone https://github.com/{self.repo} DIR/{self.repo} && "
-                f"git -C DIR/{self.repo} checkout {self.commit}")
+        return (
+            f"git clone https://github.com/{self.repo} DIR/{self.repo} && git -C DIR/{self.repo} checkout {self.commit}"
+        )
 
     @property
     def url(self) -> str:

@@ -16,8 +16,7 @@ from ghm_conformance import from_torch_module
 
 from ._load import Adapter, LazyFactory, PortEntry, Source, load
 
-SOURCE = Source("sk413025/audio-angle-classification", "7e5add920bd8d3680297916eb322627663a6bf3e",
-                "losses/ghm_loss.py")
+SOURCE = Source("sk413025/audio-angle-classification", "7e5add920bd8d3680297916eb322627663a6bf3e", "losses/ghm_loss.py")
 
 
 def _module():
@@ -42,11 +41,26 @@ def _ghmr(bins, momentum, mu):
 ghmc = LazyFactory(lambda: from_torch_module(_ghmc, label_weight=False))
 ghmr = LazyFactory(lambda: from_torch_module(_ghmr, label_weight=False))
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMCLoss", "ghmc", "c", "module(x, target), no label weight",
-              "dialect: neither; fails: value, saturated, scale, uniform, one_region, duplication",
-              "weights count^(-0.75), not N / (count M): the harmonizing is partial and the loss is not normalized"),
-    PortEntry("GHMRLoss", "ghmr", "r", "module(pred, target), no label weight",
-              "dialect: neither; fails: value, saturated, scale, uniform, one_region, duplication",
-              "smooth L1 weighted by counts of |tanh(x) - tanh(t)|: neither ASL1 nor its gradient norm"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMCLoss",
+            "ghmc",
+            "c",
+            "module(x, target), no label weight",
+            "dialect: neither; fails: value, saturated, scale, uniform, one_region, duplication",
+            "weights count^(-0.75), not N / (count M): the harmonizing is partial and the loss is not normalized",
+        ),
+        PortEntry(
+            "GHMRLoss",
+            "ghmr",
+            "r",
+            "module(pred, target), no label weight",
+            "dialect: neither; fails: value, saturated, scale, uniform, one_region, duplication",
+            "smooth L1 weighted by counts of |tanh(x) - tanh(t)|: neither ASL1 nor its gradient norm",
+        ),
+    ],
+)

@@ -22,13 +22,24 @@ def _module():
     return load(SOURCE, module_name="bert_absa_port.ghm_loss")
 
 
-ghmc = LazyFactory(lambda: from_torch_module(
-    lambda bins, momentum: _module().GHM_Loss(bins=bins, momentum=momentum, use_sigmoid=True)))
+ghmc = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum: _module().GHM_Loss(bins=bins, momentum=momentum, use_sigmoid=True))
+)
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHM_Loss (use_sigmoid=True)", "ghmc", "c", "loss(logits, targets, weights), all (N, C)",
-              "dialect: neither; fails: value, ema, ema_empty, saturated, scale, uniform, one_region, masked, "
-              "weight_mask; notes: reads masked values (NaN/Inf there propagates)",
-              "weights 1 / count renormalized to sum to the batch size, over every entry (masked ones too): not "
-              "N / (count M); the label weight multiplies the loss instead of masking it"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHM_Loss (use_sigmoid=True)",
+            "ghmc",
+            "c",
+            "loss(logits, targets, weights), all (N, C)",
+            "dialect: neither; fails: value, ema, ema_empty, saturated, scale, uniform, one_region, masked, "
+            "weight_mask; notes: reads masked values (NaN/Inf there propagates)",
+            "weights 1 / count renormalized to sum to the batch size, over every entry (masked ones too): not "
+            "N / (count M); the label weight multiplies the loss instead of masking it",
+        ),
+    ],
+)

@@ -25,10 +25,20 @@ def _module():
 
 ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMC(bins=bins, momentum=momentum)))
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMC", "ghmc", "c", "module(pred, target, label_weight), all (N, C): the weight ignored",
-              "dialect: mmdet (without momentum only); fails: ema_empty, masked, all_masked; notes: reads masked "
-              "values (NaN/Inf there propagates)",
-              "mmdetection 1.x's GHMC with the label weight replaced by ones: masked entries count in N and in the "
-              "histogram (a masked call moves the EMA), and their loss is summed"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMC",
+            "ghmc",
+            "c",
+            "module(pred, target, label_weight), all (N, C): the weight ignored",
+            "dialect: mmdet (without momentum only); fails: ema_empty, masked, all_masked; notes: reads masked "
+            "values (NaN/Inf there propagates)",
+            "mmdetection 1.x's GHMC with the label weight replaced by ones: masked entries count in N and in the "
+            "histogram (a masked call moves the EMA), and their loss is summed",
+        ),
+    ],
+)

@@ -22,17 +22,34 @@ def _module():
     return load(SOURCE, module_name="dagcn_port.GHM_loss")
 
 
-ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMC_Loss(bins, momentum),
-                                             label_weight=False))
-ghmr = LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR_Loss(bins, momentum, mu),
-                                             label_weight=False))
+ghmc = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum: _module().GHMC_Loss(bins, momentum), label_weight=False)
+)
+ghmr = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR_Loss(bins, momentum, mu), label_weight=False)
+)
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMC_Loss", "ghmc", "c", "module(x, target), no label weight",
-              "dialect: neither; fails: value, ema, saturated, scale, uniform, one_region",
-              "DHPO's regions (floor(g (M - 1e-4))) and mixed EMA, and N = the rows: the loss is divided by the "
-              "number of columns"),
-    PortEntry("GHMR_Loss", "ghmr", "r", "module(x, target), no label weight",
-              "dialect: neither; fails: value, ema, saturated, uniform, one_region",
-              "DHPO's GHM-R with N = the rows in the weights: the loss is divided by the number of columns"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMC_Loss",
+            "ghmc",
+            "c",
+            "module(x, target), no label weight",
+            "dialect: neither; fails: value, ema, saturated, scale, uniform, one_region",
+            "DHPO's regions (floor(g (M - 1e-4))) and mixed EMA, and N = the rows: the loss is divided by the "
+            "number of columns",
+        ),
+        PortEntry(
+            "GHMR_Loss",
+            "ghmr",
+            "r",
+            "module(x, target), no label weight",
+            "dialect: neither; fails: value, ema, saturated, uniform, one_region",
+            "DHPO's GHM-R with N = the rows in the weights: the loss is divided by the number of columns",
+        ),
+    ],
+)

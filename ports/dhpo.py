@@ -21,20 +21,44 @@ def factories(source: Source, module_name: str) -> tuple[LazyFactory, LazyFactor
     def module():
         return load(source, module_name=module_name)
 
-    return (LazyFactory(lambda: from_torch_module(lambda bins, momentum: module().GHMC_Loss(bins, momentum),
-                                                  label_weight=False)),
-            LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: module().GHMR_Loss(bins, momentum, mu),
-                                                  label_weight=False)))
+    return (
+        LazyFactory(
+            lambda: from_torch_module(lambda bins, momentum: module().GHMC_Loss(bins, momentum), label_weight=False)
+        ),
+        LazyFactory(
+            lambda: from_torch_module(
+                lambda bins, momentum, mu: module().GHMR_Loss(bins, momentum, mu), label_weight=False
+            )
+        ),
+    )
 
 
 ghmc, ghmr = factories(SOURCE, "dhpo_port.ghm_loss")
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMC_Loss", "ghmc", "c", "module(x, target), no label weight", "dialect: neither; fails: value, ema, scale",
-              "regions by floor(g (M - 1e-4)): a g on an edge (pred = 0 gives g = 1/2) lands in the region below; the "
-              "EMA starts from the first counts (paper) but divides by the non-empty regions (mmdet) of the decayed counts"),
-    PortEntry("GHMR_Loss", "ghmr", "r", "module(x, target), no label weight", "dialect: neither; fails: value, ema",
-              "regions by floor(g (M - 1e-4)): a gr just above an edge (by up to 1e-4 k / M^2) lands in the region "
-              "below; the same mixed EMA"),
-], copies=("deepmodeling/Uni-Mol", "lei1993/CCKS_Task1", "shuxinyin/NLP-Loss-Pytorch",
-                 "wanglaotou/ssd_mbv2_fpn"))
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMC_Loss",
+            "ghmc",
+            "c",
+            "module(x, target), no label weight",
+            "dialect: neither; fails: value, ema, scale",
+            "regions by floor(g (M - 1e-4)): a g on an edge (pred = 0 gives g = 1/2) lands in the region below; the "
+            "EMA starts from the first counts (paper) but divides by the non-empty regions (mmdet) of the "
+            "decayed counts",
+        ),
+        PortEntry(
+            "GHMR_Loss",
+            "ghmr",
+            "r",
+            "module(x, target), no label weight",
+            "dialect: neither; fails: value, ema",
+            "regions by floor(g (M - 1e-4)): a gr just above an edge (by up to 1e-4 k / M^2) lands in the region "
+            "below; the same mixed EMA",
+        ),
+    ],
+    copies=("deepmodeling/Uni-Mol", "lei1993/CCKS_Task1", "shuxinyin/NLP-Loss-Pytorch", "wanglaotou/ssd_mbv2_fpn"),
+)

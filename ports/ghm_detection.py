@@ -35,15 +35,36 @@ class _IgnoredAsMinusOne:
         return self.loss.calc(pred, torch.where(label_weight > 0, target, torch.full_like(target, -1.0)))
 
 
-ghmc = LazyFactory(lambda: from_torch_module(
-    lambda bins, momentum: _IgnoredAsMinusOne(_module().GHMC_Loss(bins=bins, momentum=momentum))))
-ghmr = LazyFactory(lambda: from_torch_module(
-    lambda bins, momentum, mu: _module().GHMR_Loss(mu=mu, bins=bins, momentum=momentum).calc))
+ghmc = LazyFactory(
+    lambda: from_torch_module(
+        lambda bins, momentum: _IgnoredAsMinusOne(_module().GHMC_Loss(bins=bins, momentum=momentum))
+    )
+)
+ghmr = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR_Loss(mu=mu, bins=bins, momentum=momentum).calc)
+)
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMC_Loss", "ghmc", "c", "loss.calc(pred, target), target -1 = ignored", READS_MASKED,
-              "the official semantics; the ignored entries' BCE (target -1) enters the sum times 0",
-              wiring="as its docstring says: masked entries get target -1"),
-    PortEntry("GHMR_Loss", "ghmr", "r", "loss.calc(pred, target, mask), all (N, 4)", READS_MASKED,
-              "the official semantics (literal ASL1, tot = the mask's sum)"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMC_Loss",
+            "ghmc",
+            "c",
+            "loss.calc(pred, target), target -1 = ignored",
+            READS_MASKED,
+            "the official semantics; the ignored entries' BCE (target -1) enters the sum times 0",
+            wiring="as its docstring says: masked entries get target -1",
+        ),
+        PortEntry(
+            "GHMR_Loss",
+            "ghmr",
+            "r",
+            "loss.calc(pred, target, mask), all (N, 4)",
+            READS_MASKED,
+            "the official semantics (literal ASL1, tot = the mask's sum)",
+        ),
+    ],
+)

@@ -15,22 +15,42 @@ from ghm_conformance import from_torch_module
 from ._load import Adapter, LazyFactory, PortEntry, Source, load
 from .mmdet_2x import READS_MASKED
 
-SOURCE = Source("libuyu/GHM_Detection", "3647287710416c91077805d504349fb947c2e9bd",
-                "mmdetection/mmdet/core/loss/ghm_loss.py")
+SOURCE = Source(
+    "libuyu/GHM_Detection", "3647287710416c91077805d504349fb947c2e9bd", "mmdetection/mmdet/core/loss/ghm_loss.py"
+)
 
 
 def _module():
     return load(SOURCE, module_name="ghm_detection_mmdet_port.ghm_loss")
 
 
-ghmc = LazyFactory(lambda: from_torch_module(
-    lambda bins, momentum: _module().GHMC_Loss(bins=bins, momentum=momentum).calc))
-ghmr = LazyFactory(lambda: from_torch_module(
-    lambda bins, momentum, mu: _module().GHMR_Loss(mu=mu, bins=bins, momentum=momentum).calc))
+ghmc = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum: _module().GHMC_Loss(bins=bins, momentum=momentum).calc)
+)
+ghmr = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR_Loss(mu=mu, bins=bins, momentum=momentum).calc)
+)
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMC_Loss", "ghmc", "c", "loss.calc(pred, target, mask), all (N, C)", READS_MASKED,
-              "the official semantics; a NaN held by a masked anchor reaches the sum (0 * NaN)"),
-    PortEntry("GHMR_Loss", "ghmr", "r", "loss.calc(pred, target, mask), all (N, 4)", READS_MASKED,
-              "the official semantics (literal ASL1)"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMC_Loss",
+            "ghmc",
+            "c",
+            "loss.calc(pred, target, mask), all (N, C)",
+            READS_MASKED,
+            "the official semantics; a NaN held by a masked anchor reaches the sum (0 * NaN)",
+        ),
+        PortEntry(
+            "GHMR_Loss",
+            "ghmr",
+            "r",
+            "loss.calc(pred, target, mask), all (N, 4)",
+            READS_MASKED,
+            "the official semantics (literal ASL1)",
+        ),
+    ],
+)

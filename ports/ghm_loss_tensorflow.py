@@ -53,16 +53,39 @@ class _Loss:
         return self.loss.calc(y_pred, y_true)
 
 
-ghmc = LazyFactory(lambda: from_keras_loss(
-    lambda bins, momentum: _Loss(_module().GHMCLoss(bins=bins, momentum=momentum), False), label_weight=False))
-ghmc_masked = LazyFactory(lambda: from_keras_loss(
-    lambda bins, momentum: _Loss(_module().GHMCLoss(bins=bins, momentum=momentum), True)))
+ghmc = LazyFactory(
+    lambda: from_keras_loss(
+        lambda bins, momentum: _Loss(_module().GHMCLoss(bins=bins, momentum=momentum), False), label_weight=False
+    )
+)
+ghmc_masked = LazyFactory(
+    lambda: from_keras_loss(lambda bins, momentum: _Loss(_module().GHMCLoss(bins=bins, momentum=momentum), True))
+)
 
-ADAPTER = Adapter(SOURCE, "tf", PATCHES, [
-    PortEntry("GHMCLoss", "ghmc", "c", "loss.calc(logits, target), no mask", "conforms: mmdet", "",
-              wiring="as written (is_mask=False: every entry counts)"),
-    PortEntry("GHMCLoss", "ghmc_masked", "c", "loss.calc(logits, target, mask, is_mask=True)",
-              "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)",
-              "divides the weights by the number of non-empty regions without a guard: NaN when every entry is "
-              "masked; O(bins x N) memory", wiring="with its mask (is_mask=True)"),
-], copies=("DataCanvasIO/DeepTables",))
+ADAPTER = Adapter(
+    SOURCE,
+    "tf",
+    PATCHES,
+    [
+        PortEntry(
+            "GHMCLoss",
+            "ghmc",
+            "c",
+            "loss.calc(logits, target), no mask",
+            "conforms: mmdet",
+            "",
+            wiring="as written (is_mask=False: every entry counts)",
+        ),
+        PortEntry(
+            "GHMCLoss",
+            "ghmc_masked",
+            "c",
+            "loss.calc(logits, target, mask, is_mask=True)",
+            "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)",
+            "divides the weights by the number of non-empty regions without a guard: NaN when every entry is "
+            "masked; O(bins x N) memory",
+            wiring="with its mask (is_mask=True)",
+        ),
+    ],
+    copies=("DataCanvasIO/DeepTables",),
+)

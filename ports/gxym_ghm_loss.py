@@ -43,6 +43,7 @@ class _Loss:
 def _factory(cls_name: str, regression: bool = False):
     def make(bins, momentum, **_):
         return _Loss(getattr(_module(), cls_name)(bins=bins, momentum=momentum), regression)
+
     return make
 
 
@@ -50,16 +51,41 @@ ghmc = LazyFactory(lambda: from_keras_loss(_factory("GHM_Loss")))
 ghmc2 = LazyFactory(lambda: from_keras_loss(_factory("GHM_Loss2")))
 ghmr = LazyFactory(lambda: from_keras_loss(_factory("GHM_Loss", regression=True)))
 
-UNGUARDED = ("the official semantics, but the weights are divided by the number of non-empty regions without a "
-             "guard: NaN when every entry is masked; O(bins x N) memory")
-ADAPTER = Adapter(SOURCE, "tf", PATCHES, [
-    PortEntry("GHM_Loss.ghm_class_loss", "ghmc", "c", "ghm_class_loss(logits, targets, masks)",
-              "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)", UNGUARDED),
-    PortEntry("GHM_Loss2.ghm_class_loss", "ghmc2", "c", "ghm_class_loss(logits, targets, masks)",
-              "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)", UNGUARDED),
-    PortEntry("GHM_Loss.ghm_regression_loss", "ghmr", "r", "ghm_regression_loss(logits, targets, masks)",
-              "dialect: neither; fails: value, ema, ema_empty, independent_instances, saturated, scale, uniform, "
-              "one_region, permutation, duplication, masked, weight_mask, all_masked, finite_diff; notes: not judged: "
-              "the port raised AttributeError with finite values in the masked entries",
-              "reads self.mu, which no constructor sets: AttributeError on every call"),
-], copies=("ForrestPi/GHM_Loss",))
+UNGUARDED = (
+    "the official semantics, but the weights are divided by the number of non-empty regions without a "
+    "guard: NaN when every entry is masked; O(bins x N) memory"
+)
+ADAPTER = Adapter(
+    SOURCE,
+    "tf",
+    PATCHES,
+    [
+        PortEntry(
+            "GHM_Loss.ghm_class_loss",
+            "ghmc",
+            "c",
+            "ghm_class_loss(logits, targets, masks)",
+            "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)",
+            UNGUARDED,
+        ),
+        PortEntry(
+            "GHM_Loss2.ghm_class_loss",
+            "ghmc2",
+            "c",
+            "ghm_class_loss(logits, targets, masks)",
+            "dialect: mmdet; fails: all_masked; notes: reads masked values (NaN/Inf there propagates)",
+            UNGUARDED,
+        ),
+        PortEntry(
+            "GHM_Loss.ghm_regression_loss",
+            "ghmr",
+            "r",
+            "ghm_regression_loss(logits, targets, masks)",
+            "dialect: neither; fails: value, ema, ema_empty, independent_instances, saturated, scale, uniform, "
+            "one_region, permutation, duplication, masked, weight_mask, all_masked, finite_diff; notes: not judged: "
+            "the port raised AttributeError with finite values in the masked entries",
+            "reads self.mu, which no constructor sets: AttributeError on every call",
+        ),
+    ],
+    copies=("ForrestPi/GHM_Loss",),
+)

@@ -34,19 +34,33 @@ class _Sequence:
     def __call__(self, y_true, y_pred, sample_weight=None):
         import tensorflow as tf
 
-        n, c = y_pred.shape
+        _n, c = y_pred.shape
         onehot = tf.one_hot(tf.cast(y_true, tf.int32), c, dtype=y_pred.dtype)  # label C: an all-zero row
         mask = tf.concat([tf.ones([1], y_pred.dtype), tf.cast(sample_weight, y_pred.dtype)], 0)[None]
         return self.loss.calc(y_pred[None], onehot[None], mask)
 
 
-ghmc = LazyFactory(lambda: with_class_index_targets(from_keras_loss(
-    lambda bins, momentum: _Sequence(_module().GHMC_Loss(bins=bins, momentum=momentum)))))
+ghmc = LazyFactory(
+    lambda: with_class_index_targets(
+        from_keras_loss(lambda bins, momentum: _Sequence(_module().GHMC_Loss(bins=bins, momentum=momentum)))
+    )
+)
 
-ADAPTER = Adapter(SOURCE, "tf", (), [
-    PortEntry("GHMC_Loss (softmax)", "ghmc", "c", "loss.calc(input (1, N, C), one-hot (1, N, C), mask (1, N + 1))",
-              "dialect: neither; fails: value, ema, ema_empty, scale, one_region, masked, weight_mask, all_masked, "
-              "finite_diff; notes: reads masked values (NaN/Inf there propagates)",
-              "a softmax GHM: g and the cross entropy of the softmax over the classes, weights only on the target "
-              "class; not the per-entry sigmoid GHM-C of the paper", wiring="as a sequence labeller calls it"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "tf",
+    (),
+    [
+        PortEntry(
+            "GHMC_Loss (softmax)",
+            "ghmc",
+            "c",
+            "loss.calc(input (1, N, C), one-hot (1, N, C), mask (1, N + 1))",
+            "dialect: neither; fails: value, ema, ema_empty, scale, one_region, masked, weight_mask, all_masked, "
+            "finite_diff; notes: reads masked values (NaN/Inf there propagates)",
+            "a softmax GHM: g and the cross entropy of the softmax over the classes, weights only on the target "
+            "class; not the per-entry sigmoid GHM-C of the paper",
+            wiring="as a sequence labeller calls it",
+        ),
+    ],
+)

@@ -25,16 +25,27 @@ from ghm_conformance import from_weights
 
 from ._load import Adapter, LazyFactory, PortEntry, Source, load, stub
 
-SOURCE = Source("Duarte-Almeida/BenchmarkingImbalancedLearningTechniques", "dee8860448bec94e2b67d059ab870a18d9fc0412",
-                "losses/GradientHarmonizedLoss.py")
-PATCHES = ("`from skopt import space`: a stub (scikit-optimize, unused by the loss)",
-           "`import sklearn.metrics`: a stub (scikit-learn, unused by the loss)")
+SOURCE = Source(
+    "Duarte-Almeida/BenchmarkingImbalancedLearningTechniques",
+    "dee8860448bec94e2b67d059ab870a18d9fc0412",
+    "losses/GradientHarmonizedLoss.py",
+)
+PATCHES = (
+    "`from skopt import space`: a stub (scikit-optimize, unused by the loss)",
+    "`import sklearn.metrics`: a stub (scikit-learn, unused by the loss)",
+)
 
 
 def _module():
-    return load(SOURCE, module_name="imbalanced_lgbm_port.GradientHarmonizedLoss",
-                stubs={"skopt": stub("skopt", space=None), "sklearn": stub("sklearn"),
-                       "sklearn.metrics": stub("sklearn.metrics")})
+    return load(
+        SOURCE,
+        module_name="imbalanced_lgbm_port.GradientHarmonizedLoss",
+        stubs={
+            "skopt": stub("skopt", space=None),
+            "sklearn": stub("sklearn"),
+            "sklearn.metrics": stub("sklearn.metrics"),
+        },
+    )
 
 
 class _ObjectiveWeights:
@@ -55,8 +66,9 @@ def _factory():
             raise NotImplementedError("no EMA")
         return _ObjectiveWeights(bins)
 
-    with_mask = from_weights(lambda bins, momentum: (lambda w: lambda pred, target, _lw: w(pred, target))(
-        weights(bins, momentum)), "c")
+    with_mask = from_weights(
+        lambda bins, momentum: (lambda w: lambda pred, target, _lw: w(pred, target))(weights(bins, momentum)), "c"
+    )
 
     def make_port(*, bins, momentum, **hyper):
         step = with_mask(bins=bins, momentum=momentum, **hyper)
@@ -69,9 +81,20 @@ def _factory():
 
 ghmc = LazyFactory(_factory)
 
-ADAPTER = Adapter(SOURCE, "numpy (LightGBM objective)", PATCHES, [
-    PortEntry("GradientHarmonizedLoss.obj", "ghmc", "c", "obj(y, scores): the weights on the gradient",
-              "dialect: neither; fails: value, saturated, scale, uniform, one_region, duplication",
-              "weights (1 / (M count))^(1/5), not N / (count M): a partial harmonizing without the normalisation; "
-              "a g of exactly 1 gets a region of its own", wiring="as its LightGBM objective weighs the gradient"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "numpy (LightGBM objective)",
+    PATCHES,
+    [
+        PortEntry(
+            "GradientHarmonizedLoss.obj",
+            "ghmc",
+            "c",
+            "obj(y, scores): the weights on the gradient",
+            "dialect: neither; fails: value, saturated, scale, uniform, one_region, duplication",
+            "weights (1 / (M count))^(1/5), not N / (count M): a partial harmonizing without the normalisation; "
+            "a g of exactly 1 gets a region of its own",
+            wiring="as its LightGBM objective weighs the gradient",
+        ),
+    ],
+)

@@ -19,13 +19,18 @@ from ._load import Adapter, LazyFactory, PortEntry, Registry, Source, cuda_is_a_
 from .mmdet_2x import READS_MASKED
 
 SOURCE = Source("leftthomas/CARAFE", "477a6b890d9de389138f9ebeace4cb67be0dcd4d", "mmdet/models/losses/ghm_loss.py")
-PATCHES = ("`from ..registry import LOSSES`: a registry stub (register_module returns the class)",
-           "`.cuda()` in __init__: Tensor.cuda is a no-op while the loss is constructed (no GPU here)")
+PATCHES = (
+    "`from ..registry import LOSSES`: a registry stub (register_module returns the class)",
+    "`.cuda()` in __init__: Tensor.cuda is a no-op while the loss is constructed (no GPU here)",
+)
 
 
 def _module():
-    return load(SOURCE, module_name="mmdet1_port.models.losses.ghm_loss",
-                stubs={"mmdet1_port.models.registry": stub("mmdet1_port.models.registry", LOSSES=Registry())})
+    return load(
+        SOURCE,
+        module_name="mmdet1_port.models.losses.ghm_loss",
+        stubs={"mmdet1_port.models.registry": stub("mmdet1_port.models.registry", LOSSES=Registry())},
+    )
 
 
 def _build(cls_name, **kw):
@@ -45,17 +50,45 @@ class _Version1Labels:
 
 
 ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _build("GHMC", bins=bins, momentum=momentum)))
-ghmc_class_index = LazyFactory(lambda: from_torch_module(
-    lambda bins, momentum: _Version1Labels(_build("GHMC", bins=bins, momentum=momentum)), targets="class_index"))
-ghmr = LazyFactory(lambda: from_torch_module(
-    lambda bins, momentum, mu: _build("GHMR", mu=mu, bins=bins, momentum=momentum)))
+ghmc_class_index = LazyFactory(
+    lambda: from_torch_module(
+        lambda bins, momentum: _Version1Labels(_build("GHMC", bins=bins, momentum=momentum)), targets="class_index"
+    )
+)
+ghmr = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum, mu: _build("GHMR", mu=mu, bins=bins, momentum=momentum))
+)
 
-ADAPTER = Adapter(SOURCE, "torch", PATCHES, [
-    PortEntry("GHMC (v1.x)", "ghmc", "c", "module(pred, target, label_weight), all (N, C)", READS_MASKED,
-              "the official semantics (needs a GPU to be constructed)"),
-    PortEntry("GHMC (v1.x)", "ghmc_class_index", "c", "module(pred, labels (N,), label_weight (N,)), 0 = background",
-              READS_MASKED, "the official semantics, called with v1's labels (0 = background)",
-              wiring="as mmdetection 1.x's heads call it"),
-    PortEntry("GHMR (v1.x)", "ghmr", "r", "module(pred, target, label_weight), all (N, 4)", READS_MASKED,
-              "the official semantics (literal ASL1; needs a GPU to be constructed)"),
-], origin="open-mmlab/mmdetection")
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    PATCHES,
+    [
+        PortEntry(
+            "GHMC (v1.x)",
+            "ghmc",
+            "c",
+            "module(pred, target, label_weight), all (N, C)",
+            READS_MASKED,
+            "the official semantics (needs a GPU to be constructed)",
+        ),
+        PortEntry(
+            "GHMC (v1.x)",
+            "ghmc_class_index",
+            "c",
+            "module(pred, labels (N,), label_weight (N,)), 0 = background",
+            READS_MASKED,
+            "the official semantics, called with v1's labels (0 = background)",
+            wiring="as mmdetection 1.x's heads call it",
+        ),
+        PortEntry(
+            "GHMR (v1.x)",
+            "ghmr",
+            "r",
+            "module(pred, target, label_weight), all (N, 4)",
+            READS_MASKED,
+            "the official semantics (literal ASL1; needs a GPU to be constructed)",
+        ),
+    ],
+    origin="open-mmlab/mmdetection",
+)

@@ -19,8 +19,10 @@ from ._load import Adapter, LazyFactory, PortEntry, Registry, Source, load, stub
 from .mmdet_2x import READS_MASKED
 
 SOURCE = Source("Li-Hongda/det", "e41e3321790fb83e35d13c1a4044936617ee758e", "mmdet/models/losses/ghm_loss.py")
-PATCHES = ("`from ..builder import LOSSES`: a registry stub (register_module returns the class)",
-           "`from .utils import weight_reduce_loss`: mmdetection's weight_reduce_loss, transcribed")
+PATCHES = (
+    "`from ..builder import LOSSES`: a registry stub (register_module returns the class)",
+    "`from .utils import weight_reduce_loss`: mmdetection's weight_reduce_loss, transcribed",
+)
 
 
 def weight_reduce_loss(loss, weight=None, reduction="mean", avg_factor=None):
@@ -38,19 +40,44 @@ def weight_reduce_loss(loss, weight=None, reduction="mean", avg_factor=None):
 
 
 def _module():
-    return load(SOURCE, module_name="mmdet_port.models.losses.ghm_loss",
-                stubs={"mmdet_port.models.builder": stub("mmdet_port.models.builder", LOSSES=Registry()),
-                       "mmdet_port.models.losses.utils": stub("mmdet_port.models.losses.utils",
-                                                              weight_reduce_loss=weight_reduce_loss)})
+    return load(
+        SOURCE,
+        module_name="mmdet_port.models.losses.ghm_loss",
+        stubs={
+            "mmdet_port.models.builder": stub("mmdet_port.models.builder", LOSSES=Registry()),
+            "mmdet_port.models.losses.utils": stub(
+                "mmdet_port.models.losses.utils", weight_reduce_loss=weight_reduce_loss
+            ),
+        },
+    )
 
 
 ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMC(bins=bins, momentum=momentum)))
-ghmr = LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR(mu=mu, bins=bins,
-                                                                                       momentum=momentum)))
+ghmr = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR(mu=mu, bins=bins, momentum=momentum))
+)
 
-ADAPTER = Adapter(SOURCE, "torch", PATCHES, [
-    PortEntry("GHMC (v2.16+, v3.x)", "ghmc", "c", "module(pred, target, label_weight), all (N, C)", READS_MASKED,
-              "the official semantics; a NaN held by a masked anchor reaches the sum (0 * NaN)"),
-    PortEntry("GHMR (v2.16+, v3.x)", "ghmr", "r", "module(pred, target, label_weight), all (N, 4)", READS_MASKED,
-              "the official semantics (literal ASL1)"),
-], origin="open-mmlab/mmdetection")
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    PATCHES,
+    [
+        PortEntry(
+            "GHMC (v2.16+, v3.x)",
+            "ghmc",
+            "c",
+            "module(pred, target, label_weight), all (N, C)",
+            READS_MASKED,
+            "the official semantics; a NaN held by a masked anchor reaches the sum (0 * NaN)",
+        ),
+        PortEntry(
+            "GHMR (v2.16+, v3.x)",
+            "ghmr",
+            "r",
+            "module(pred, target, label_weight), all (N, 4)",
+            READS_MASKED,
+            "the official semantics (literal ASL1)",
+        ),
+    ],
+    origin="open-mmlab/mmdetection",
+)

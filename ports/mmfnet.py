@@ -34,13 +34,27 @@ class _OnProbabilities:
         return self.loss(logits.sigmoid(), target, logits.shape[0])
 
 
-ghmc = LazyFactory(lambda: from_torch_module(
-    lambda bins, momentum: _OnProbabilities(_module().GHMC(bins=bins, momentum=momentum)), label_weight=False))
+ghmc = LazyFactory(
+    lambda: from_torch_module(
+        lambda bins, momentum: _OnProbabilities(_module().GHMC(bins=bins, momentum=momentum)), label_weight=False
+    )
+)
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMC", "ghmc", "c", "module(sigmoid(logits), target, batch_size), no label weight",
-              "dialect: neither; fails: value, saturated",
-              "the official weights, but BCE computed on probabilities in float32: 1 - p rounds for confident "
-              "logits (|x| about 10 and up: 0.1% off), and a saturated sigmoid gives log clamped at -100 and a zero "
-              "gradient", wiring="as its trainer calls it: probabilities in"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMC",
+            "ghmc",
+            "c",
+            "module(sigmoid(logits), target, batch_size), no label weight",
+            "dialect: neither; fails: value, saturated",
+            "the official weights, but BCE computed on probabilities in float32: 1 - p rounds for confident "
+            "logits (|x| about 10 and up: 0.1% off), and a saturated sigmoid gives log clamped at -100 and a zero "
+            "gradient",
+            wiring="as its trainer calls it: probabilities in",
+        ),
+    ],
+)

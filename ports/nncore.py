@@ -16,8 +16,10 @@ from ghm_conformance import from_torch_module
 from ._load import Adapter, LazyFactory, PortEntry, Registry, Source, load, stub
 
 SOURCE = Source("yeliudev/nncore", "53107bfb06808d741c84d1f79abe4aeed81f33c9", "nncore/nn/losses/ghm.py")
-PATCHES = ("`import nncore`: a stub whose bind_getter(...) returns the class unchanged",
-           "`from ..builder import LOSSES`: a registry stub (register() returns the class)")
+PATCHES = (
+    "`import nncore`: a stub whose bind_getter(...) returns the class unchanged",
+    "`from ..builder import LOSSES`: a registry stub (register() returns the class)",
+)
 
 
 class _Losses(Registry):
@@ -26,15 +28,32 @@ class _Losses(Registry):
 
 
 def _module():
-    nncore = stub("nncore", bind_getter=lambda *names: (lambda cls: cls))
-    return load(SOURCE, module_name="nncore_port.nn.losses.ghm",
-                stubs={"nncore": nncore, "nncore_port.nn.builder": stub("nncore_port.nn.builder", LOSSES=_Losses())})
+    nncore = stub("nncore", bind_getter=lambda *names: lambda cls: cls)
+    return load(
+        SOURCE,
+        module_name="nncore_port.nn.losses.ghm",
+        stubs={"nncore": nncore, "nncore_port.nn.builder": stub("nncore_port.nn.builder", LOSSES=_Losses())},
+    )
 
 
-ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMCLoss(bins=bins, momentum=momentum),
-                                             label_weight=False))
+ghmc = LazyFactory(
+    lambda: from_torch_module(
+        lambda bins, momentum: _module().GHMCLoss(bins=bins, momentum=momentum), label_weight=False
+    )
+)
 
-ADAPTER = Adapter(SOURCE, "torch", PATCHES, [
-    PortEntry("GHMCLoss", "ghmc", "c", "module(pred, target), no label weight", "conforms: mmdet",
-              "the official semantics without label weights (tot = the number of columns, which cancels)"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    PATCHES,
+    [
+        PortEntry(
+            "GHMCLoss",
+            "ghmc",
+            "c",
+            "module(pred, target), no label weight",
+            "conforms: mmdet",
+            "the official semantics without label weights (tot = the number of columns, which cancels)",
+        ),
+    ],
+)

@@ -50,19 +50,41 @@ def from_paddle_layer(layer_factory, *, label_weight: bool = True):
 
 
 ghmc = LazyFactory(lambda: from_paddle_layer(lambda bins, momentum: _module().GHMC(bins=bins, momentum=momentum)))
-ghmr = LazyFactory(lambda: from_paddle_layer(
-    lambda bins, momentum, mu: _module().GHMR(mu=mu, bins=bins, momentum=momentum)))
+ghmr = LazyFactory(
+    lambda: from_paddle_layer(lambda bins, momentum, mu: _module().GHMR(mu=mu, bins=bins, momentum=momentum))
+)
 
-READING_C = ("dialect: neither; fails: value, ema, ema_empty, saturated, scale, one_region (the gradient at pred = 0 "
-             "exactly), masked, finite_diff (the gradient at pred = 0 exactly); notes: reads masked values (NaN/Inf "
-             "there propagates)")
-SCALAR = ("`weights = tot / num_in_bin` makes the weights one number (the last non-empty region's) for every "
-          "entry: the loss is not harmonized")
-ADAPTER = Adapter(SOURCE, "paddle", (), [
-    PortEntry("GHMC (Paddle)", "ghmc", "c", "layer(pred, target, label_weight), all (N, C)", READING_C,
-              SCALAR + "; and Paddle's BCE-with-logits gradient at a logit of exactly 0 is not 1/2 - t"),
-    PortEntry("GHMR (Paddle)", "ghmr", "r", "layer(pred, target, label_weight), all (N, 4)",
-              "dialect: neither; fails: value, ema, ema_empty, saturated, scale, uniform, one_region, masked, "
-              "finite_diff; notes: reads masked values (NaN/Inf there propagates)",
-              SCALAR + "; `paddle.to_tensor` around the ASL1 cuts the graph: the gradient is 0"),
-], package="paddle")
+READING_C = (
+    "dialect: neither; fails: value, ema, ema_empty, saturated, scale, one_region (the gradient at pred = 0 "
+    "exactly), masked, finite_diff (the gradient at pred = 0 exactly); notes: reads masked values (NaN/Inf "
+    "there propagates)"
+)
+SCALAR = (
+    "`weights = tot / num_in_bin` makes the weights one number (the last non-empty region's) for every "
+    "entry: the loss is not harmonized"
+)
+ADAPTER = Adapter(
+    SOURCE,
+    "paddle",
+    (),
+    [
+        PortEntry(
+            "GHMC (Paddle)",
+            "ghmc",
+            "c",
+            "layer(pred, target, label_weight), all (N, C)",
+            READING_C,
+            SCALAR + "; and Paddle's BCE-with-logits gradient at a logit of exactly 0 is not 1/2 - t",
+        ),
+        PortEntry(
+            "GHMR (Paddle)",
+            "ghmr",
+            "r",
+            "layer(pred, target, label_weight), all (N, 4)",
+            "dialect: neither; fails: value, ema, ema_empty, saturated, scale, uniform, one_region, masked, "
+            "finite_diff; notes: reads masked values (NaN/Inf there propagates)",
+            SCALAR + "; `paddle.to_tensor` around the ASL1 cuts the graph: the gradient is 0",
+        ),
+    ],
+    package="paddle",
+)

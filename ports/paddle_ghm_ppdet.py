@@ -19,13 +19,29 @@ PATCHES = ("`from ppdet.core.workspace import register`: a stub (register return
 
 def _module():
     workspace = stub("ppdet.core.workspace", register=lambda cls: cls)
-    return load(SOURCE, module_name="paddle_ghm_ppdet_port.ghm_loss",
-                stubs={"ppdet": stub("ppdet"), "ppdet.core": stub("ppdet.core"), "ppdet.core.workspace": workspace})
+    return load(
+        SOURCE,
+        module_name="paddle_ghm_ppdet_port.ghm_loss",
+        stubs={"ppdet": stub("ppdet"), "ppdet.core": stub("ppdet.core"), "ppdet.core.workspace": workspace},
+    )
 
 
 ghmc = LazyFactory(lambda: from_paddle_layer(lambda bins, momentum: _module().GHMC(bins=bins, momentum=momentum)))
 
-ADAPTER = Adapter(SOURCE, "paddle", PATCHES, [
-    PortEntry("GHMC (PaddleDetection)", "ghmc", "c", "layer(pred, target, label_weight), all (N, C)",
-              READING_C, SCALAR + "; and Paddle's BCE-with-logits gradient at a logit of exactly 0 is not 1/2 - t"),
-], package="paddle", origin="tsdlrh/GHM_paddle")
+ADAPTER = Adapter(
+    SOURCE,
+    "paddle",
+    PATCHES,
+    [
+        PortEntry(
+            "GHMC (PaddleDetection)",
+            "ghmc",
+            "c",
+            "layer(pred, target, label_weight), all (N, C)",
+            READING_C,
+            SCALAR + "; and Paddle's BCE-with-logits gradient at a logit of exactly 0 is not 1/2 - t",
+        ),
+    ],
+    package="paddle",
+    origin="tsdlrh/GHM_paddle",
+)

@@ -22,16 +22,35 @@ def _module():
     return load(SOURCE, module_name="pytorch_small_tools_port.GHMLoss")
 
 
-ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMCLoss(bins, momentum),
-                                             label_weight=False))
-ghmr = LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMRLoss(bins, momentum, mu),
-                                             label_weight=False))
+ghmc = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum: _module().GHMCLoss(bins, momentum), label_weight=False)
+)
+ghmr = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMRLoss(bins, momentum, mu), label_weight=False)
+)
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMCLoss", "ghmc", "c", "module(x, target), no label weight", "conforms: mmdet",
-              "the official semantics without label weights (the 1e-4 floor on the weights is never reached: "
-              "beta >= 1/bins without momentum)"),
-    PortEntry("GHMRLoss", "ghmr", "r", "module(x, target), no label weight",
-              "dialect: neither; fails: value, ema, independent_instances, saturated, scale, uniform, one_region, "
-              "permutation, duplication, finite_diff", "sets self._mu but reads self.mu: AttributeError on every call"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMCLoss",
+            "ghmc",
+            "c",
+            "module(x, target), no label weight",
+            "conforms: mmdet",
+            "the official semantics without label weights (the 1e-4 floor on the weights is never reached: "
+            "beta >= 1/bins without momentum)",
+        ),
+        PortEntry(
+            "GHMRLoss",
+            "ghmr",
+            "r",
+            "module(x, target), no label weight",
+            "dialect: neither; fails: value, ema, independent_instances, saturated, scale, uniform, one_region, "
+            "permutation, duplication, finite_diff",
+            "sets self._mu but reads self.mu: AttributeError on every call",
+        ),
+    ],
+)

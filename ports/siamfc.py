@@ -25,14 +25,28 @@ def _module():
     return load(SOURCE, module_name="siamfc_port.losses")
 
 
-ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMCLoss(bins=bins, momentum=momentum),
-                                             label_weight=False))
+ghmc = LazyFactory(
+    lambda: from_torch_module(
+        lambda bins, momentum: _module().GHMCLoss(bins=bins, momentum=momentum), label_weight=False
+    )
+)
 
 COPIES = ("Kingzerd/siamfc_pytorch", "chandan047/RAT-Tracker", "dina-adel/siamfc-pytorch")
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMCLoss", "ghmc", "c", "module(input, target), no label weight",
-              "dialect: mmdet (without momentum only); fails: ema",
-              "the official semantics without momentum; with it the weights are divided by their mean, "
-              "sum(count / acc_sum) over the regions, instead of by the number of non-empty regions"),
-], copies=COPIES)
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMCLoss",
+            "ghmc",
+            "c",
+            "module(input, target), no label weight",
+            "dialect: mmdet (without momentum only); fails: ema",
+            "the official semantics without momentum; with it the weights are divided by their mean, "
+            "sum(count / acc_sum) over the regions, instead of by the number of non-empty regions",
+        ),
+    ],
+    copies=COPIES,
+)

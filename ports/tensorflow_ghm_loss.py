@@ -43,8 +43,9 @@ class _Weights:
         v1 = self.v1
         with self.graph.as_default(), v1.variable_scope(v1.get_variable_scope(), reuse=v1.AUTO_REUSE):
             probability = v1.sigmoid(v1.constant(pred))
-            weights = self.fn(probability, v1.constant(target), v1.constant(label_weight), bins=self.bins,
-                              alpha=self.alpha)
+            weights = self.fn(
+                probability, v1.constant(target), v1.constant(label_weight), bins=self.bins, alpha=self.alpha
+            )
             update = v1.get_collection(v1.GraphKeys.UPDATE_OPS)[-1]
             if not self.initialized:
                 self.session.run(v1.global_variables_initializer())
@@ -56,10 +57,20 @@ class _Weights:
 
 ghmc = LazyFactory(lambda: from_weights(lambda bins, momentum: _Weights(bins, momentum), "c", framework="tf"))
 
-ADAPTER = Adapter(SOURCE, "tf (TF1 graph)", PATCHES, [
-    PortEntry("get_ghm_weight", "ghmc", "c", "get_ghm_weight(sigmoid(logits), target, valid_mask): beta only",
-              "dialect: paper (without momentum only); fails: ema, ema_empty",
-              "its EMA starts from N/bins per region instead of the first counts, and the stored statistics never "
-              "fall below N/bins, so rare regions are never up-weighted",
-              wiring="as its README says: probabilities in, the update op run after each step"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "tf (TF1 graph)",
+    PATCHES,
+    [
+        PortEntry(
+            "get_ghm_weight",
+            "ghmc",
+            "c",
+            "get_ghm_weight(sigmoid(logits), target, valid_mask): beta only",
+            "dialect: paper (without momentum only); fails: ema, ema_empty",
+            "its EMA starts from N/bins per region instead of the first counts, and the stored statistics never "
+            "fall below N/bins, so rare regions are never up-weighted",
+            wiring="as its README says: probabilities in, the update op run after each step",
+        ),
+    ],
+)

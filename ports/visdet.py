@@ -20,17 +20,38 @@ PATCHES = ("`from visdet.registry import MODELS`: a registry stub (register_modu
 
 
 def _module():
-    return load(SOURCE, module_name="visdet_port.ghm_loss",
-                stubs={"visdet": stub("visdet"), "visdet.registry": stub("visdet.registry", MODELS=Registry())})
+    return load(
+        SOURCE,
+        module_name="visdet_port.ghm_loss",
+        stubs={"visdet": stub("visdet"), "visdet.registry": stub("visdet.registry", MODELS=Registry())},
+    )
 
 
 ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMC(bins=bins, momentum=momentum)))
-ghmr = LazyFactory(lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR(mu=mu, bins=bins,
-                                                                                      momentum=momentum)))
+ghmr = LazyFactory(
+    lambda: from_torch_module(lambda bins, momentum, mu: _module().GHMR(mu=mu, bins=bins, momentum=momentum))
+)
 
-ADAPTER = Adapter(SOURCE, "torch", PATCHES, [
-    PortEntry("GHMC", "ghmc", "c", "module(pred, target, label_weight), all (N, C)", READS_MASKED,
-              "the official semantics; a NaN held by a masked anchor reaches the sum (0 * NaN)"),
-    PortEntry("GHMR", "ghmr", "r", "module(pred, target, label_weight), all (N, 4)", READS_MASKED,
-              "the official semantics (literal ASL1, tot = the valid count)"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    PATCHES,
+    [
+        PortEntry(
+            "GHMC",
+            "ghmc",
+            "c",
+            "module(pred, target, label_weight), all (N, C)",
+            READS_MASKED,
+            "the official semantics; a NaN held by a masked anchor reaches the sum (0 * NaN)",
+        ),
+        PortEntry(
+            "GHMR",
+            "ghmr",
+            "r",
+            "module(pred, target, label_weight), all (N, 4)",
+            READS_MASKED,
+            "the official semantics (literal ASL1, tot = the valid count)",
+        ),
+    ],
+)

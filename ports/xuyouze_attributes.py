@@ -25,8 +25,10 @@ from ghm_conformance import from_torch_module
 from ._load import Adapter, LazyFactory, PortEntry, Source, load, stub
 
 SOURCE = Source("xuyouze/lLossServer88_jrq", "320358952f467d4ebb429aea9e38e5a24e907120", "loss/ghmc_loss.py")
-PATCHES = ("`from config import TrainConfig`: a stub class",
-           "`from loss.registry import Loss`: a registry stub (register(name) returns the class)")
+PATCHES = (
+    "`from config import TrainConfig`: a stub class",
+    "`from loss.registry import Loss`: a registry stub (register(name) returns the class)",
+)
 
 
 class _Registry:
@@ -36,9 +38,15 @@ class _Registry:
 
 
 def _module():
-    return load(SOURCE, module_name="xuyouze_port.ghmc_loss",
-                stubs={"config": stub("config", TrainConfig=type("TrainConfig", (), {})),
-                       "loss": stub("loss"), "loss.registry": stub("loss.registry", Loss=_Registry)})
+    return load(
+        SOURCE,
+        module_name="xuyouze_port.ghmc_loss",
+        stubs={
+            "config": stub("config", TrainConfig=type("TrainConfig", (), {})),
+            "loss": stub("loss"),
+            "loss.registry": stub("loss.registry", Loss=_Registry),
+        },
+    )
 
 
 class _PerAttribute:
@@ -63,14 +71,24 @@ class _PerAttribute:
         return self.loss(pred, target)
 
 
-ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _PerAttribute(bins, momentum),
-                                             label_weight=False))
+ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _PerAttribute(bins, momentum), label_weight=False))
 
-ADAPTER = Adapter(SOURCE, "torch", PATCHES, [
-    PortEntry("GHMCLoss (per attribute)", "ghmc", "c", "module(pred, target), no label weight",
-              "dialect: neither; fails: value, ema, independent_instances, saturated, scale, uniform, one_region, "
-              "permutation, duplication, finite_diff",
-              "without momentum it raises IndexError (`weights[idxs[:i], j]`); with momentum each column (attribute) "
-              "has its own histogram and EMA row, sized when it is built, so a call with more columns raises too "
-              "(the EMA properties fail on that)", wiring="with the kit's bins and momentum"),
-])
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    PATCHES,
+    [
+        PortEntry(
+            "GHMCLoss (per attribute)",
+            "ghmc",
+            "c",
+            "module(pred, target), no label weight",
+            "dialect: neither; fails: value, ema, independent_instances, saturated, scale, uniform, one_region, "
+            "permutation, duplication, finite_diff",
+            "without momentum it raises IndexError (`weights[idxs[:i], j]`); with momentum each column (attribute) "
+            "has its own histogram and EMA row, sized when it is built, so a call with more columns raises too "
+            "(the EMA properties fail on that)",
+            wiring="with the kit's bins and momentum",
+        ),
+    ],
+)

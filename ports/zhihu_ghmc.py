@@ -29,10 +29,21 @@ def _module():
 
 ghmc = LazyFactory(lambda: from_torch_module(lambda bins, momentum: _module().GHMC_loss(bins=bins, momentum=momentum)))
 
-ADAPTER = Adapter(SOURCE, "torch", (), [
-    PortEntry("GHMC_loss", "ghmc", "c", "module(pred, target, label_weight), all (N, C)",
-              "dialect: mmdet except g exactly on a region edge; fails: value, ema, ema_empty, scale; notes: reads "
-              "masked values (NaN/Inf there propagates)",
-              "regions closed on the right (`g <= edges[i+1]`): a g exactly on an inner edge k/M (pred = 0 gives "
-              "g = 1/2) is counted in two regions"),
-], copies=COPIES)
+ADAPTER = Adapter(
+    SOURCE,
+    "torch",
+    (),
+    [
+        PortEntry(
+            "GHMC_loss",
+            "ghmc",
+            "c",
+            "module(pred, target, label_weight), all (N, C)",
+            "dialect: mmdet except g exactly on a region edge; fails: value, ema, ema_empty, scale; notes: reads "
+            "masked values (NaN/Inf there propagates)",
+            "regions closed on the right (`g <= edges[i+1]`): a g exactly on an inner edge k/M (pred = 0 gives "
+            "g = 1/2) is counted in two regions",
+        ),
+    ],
+    copies=COPIES,
+)

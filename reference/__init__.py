@@ -12,5 +12,14 @@ from . import equations
 from .diagnostics import Diagnostics
 from .ghm import DIALECTS, REDUCTIONS, GHMResult, ghm_c, ghm_r, harmonize, region_weights
 
-__all__ = ["DIALECTS", "REDUCTIONS", "Diagnostics", "GHMResult", "equations", "ghm_c", "ghm_r", "harmonize",
-           "region_weights"]
+__all__ = [
+    "DIALECTS",
+    "REDUCTIONS",
+    "Diagnostics",
+    "GHMResult",
+    "equations",
+    "ghm_c",
+    "ghm_r",
+    "harmonize",
+    "region_weights",
+]

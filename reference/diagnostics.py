@@ -59,12 +59,22 @@ def empty(bins: int, state: np.ndarray | None, *, classification: bool) -> Diagn
     """A call with no valid entry: nothing counted, the state (if any) as it stands."""
     z = np.zeros(bins)
     density = z.copy() if state is None else np.asarray(state, dtype=np.float64).copy()
-    return Diagnostics(np.zeros(bins, np.int64), 0, 0, density, z.copy(), z.copy(), z.copy(),
-                       0.0 if classification else float("nan"))
+    return Diagnostics(
+        np.zeros(bins, np.int64), 0, 0, density, z.copy(), z.copy(), z.copy(), 0.0 if classification else float("nan")
+    )
 
 
-def diagnose(ind: np.ndarray, *, bins: int, density: np.ndarray, beta_region: np.ndarray, grad: np.ndarray,
-             per_entry_grad: np.ndarray, positive: np.ndarray | None, reduction: str) -> Diagnostics:
+def diagnose(
+    ind: np.ndarray,
+    *,
+    bins: int,
+    density: np.ndarray,
+    beta_region: np.ndarray,
+    grad: np.ndarray,
+    per_entry_grad: np.ndarray,
+    positive: np.ndarray | None,
+    reduction: str,
+) -> Diagnostics:
     """The diagnostics of a call with at least one valid entry and no poison.
 
     ind: the region of each valid entry. grad: d loss / d pred of each valid entry (the reference's
@@ -76,5 +86,13 @@ def diagnose(ind: np.ndarray, *, bins: int, density: np.ndarray, beta_region: np
     grad_mass = np.bincount(ind, weights=np.abs(grad), minlength=bins)
     plain_mass = np.bincount(ind, weights=np.abs(per_entry_grad), minlength=bins) * c
     fraction = float("nan") if positive is None else float(np.count_nonzero(positive)) / n
-    return Diagnostics(counts, n, int(np.count_nonzero(counts)), np.asarray(density, dtype=np.float64).copy(),
-                       beta_region, grad_mass, plain_mass, fraction)
+    return Diagnostics(
+        counts,
+        n,
+        int(np.count_nonzero(counts)),
+        np.asarray(density, dtype=np.float64).copy(),
+        beta_region,
+        grad_mass,
+        plain_mass,
+        fraction,
+    )

@@ -43,6 +43,7 @@ class GHMResult:
 
 # ---------------------------------------------------------------- argument checks
 
+
 def _check_bins(bins) -> int:
     if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
         raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
@@ -131,20 +132,26 @@ def _is_class_index_target(t: np.ndarray, shape: tuple[int, ...]) -> bool:
     if not np.issubdtype(t.dtype, np.integer):
         raise ValueError(f"target must have the shape of pred {shape}, got {t.shape}")
     if len(shape) == 0 or t.shape != shape[:-1]:
-        raise ValueError(f"an integer target must have the shape of pred {shape} (0/1 labels) or "
-                         f"pred.shape[:-1] = {shape[:-1]} (class indices), got {t.shape}")
+        raise ValueError(
+            f"an integer target must have the shape of pred {shape} (0/1 labels) or "
+            f"pred.shape[:-1] = {shape[:-1]} (class indices), got {t.shape}"
+        )
     if shape[-1] == 1:
-        raise ValueError(f"an integer target of shape {t.shape} with a single logit per anchor (C = 1) "
-                         f"is ambiguous: class indices (label 1 = background) or binary labels? Pass "
-                         f"the labels shaped like pred {shape}, e.g. target[..., None], to mean binary "
-                         f"labels")
+        raise ValueError(
+            f"an integer target of shape {t.shape} with a single logit per anchor (C = 1) "
+            f"is ambiguous: class indices (label 1 = background) or binary labels? Pass "
+            f"the labels shaped like pred {shape}, e.g. target[..., None], to mean binary "
+            f"labels"
+        )
     return True
 
 
 # ---------------------------------------------------------------- the harmonizing weight
 
-def region_weights(r: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None,
-                   dialect: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+
+def region_weights(
+    r: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None, dialect: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """beta_j per region from the counts R_j of a call with at least one valid entry (spec.md
     section 4): (beta, density, new_state), beta 0 where R_j = 0, density the S_j (paper) or A_j
     (mmdet) it is formed from.
@@ -176,15 +183,17 @@ def region_weights(r: np.ndarray, *, bins: int, momentum: float, state: np.ndarr
     return beta, a, new_state
 
 
-def harmonize(ind: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None,
-              dialect: str) -> tuple[np.ndarray, np.ndarray | None]:
+def harmonize(
+    ind: np.ndarray, *, bins: int, momentum: float, state: np.ndarray | None, dialect: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     """beta for the N valid examples whose region indices are ``ind`` (spec.md section 4).
 
     Returns (beta, new_state). ``ind`` must hold at least one entry. beta depends on an example
     only through its region: ``region_weights`` of the counts R_j, read at ind(g_i).
     """
-    beta, _, new_state = region_weights(eq.region_counts(ind, bins), bins=bins, momentum=momentum, state=state,
-                                        dialect=dialect)
+    beta, _, new_state = region_weights(
+        eq.region_counts(ind, bins), bins=bins, momentum=momentum, state=state, dialect=dialect
+    )
     return beta[ind], new_state
 
 
@@ -211,8 +220,22 @@ def _reduce(per_entry_loss, per_entry_grads, beta, valid, *, reduction, loss_wei
     return total * scale, [None if g is None else g * scale for g in grads]
 
 
-def _ghm(per_entry_loss, per_entry_grad, per_entry_target_grad, gnorm, valid, finite, *, bins, momentum, state,
-         dialect, reduction, loss_weight, positive=None) -> GHMResult:
+def _ghm(
+    per_entry_loss,
+    per_entry_grad,
+    per_entry_target_grad,
+    gnorm,
+    valid,
+    finite,
+    *,
+    bins,
+    momentum,
+    state,
+    dialect,
+    reduction,
+    loss_weight,
+    positive=None,
+) -> GHMResult:
     """Everything after the per-entry loss, gradients and gradient norm: shared by C and R.
     ``positive``: whether each entry's target is 1 (GHM-C, for the diagnostics), or None (GHM-R)."""
     beta = np.zeros(valid.shape)
@@ -227,17 +250,32 @@ def _ghm(per_entry_loss, per_entry_grad, per_entry_target_grad, gnorm, valid, fi
         diagnostics = diag.empty(bins, new_state, classification=positive is not None)
     else:
         ind = eq.region_index(gnorm[valid], bins)
-        beta_region, density, new_state = region_weights(eq.region_counts(ind, bins), bins=bins, momentum=momentum,
-                                                         state=state, dialect=dialect)
+        beta_region, density, new_state = region_weights(
+            eq.region_counts(ind, bins), bins=bins, momentum=momentum, state=state, dialect=dialect
+        )
         beta[valid] = beta_region[ind]
-    loss, (grad, target_grad) = _reduce(per_entry_loss, (per_entry_grad, per_entry_target_grad), beta, valid,
-                                        reduction=reduction, loss_weight=loss_weight)
+    loss, (grad, target_grad) = _reduce(
+        per_entry_loss,
+        (per_entry_grad, per_entry_target_grad),
+        beta,
+        valid,
+        reduction=reduction,
+        loss_weight=loss_weight,
+    )
     if ind is not None:
-        diagnostics = diag.diagnose(ind, bins=bins, density=density, beta_region=beta_region, grad=grad[valid],
-                                    per_entry_grad=per_entry_grad[valid], reduction=reduction,
-                                    positive=None if positive is None else positive[valid])
-    return GHMResult(loss=loss, grad=grad, weights=beta, state=new_state, target_grad=target_grad,
-                     diagnostics=diagnostics)
+        diagnostics = diag.diagnose(
+            ind,
+            bins=bins,
+            density=density,
+            beta_region=beta_region,
+            grad=grad[valid],
+            per_entry_grad=per_entry_grad[valid],
+            reduction=reduction,
+            positive=None if positive is None else positive[valid],
+        )
+    return GHMResult(
+        loss=loss, grad=grad, weights=beta, state=new_state, target_grad=target_grad, diagnostics=diagnostics
+    )
 
 
 def _common_args(bins, momentum, state, dialect, reduction, loss_weight):
@@ -252,8 +290,19 @@ def _common_args(bins, momentum, state, dialect, reduction, loss_weight):
 
 # ---------------------------------------------------------------- entry points
 
-def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 0.0, state=None,
-          dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0) -> GHMResult:
+
+def ghm_c(
+    pred,
+    target,
+    label_weight=None,
+    *,
+    bins: int = 30,
+    momentum: float = 0.0,
+    state=None,
+    dialect: str = "paper",
+    reduction: str = "mean",
+    loss_weight: float = 1.0,
+) -> GHMResult:
     """GHM-C, Eq. (11) (with the EMA of Eqs. (12)-(13) when momentum > 0).
 
     loss = loss_weight * (1/N) * sum_{i valid} beta_i * L_CE(x_i, t_i), beta_i from ``harmonize``.
@@ -265,7 +314,8 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
     Raises ValueError for bad arguments (spec.md section 7).
     """
     bins, momentum, state, dialect, reduction, loss_weight = _common_args(
-        bins, momentum, state, dialect, reduction, loss_weight)
+        bins, momentum, state, dialect, reduction, loss_weight
+    )
     x = _as_real_array("pred", pred, allow_int=False).astype(np.float64)
     t = _as_real_array("target", target, allow_int=True)
     classes = _is_class_index_target(t, x.shape)
@@ -276,15 +326,18 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
         anchor_valid = valid.any(axis=-1) if valid.ndim else valid
         bad = anchor_valid & ((t < 0) | (t > n_classes))
         if np.any(bad):
-            raise ValueError(f"class labels must lie in [0, {n_classes}] (label {n_classes} = background), "
-                             f"got {np.unique(t[bad]).tolist()}")
+            raise ValueError(
+                f"class labels must lie in [0, {n_classes}] (label {n_classes} = background), "
+                f"got {np.unique(t[bad]).tolist()}"
+            )
         t = (t[..., None] == np.arange(n_classes)).astype(np.float64)
     else:
         if np.issubdtype(t.dtype, np.integer):
             bad = valid & (t != 0) & (t != 1)
             if np.any(bad):
-                raise ValueError(f"an integer target shaped like pred holds 0/1 labels, got "
-                                 f"{np.unique(t[bad]).tolist()[:5]}")
+                raise ValueError(
+                    f"an integer target shaped like pred holds 0/1 labels, got {np.unique(t[bad]).tolist()[:5]}"
+                )
         t = t.astype(np.float64)
         out = valid & np.isfinite(t) & ((t < 0) | (t > 1))
         if np.any(out):
@@ -295,16 +348,40 @@ def ghm_c(pred, target, label_weight=None, *, bins: int = 30, momentum: float = 
         x_safe, t_safe = np.where(finite, x, 0.0), np.where(finite, t, 0.0)
         per_entry_loss = np.where(finite, eq.cross_entropy(x_safe, t_safe), np.nan)
         per_entry_grad = np.where(finite, eq.cross_entropy_grad(x_safe, t_safe), np.nan)
-        per_entry_target_grad = None if classes else np.where(finite, eq.cross_entropy_target_grad(x_safe, t_safe),
-                                                              np.nan)
+        per_entry_target_grad = (
+            None if classes else np.where(finite, eq.cross_entropy_target_grad(x_safe, t_safe), np.nan)
+        )
         g = eq.gradient_norm(x_safe, t_safe)
-    return _ghm(per_entry_loss, per_entry_grad, per_entry_target_grad, g, valid, finite, bins=bins,
-                momentum=momentum, state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight,
-                positive=t == 1.0)
+    return _ghm(
+        per_entry_loss,
+        per_entry_grad,
+        per_entry_target_grad,
+        g,
+        valid,
+        finite,
+        bins=bins,
+        momentum=momentum,
+        state=state,
+        dialect=dialect,
+        reduction=reduction,
+        loss_weight=loss_weight,
+        positive=t == 1.0,
+    )
 
 
-def ghm_r(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
-          state=None, dialect: str = "paper", reduction: str = "mean", loss_weight: float = 1.0) -> GHMResult:
+def ghm_r(
+    pred,
+    target,
+    label_weight=None,
+    *,
+    mu: float = 0.02,
+    bins: int = 10,
+    momentum: float = 0.0,
+    state=None,
+    dialect: str = "paper",
+    reduction: str = "mean",
+    loss_weight: float = 1.0,
+) -> GHMResult:
     """GHM-R, Eq. (19): loss = loss_weight * (1/N) * sum_{i valid} beta_i * ASL1(x_i - t_i).
 
     ASL1 is Eq. (17) and the regions are taken on gr of Eq. (18). pred, target and label_weight
@@ -312,7 +389,8 @@ def ghm_r(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, 
     """
     mu = _check_mu(mu)
     bins, momentum, state, dialect, reduction, loss_weight = _common_args(
-        bins, momentum, state, dialect, reduction, loss_weight)
+        bins, momentum, state, dialect, reduction, loss_weight
+    )
     x = _as_real_array("pred", pred, allow_int=False).astype(np.float64)
     t = _as_real_array("target", target, allow_int=False).astype(np.float64)
     if t.shape != x.shape:
@@ -326,5 +404,17 @@ def ghm_r(pred, target, label_weight=None, *, mu: float = 0.02, bins: int = 10, 
         per_entry_grad = np.where(finite, eq.asl1_grad(d_safe, mu), np.nan)
         gr = eq.asl1_gradient_norm(d_safe, mu)
     # d ASL1(x - t) / dt = -d ASL1 / dd
-    return _ghm(per_entry_loss, per_entry_grad, -per_entry_grad, gr, valid, finite, bins=bins, momentum=momentum,
-                state=state, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
+    return _ghm(
+        per_entry_loss,
+        per_entry_grad,
+        -per_entry_grad,
+        gr,
+        valid,
+        finite,
+        bins=bins,
+        momentum=momentum,
+        state=state,
+        dialect=dialect,
+        reduction=reduction,
+        loss_weight=loss_weight,
+    )

@@ -283,13 +283,16 @@ class JaxBackend:
         """(loss, its gradients, the new state): a loss object's state moves once per call."""
         jnp = self.jnp
         if isinstance(f, _JaxLoss):
+
             def total(x, t):
                 out, state = f.pure(x, t, lw, **kw)
                 return jnp.sum(out), (out, state)
         else:
+
             def total(x, t):
                 out = f(x, t, lw, **kw)
                 return jnp.sum(out), (out, None)
+
         (_, (out, state)), grads = self.jax.value_and_grad(total, argnums=argnums, has_aux=True)(x, t)
         if isinstance(f, _JaxLoss):
             f.state = state

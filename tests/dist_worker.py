@@ -28,8 +28,11 @@ def shard_rows(world: int, step: int) -> list[int]:
 def global_batch(kind: str, step: int, rows: int, seed: int = 0):
     rng = np.random.default_rng(1000 * seed + step)
     x = rng.normal(size=(rows, COLS)).astype(np.float32) * 2
-    t = (rng.random((rows, COLS)) < 0.3).astype(np.float32) if kind == "c" else \
-        (x + rng.normal(size=(rows, COLS)).astype(np.float32) * 0.05)
+    t = (
+        (rng.random((rows, COLS)) < 0.3).astype(np.float32)
+        if kind == "c"
+        else (x + rng.normal(size=(rows, COLS)).astype(np.float32) * 0.05)
+    )
     w = (rng.random((rows, COLS)) < 0.85).astype(np.float32)
     return x, t, w
 
@@ -37,15 +40,16 @@ def global_batch(kind: str, step: int, rows: int, seed: int = 0):
 def shard(arrays, world: int, rank: int, step: int):
     rows = shard_rows(world, step)
     start = sum(rows[:rank])
-    return [a[start:start + rows[rank]] for a in arrays]
+    return [a[start : start + rows[rank]] for a in arrays]
 
 
 def losses(kind: str, dialect: str, momentum: float, reduction: str = "mean", diagnostics: bool = False):
     from impl_torch import GHMCLoss, GHMRLoss
 
     cls = GHMCLoss if kind == "c" else GHMRLoss
-    return cls(bins=5, momentum=momentum, dialect=dialect, reduction=reduction, sync_density=True,
-               diagnostics=diagnostics)
+    return cls(
+        bins=5, momentum=momentum, dialect=dialect, reduction=reduction, sync_density=True, diagnostics=diagnostics
+    )
 
 
 def loss_values(rank: int, world: int, out_dir: str) -> None:
@@ -93,8 +97,12 @@ def ddp_training(rank: int, world: int, out_dir: str) -> None:
         opt.zero_grad()
         crit(ddp(f), t).backward()
         opt.step()
-    np.savez(f"{out_dir}/ddp{rank}.npz", weight=model.weight.detach().numpy(), bias=model.bias.detach().numpy(),
-             ema=crit.ema.numpy())
+    np.savez(
+        f"{out_dir}/ddp{rank}.npz",
+        weight=model.weight.detach().numpy(),
+        bias=model.bias.detach().numpy(),
+        ema=crit.ema.numpy(),
+    )
     del ddp, opt  # DDP's reducer holds gloo work: drop it before the group is torn down
 
 
@@ -134,7 +142,8 @@ def main() -> None:
     rank, world, port, out_dir, scenario = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     {"values": loss_values, "ddp": ddp_training, "compiled": compiled, "non_member": non_member}[scenario](
-        rank, world, out_dir)
+        rank, world, out_dir
+    )
     dist.barrier()  # every rank has saved its results and left its collectives
     dist.destroy_process_group()
     # This torch build's gloo threads can abort the process in C++ static destructors at

@@ -4,7 +4,8 @@ per backend). Run by tests/test_keras_backends.py as
     KERAS_BACKEND=jax python tests/keras_backend_checks.py OUT.json [CHECK ...]
 
 Each check raises AssertionError (or the error it provoked), returns "skip: why", or returns;
-OUT.json maps every check to "ok", "skip: why" or its traceback. The checks are what a Keras user does on any backend: call the loss
+OUT.json maps every check to "ok", "skip: why" or its traceback. The checks are what a Keras user
+does on any backend: call the loss
 (values and gradients against the reference), fit / save / reload / continue with the EMA (with
 and without jit_compile), masks and sample weights, a poisoned batch, the JAX state contract,
 and keras-hub's RetinaNet.
@@ -43,8 +44,7 @@ def check(fn):
 
 
 def close(got, want, what: str) -> None:
-    np.testing.assert_allclose(np.asarray(got, np.float64), want, **TOLERANCE["float32"],
-                               err_msg=f"{BACKEND}: {what}")
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, **TOLERANCE["float32"], err_msg=f"{BACKEND}: {what}")
 
 
 def numpy(x) -> np.ndarray:
@@ -92,18 +92,22 @@ def clear_batch(kind: str, shape, bins: int, seed: int, margin: float = 0.25, mu
 
 # ---------------------------------------------------------------- calling the loss
 
+
 @check
 def values_and_gradients_equal_the_reference():
     for kind in ("c", "r"):
         pred, target = clear_batch(kind, (16, 3), 10, seed=1)
         rng = np.random.default_rng(2)
-        weights = {"none": None, "per entry": (rng.random(pred.shape) < 0.8).astype(np.float32),
-                   "per sample": (rng.random(pred.shape[:1]) < 0.8).astype(np.float32)}
+        weights = {
+            "none": None,
+            "per entry": (rng.random(pred.shape) < 0.8).astype(np.float32),
+            "per sample": (rng.random(pred.shape[:1]) < 0.8).astype(np.float32),
+        }
         for dialect in ("paper", "mmdet"):
             for reduction in ("mean", "sum", "none"):
                 for wname, w in weights.items():
                     loss = LOSS[kind](bins=10, dialect=dialect, reduction=reduction, loss_weight=1.5)
-                    out, grad = value_and_grad(lambda x: loss(target, x, w), pred)
+                    out, grad = value_and_grad(lambda x, loss=loss, w=w, target=target: loss(target, x, w), pred)
                     lw = None if w is None else (w if w.shape == pred.shape else np.repeat(w[:, None], 3, axis=1))
                     ref = REF[kind](pred, target, lw, bins=10, dialect=dialect, reduction=reduction, loss_weight=1.5)
                     what = f"GHM-{kind.upper()} {dialect} {reduction}, sample_weight {wname}"
@@ -171,8 +175,10 @@ def a_second_derivative_raises_in_every_argument():
             except (RuntimeError, NotImplementedError) as e:
                 assert "differentiable once" in str(e), str(e)
             else:
-                raise AssertionError(f"{BACKEND}: GHM-{kind.upper()} d/d{wrt[1]} of d loss/d{wrt[0]} returned "
-                                     f"{None if got is None else numpy(got).ravel()[:3]} instead of raising")
+                raise AssertionError(
+                    f"{BACKEND}: GHM-{kind.upper()} d/d{wrt[1]} of d loss/d{wrt[0]} returned "
+                    f"{None if got is None else numpy(got).ravel()[:3]} instead of raising"
+                )
 
 
 @check
@@ -194,16 +200,22 @@ def a_subnormal_sample_weight_is_valid():
 def the_config_is_json_and_round_trips_to_an_equal_config():
     # Keras's contract (issue 28.7, 29): json.dumps(get_config()); a clone has the config and a fresh EMA
     pred, target = clear_batch("c", (8, 3), 10, seed=14)
-    for loss in (GHMCLoss(bins=12, momentum=0.5, dialect="mmdet", reduction="sum", loss_weight=2.0, name="cls"),
-                 GHMRLoss(mu=0.1, bins=7, momentum=0.7, loss_weight=10.0)):
+    for loss in (
+        GHMCLoss(bins=12, momentum=0.5, dialect="mmdet", reduction="sum", loss_weight=2.0, name="cls"),
+        GHMRLoss(mu=0.1, bins=7, momentum=0.7, loss_weight=10.0),
+    ):
         loss(target, pred)  # an EMA with values, which a clone does not copy
         config = loss.get_config()
         assert json.loads(json.dumps(config)) == config, f"{BACKEND}: the config is not JSON: {config}"
-        for clone in (type(loss).from_config(config), keras.losses.deserialize(keras.losses.serialize(loss)),
-                      type(loss).from_config(json.loads(json.dumps(config)))):
+        for clone in (
+            type(loss).from_config(config),
+            keras.losses.deserialize(keras.losses.serialize(loss)),
+            type(loss).from_config(json.loads(json.dumps(config))),
+        ):
             assert type(clone) is type(loss) and clone.get_config() == config, f"{BACKEND}: {clone.get_config()}"
-            assert clone.state is not loss.state and not numpy(clone.ema).any() and \
-                not bool(numpy(clone.ema_initialized)), f"{BACKEND}: a clone must start a fresh EMA"
+            assert (
+                clone.state is not loss.state and not numpy(clone.ema).any() and not bool(numpy(clone.ema_initialized))
+            ), f"{BACKEND}: a clone must start a fresh EMA"
         assert numpy(loss.ema).any(), "the original keeps its EMA"
 
 
@@ -274,6 +286,7 @@ def a_users_own_jax_jit_carries_the_state_or_raises():
 
 # ---------------------------------------------------------------- training
 
+
 def _replica(kind, dialect, logits0, target, lr, steps, momentum, bins, mu):
     """The reference's training of one Dense layer on one-hot inputs (its kernel is the logits):
     the loss history, the kernel after the steps, the EMA state."""
@@ -307,8 +320,11 @@ def fit_save_reload_continue_keeps_the_ema():
         losses_ref, logits_ref, state_ref = _replica(kind, dialect, logits0, target, lr, 4, momentum, bins, mu)
         for jit_compile in (False, True):
             what = f"GHM-{kind.upper()} {dialect}, jit_compile={jit_compile}"
-            loss = GHMCLoss(bins=bins, momentum=momentum, dialect=dialect) if kind == "c" else \
-                GHMRLoss(mu=mu, bins=bins, momentum=momentum, dialect=dialect)
+            loss = (
+                GHMCLoss(bins=bins, momentum=momentum, dialect=dialect)
+                if kind == "c"
+                else GHMRLoss(mu=mu, bins=bins, momentum=momentum, dialect=dialect)
+            )
             model = _one_hot_model(logits0, loss, lr, jit_compile)
             first = model.fit(x, target, batch_size=rows, epochs=2, shuffle=False, verbose=0).history["loss"]
             with tempfile.TemporaryDirectory() as tmp:
@@ -318,14 +334,20 @@ def fit_save_reload_continue_keeps_the_ema():
             loaded_loss = loaded.loss
             close(numpy(loaded_loss.ema), numpy(loss.ema), what + ": EMA after reload")
             rest = loaded.fit(x, target, batch_size=rows, epochs=2, shuffle=False, verbose=0).history["loss"]
-            assert any(v is loaded_loss.state.ema for v in loaded.metrics_variables), \
+            assert any(v is loaded_loss.state.ema for v in loaded.metrics_variables), (
                 f"{what}: the reloaded loss and its compiled metric must be one state"
+            )
             close(np.array(first + rest), losses_ref, what + ": loss per step (2 before the reload, 2 after)")
             moved = loaded.layers[0].get_weights()[0].astype(np.float64) - logits0
             assert np.abs(logits_ref - logits0).max() > 1e-3, "the replica must train"
             # float32 weights of size ~3 hold a change to ~2e-7: 1e-3 of the smallest changes checked
-            np.testing.assert_allclose(moved, logits_ref - logits0, rtol=1e-3, atol=1e-6,
-                                       err_msg=f"{BACKEND}: {what}: the weights' change in 4 steps")
+            np.testing.assert_allclose(
+                moved,
+                logits_ref - logits0,
+                rtol=1e-3,
+                atol=1e-6,
+                err_msg=f"{BACKEND}: {what}: the weights' change in 4 steps",
+            )
             close(numpy(loaded_loss.ema), state_ref, what + ": the EMA state after 4 steps")
             assert bool(numpy(loaded_loss.ema_initialized)), what
 
@@ -353,8 +375,9 @@ def sample_weight_in_fit_masks_samples():
     logits0, target = clear_batch("r", (rows, 4), bins, seed=9)
     weights = (np.arange(rows) % 3 != 0).astype(np.float32)
     model = _one_hot_model(logits0, GHMRLoss(bins=bins), 0.0, jit_compile=True)
-    got = model.evaluate(np.eye(rows, dtype=np.float32), target, sample_weight=weights, batch_size=rows, verbose=0,
-                         return_dict=True)["loss"]
+    got = model.evaluate(
+        np.eye(rows, dtype=np.float32), target, sample_weight=weights, batch_size=rows, verbose=0, return_dict=True
+    )["loss"]
     lw = np.repeat(weights[:, None], 4, axis=1)
     close(got, reference.ghm_r(logits0, target, lw, bins=bins).loss, "evaluate with per-sample weights")
 
@@ -375,11 +398,19 @@ def diagnostics_show_in_fit_logs_and_the_callback_records_them():
         loss = LOSS[kind](diagnostics=True, **hyper)
         model = keras.Sequential([keras.Input((rows,)), keras.layers.Dense(3, use_bias=False)])
         model.layers[0].set_weights([logits0])
-        model.compile(optimizer=keras.optimizers.SGD(lr), loss=loss, metrics=[loss.state, loss.diagnostics],
-                      jit_compile=True)
+        model.compile(
+            optimizer=keras.optimizers.SGD(lr), loss=loss, metrics=[loss.state, loss.diagnostics], jit_compile=True
+        )
         callback = DiagnosticsCallback(loss)
-        history = model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, epochs=steps, shuffle=False,
-                            verbose=0, callbacks=[callback]).history
+        history = model.fit(
+            np.eye(rows, dtype=np.float32),
+            target,
+            batch_size=rows,
+            epochs=steps,
+            shuffle=False,
+            verbose=0,
+            callbacks=[callback],
+        ).history
         record = callback.records[loss.name].arrays()
         prefix = f"ghm_{kind}"
         for k, ref in enumerate(want):
@@ -388,8 +419,13 @@ def diagnostics_show_in_fit_logs_and_the_callback_records_them():
                 np.testing.assert_array_equal(record[name][k], getattr(ref, name), err_msg=f"{BACKEND}: {what}: {name}")
             for name in ("density", "beta", "grad_mass", "plain_mass", "grad_share", "plain_share"):
                 close(record[name][k], getattr(ref, name), f"{what}: {name} (callback)")
-            logged = {"nonempty": ref.nonempty, "valid": ref.valid, "max_grad_share": ref.grad_share.max(),
-                      "grad_share_0": ref.grad_share[0], "plain_share_0": ref.plain_share[0]}
+            logged = {
+                "nonempty": ref.nonempty,
+                "valid": ref.valid,
+                "max_grad_share": ref.grad_share.max(),
+                "grad_share_0": ref.grad_share[0],
+                "plain_share_0": ref.plain_share[0],
+            }
             if kind == "c":
                 logged["positive_fraction"] = ref.positive_fraction
             else:
@@ -400,15 +436,19 @@ def diagnostics_show_in_fit_logs_and_the_callback_records_them():
             path = os.path.join(tmp, "m.keras")
             model.save(path)
             loaded = keras.models.load_model(path)
-        logs = loaded.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, epochs=1, shuffle=False,
-                          verbose=0).history
-        assert any(v is loaded.loss.diagnostics.counts for v in loaded.metrics_variables), \
+        logs = loaded.fit(
+            np.eye(rows, dtype=np.float32), target, batch_size=rows, epochs=1, shuffle=False, verbose=0
+        ).history
+        assert any(v is loaded.loss.diagnostics.counts for v in loaded.metrics_variables), (
             f"{BACKEND}: the reloaded loss and its compiled diagnostics metric must be one object"
-        assert int(numpy(loaded.loss.last_diagnostics().valid)) == rows * 3 == logs[f"{prefix}_valid"][0], \
+        )
+        assert int(numpy(loaded.loss.last_diagnostics().valid)) == rows * 3 == logs[f"{prefix}_valid"][0], (
             f"{BACKEND}: the reloaded loss records its calls, and they show in the logs"
+        )
 
 
 # ---------------------------------------------------------------- backend contracts
+
 
 @check
 def the_state_must_be_carried_on_jax():
@@ -483,8 +523,9 @@ def data_parallel_on_jax_sees_the_global_batch():
     try:
         loss = GHMCLoss(bins=bins, momentum=0.75, dialect="mmdet")
         model = _one_hot_model(logits0, loss, lr, jit_compile=True)
-        history = model.fit(np.eye(rows, dtype=np.float32), target, batch_size=rows, epochs=2, shuffle=False,
-                            verbose=0).history["loss"]
+        history = model.fit(
+            np.eye(rows, dtype=np.float32), target, batch_size=rows, epochs=2, shuffle=False, verbose=0
+        ).history["loss"]
     finally:
         keras.distribution.set_distribution(None)
     losses, _, state = _replica("c", "mmdet", logits0, target, lr, 2, 0.75, bins, 0.02)
@@ -521,17 +562,22 @@ def keras_hub_retinanet_trains_and_reloads():
             def __call__(self, y_true, y_pred, sample_weight=None):
                 seen[key] = (numpy(y_true), numpy(y_pred), numpy(sample_weight))
                 return super().__call__(y_true, y_pred, sample_weight)
+
         return Capture
 
-    model.compile(classification_loss=capturing(GHMCLoss, "cls")(bins=30, dialect="mmdet"),
-                  box_loss=capturing(GHMRLoss, "box")(mu=0.02, bins=10, dialect="mmdet"))
+    model.compile(
+        classification_loss=capturing(GHMCLoss, "cls")(bins=30, dialect="mmdet"),
+        box_loss=capturing(GHMRLoss, "box")(mu=0.02, bins=10, dialect="mmdet"),
+    )
     got = model.compute_loss(x=images, y=targets, y_pred=model(images), sample_weight=None)
     y_cls, p_cls, w_cls = seen["cls"]
     y_box, p_box, w_box = seen["box"]
     positives = w_box > 0
     assert positives.any() and (w_cls == 0).any(), "the batch must hold positive and ignored anchors"
-    want = reference.ghm_c(p_cls, y_cls, w_cls > 0, bins=30, dialect="mmdet").loss + \
-        reference.ghm_r(p_box[positives], y_box[positives], bins=10, dialect="mmdet").loss
+    want = (
+        reference.ghm_c(p_cls, y_cls, w_cls > 0, bins=30, dialect="mmdet").loss
+        + reference.ghm_r(p_box[positives], y_box[positives], bins=10, dialect="mmdet").loss
+    )
     close(numpy(got), want, "RetinaNet's compute_loss: GHM-C + GHM-R")
 
     model = kh.tiny_retinanet()
@@ -549,6 +595,7 @@ def keras_hub_retinanet_trains_and_reloads():
 
 
 # ---------------------------------------------------------------- the fuzz sweep (issue 28)
+
 
 def _backend_pred(pred: np.ndarray):
     """pred as a tensor of the backend, in its dtype (bfloat16 through float32: exact both ways)."""
@@ -646,8 +693,11 @@ def fuzz_against_the_reference():
 
     # Hypothesis draws the first transform most: on JAX the compiled one (how fit runs there; an eager
     # call compiles every op for each new shape, seconds per example), elsewhere eager
-    transforms = {"jax": ("jit(stateless_call)", "eager"), "tensorflow": ("eager", "tf.function(jit_compile=True)"),
-                  "torch": ("eager",)}[BACKEND]
+    transforms = {
+        "jax": ("jit(stateless_call)", "eager"),
+        "tensorflow": ("eager", "tf.function(jit_compile=True)"),
+        "torch": ("eager",),
+    }[BACKEND]
 
     # float64 weights (and, on JAX, float64 preds) are left to impl_jax's own sweep under x64
     # (tests/test_fuzz.py): Keras's data adapters make them float32 in fit, and Keras on JAX runs in
@@ -655,12 +705,32 @@ def fuzz_against_the_reference():
     pred_dtypes = ("float32", "float16", "bfloat16") + (("float64",) if BACKEND != "jax" else ())
 
     @settings(max_examples=max(8, settings().max_examples // 2))
-    @given(plan=fz.plans(transforms=transforms, pred_dtypes=pred_dtypes,
-                         weight_dtypes=("float32", "float16", "bool", "int32")))
+    @given(
+        plan=fz.plans(
+            transforms=transforms, pred_dtypes=pred_dtypes, weight_dtypes=("float32", "float16", "bool", "int32")
+        )
+    )
     # shrunk failure on TensorFlow and JAX, kept: a subnormal sample weight read as 0 (before issue 28's fix)
-    @example(plan=fz.Plan(kind="c", dialect="paper", reduction="mean", bins=1, momentum=0.0, loss_weight=1.0, mu=0.02,
-                          shape=(2,), pred_dtype="float32", target_form="int32 indices", weights="entry",
-                          weight_dtype="float32", garbage=False, calls=1, transform="eager", seed=0))
+    @example(
+        plan=fz.Plan(
+            kind="c",
+            dialect="paper",
+            reduction="mean",
+            bins=1,
+            momentum=0.0,
+            loss_weight=1.0,
+            mu=0.02,
+            shape=(2,),
+            pred_dtype="float32",
+            target_form="int32 indices",
+            weights="entry",
+            weight_dtype="float32",
+            garbage=False,
+            calls=1,
+            transform="eager",
+            seed=0,
+        )
+    )
     def sweep(plan):
         sequence = [row[0] for row in fz.calls(plan)]
         got = (_fuzz_eager if plan.transform == "eager" else _fuzz_compiled)(plan, sequence)

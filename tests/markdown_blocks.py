@@ -19,8 +19,16 @@ RUN = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell"
 NOT_CODE = {"text", "console", "toml", "yaml", "json", "ini", "diff", "markdown", "md"}
 FENCE = re.compile(r"^(?P<indent>[ ]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 TITLE = re.compile(r'title="(?P<title>[^"]*)"')
-FIRST_PARTY = ("reference", "impl_torch", "impl_tf", "impl_keras", "impl_jax", "ghm_conformance", "ghm_diagnostics",
-               "ghm_args")
+FIRST_PARTY = (
+    "reference",
+    "impl_torch",
+    "impl_tf",
+    "impl_keras",
+    "impl_jax",
+    "ghm_conformance",
+    "ghm_diagnostics",
+    "ghm_args",
+)
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ def test_official_loops_compute_the_mmdet_loss_and_gradient():
     from impl_torch import GHMCLoss, GHMRLoss
 
     x, t, w = (torch.as_tensor(a) for a in _batch())
-    for official, ours, target in ((official_loop_c, GHMCLoss(bins=30, momentum=0.0, dialect="mmdet"), t),
-                                   (official_loop_r, GHMRLoss(mu=0.02, bins=10, momentum=0.0, dialect="mmdet"),
-                                    t * 0.3)):
+    for official, ours, target in (
+        (official_loop_c, GHMCLoss(bins=30, momentum=0.0, dialect="mmdet"), t),
+        (official_loop_r, GHMRLoss(mu=0.02, bins=10, momentum=0.0, dialect="mmdet"), t * 0.3),
+    ):
         a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         la, lb = official(a, target, w), ours(b, target, w)
         la.backward()
@@ -54,8 +55,10 @@ def test_keras_official_losses_compute_the_mmdet_loss(eager):
     x, t, w = _batch(1, rows=2000, cols=4)
     x, t, anchor_w = x.reshape(1, 2000, 4), t.reshape(1, 2000, 4), w[:, 0].reshape(1, 2000)
     official_c, official_r = detector.keras_official_losses(eager)
-    for official, ours, target in ((official_c, GHMCLoss(bins=30, momentum=0.0, dialect="mmdet"), t),
-                                   (official_r, GHMRLoss(mu=0.02, bins=10, momentum=0.0, dialect="mmdet"), t * 0.3)):
+    for official, ours, target in (
+        (official_c, GHMCLoss(bins=30, momentum=0.0, dialect="mmdet"), t),
+        (official_r, GHMRLoss(mu=0.02, bins=10, momentum=0.0, dialect="mmdet"), t * 0.3),
+    ):
         got = float(official(target, x, sample_weight=anchor_w))
         want = float(ours(target, x, sample_weight=anchor_w))
         assert got == pytest.approx(want, rel=1e-5), f"{type(official).__name__} ({'eager' if eager else 'graph'})"
@@ -69,7 +72,7 @@ def test_anchor_assignment_follows_retinanet():
     assert np.array_equal(box_w == 1, best >= 0.5), "positives are the anchors with IoU >= 0.5"
     assert np.array_equal(cls_w == 0, (best >= 0.4) & (best < 0.5)), "anchors between the thresholds are ignored"
     assert np.array_equal(cls_t.sum(1), box_w), "a positive anchor has exactly one class"
-    assert len(anchors) == 9 * sum(int(np.ceil(128 / 2 ** lv)) ** 2 for lv in range(3, 8))
+    assert len(anchors) == 9 * sum(int(np.ceil(128 / 2**lv)) ** 2 for lv in range(3, 8))
     # encode is invertible: decoding the targets of the positives gives their boxes back
     torch = pytest.importorskip("torch")
     pos = box_w == 1
@@ -121,8 +124,12 @@ def _head_outputs(torch, seed=0, batch=2):
     gen = torch.Generator().manual_seed(seed)
     outputs, start = [], 0
     for n in detection.level_sizes():
-        outputs.append((torch.randn(batch, n, detection.CLASSES, generator=gen, dtype=torch.float64) * 3,
-                        torch.randn(batch, n, 4, generator=gen, dtype=torch.float64) * 0.3))
+        outputs.append(
+            (
+                torch.randn(batch, n, detection.CLASSES, generator=gen, dtype=torch.float64) * 3,
+                torch.randn(batch, n, 4, generator=gen, dtype=torch.float64) * 0.3,
+            )
+        )
         start += n
     b = {k: getattr(split, k).double() for k in ("cls_target", "cls_weight", "box_target", "positive")}
     return outputs, b
@@ -151,8 +158,10 @@ def test_losses_per_level_and_over_all_anchors():
             got = losses(outputs, b)
             parts = losses._calls(outputs, b)
             assert len(parts) == (len(detection.STRIDES) if calling == "per_level" else 1)
-            want_c = sum(c(x.reshape(-1, detection.CLASSES), t.reshape(-1, detection.CLASSES), w.reshape(-1))
-                         for x, t, w, *_ in parts)
+            want_c = sum(
+                c(x.reshape(-1, detection.CLASSES), t.reshape(-1, detection.CLASSES), w.reshape(-1))
+                for x, t, w, *_ in parts
+            )
             want_r = sum(r(x.reshape(-1, 4), t.reshape(-1, 4), p.reshape(-1)) for *_, x, t, p in parts)
             torch.testing.assert_close(got[0], want_c, msg=f"GHM-C {calling}, step {step}")
             torch.testing.assert_close(got[1], want_r, msg=f"GHM-R {calling}, step {step}")
@@ -168,7 +177,7 @@ def test_paired_differences_and_verdicts():
     from benchmarks import comparison
 
     mean, lo, hi = comparison.interval([1.0, 2.0, 3.0])
-    assert (mean, lo, hi) == pytest.approx((2.0, 2.0 - 4.303 / 3 ** 0.5, 2.0 + 4.303 / 3 ** 0.5))
+    assert (mean, lo, hi) == pytest.approx((2.0, 2.0 - 4.303 / 3**0.5, 2.0 + 4.303 / 3**0.5))
     assert comparison.verdict([0.02, 0.03, 0.025], "better") == "reproduced"
     assert comparison.verdict([-0.02, -0.03, -0.025], "better") == "refuted (worse)"
     assert comparison.verdict([-0.02, 0.03, 0.0], "better") == "inconclusive"
@@ -182,11 +191,18 @@ def test_main_run_chooses_the_rate_on_seed_0_and_pairs_the_seeds(monkeypatch):
 
     calls = []
 
-    def fake_train(cls_name, box_name, splits, *, seed, setting, log=None, **kw):  # noqa: ARG001
+    def fake_train(cls_name, box_name, splits, *, seed, setting, log=None, **kw):
         calls.append((cls_name, seed, setting.lr))
         good = 0.02 if cls_name == "GHM-C" else 0.01
-        return {"seed": seed, "val_ap": 0.5 if setting.lr == good else 0.4, "test_ap": 0.3, "test_ap50": 0.6,
-                "curve": [], "history": [], "model": None}
+        return {
+            "seed": seed,
+            "val_ap": 0.5 if setting.lr == good else 0.4,
+            "test_ap": 0.3,
+            "test_ap50": 0.6,
+            "curve": [],
+            "history": [],
+            "model": None,
+        }
 
     monkeypatch.setattr(detection, "train", fake_train)
     monkeypatch.setattr(detection, "splits", lambda sizes: {})
@@ -199,8 +215,15 @@ def test_main_run_chooses_the_rate_on_seed_0_and_pairs_the_seeds(monkeypatch):
     assert [c for c in calls if c[1] > 0] == [(m["pair"][0], s, m["chosen"]) for m in results for s in (1, 2)]
 
 
-@pytest.mark.parametrize("low, high, said", [(1.01, 1.3, "regression"), (0.7, 0.99, "faster"),
-                                             (0.95, 1.05, "same within spread"), (1.0, 1.2, "same within spread")])
+@pytest.mark.parametrize(
+    "low, high, said",
+    [
+        (1.01, 1.3, "regression"),
+        (0.7, 0.99, "faster"),
+        (0.95, 1.05, "same within spread"),
+        (1.0, 1.2, "same within spread"),
+    ],
+)
 def test_compare_verdict_needs_the_whole_spread_off_one(low, high, said):
     from benchmarks.compare import verdict
 
@@ -242,8 +265,11 @@ def test_compare_quick_finds_a_regression_in_the_working_tree(tmp_path):
     here = Path(__file__).resolve().parents[1]
     repo = tmp_path / "repo"
     for part in ("impl_torch", "benchmarks"):
-        shutil.copytree(here / part, repo / part, ignore=shutil.ignore_patterns("__pycache__", "*.png", "*.json",
-                                                                                 "results.md", "jax"))
+        shutil.copytree(
+            here / part,
+            repo / part,
+            ignore=shutil.ignore_patterns("__pycache__", "*.png", "*.json", "results.md", "jax"),
+        )
     shutil.copy(here / "ghm_args.py", repo / "ghm_args.py")
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
@@ -252,8 +278,14 @@ def test_compare_quick_finds_a_regression_in_the_working_tree(tmp_path):
     with open(repo / "impl_torch" / "ghm_c.py", "a") as f:
         f.write(_SLOWER)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.compare", "HEAD", "--quick", "--fail-on-regression"],
-                          cwd=repo, env=dict(env, PYTHONPATH=str(repo)), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare", "HEAD", "--quick", "--fail-on-regression"],
+        cwd=repo,
+        env=dict(env, PYTHONPATH=str(repo)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, f"--fail-on-regression exits 1 on a regression:\n{proc.stdout}\n{proc.stderr}"
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| torch eager, GHM-C |"))
     cells = [c.strip() for c in row.strip("|").split("|")]

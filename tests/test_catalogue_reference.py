@@ -3,10 +3,9 @@ built on ``reference`` in its own dialect, and the verdict names that dialect.""
 
 import pytest
 
+from conftest import examples
 from ghm_conformance import FAILED, PASSED, reference_port, run_catalogue
 from ghm_conformance.properties import CATALOGUE
-
-from conftest import examples
 
 
 @pytest.mark.parametrize("loss", ["c", "r"])

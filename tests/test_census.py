@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from ghm_conformance.census import adapters
 
 TESTS = Path(__file__).parent
@@ -22,12 +21,29 @@ def test_the_census_produces_every_row_with_the_expected_verdict(tmp_path):
     (tmp_path / "zoo" / "ports").mkdir(parents=True)
     (tmp_path / "zoo" / "ports" / "zoo.py").write_text("")  # the stand-in "source"
     out = tmp_path / "ports.md"
-    proc = subprocess.run([sys.executable, "-m", "ghm_conformance.census", "--sources", str(tmp_path),
-                           "--adapters", "census_zoo", "--out", str(out), "--max-examples", "5"],
-                          capture_output=True, text=True, cwd=TESTS, env=ENV, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ghm_conformance.census",
+            "--sources",
+            str(tmp_path),
+            "--adapters",
+            "census_zoo",
+            "--out",
+            str(out),
+            "--max-examples",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=TESTS,
+        env=ENV,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = out.read_text()
-    (module, adapter), = adapters("census_zoo")
+    ((module, adapter),) = adapters("census_zoo")
     rows = [line for line in table.splitlines() if line.startswith("| ") and "ghm-conformance" in line]
     assert [row.split(" (")[0][2:] for row in rows] == [e.name for e in adapter.entries], "rows in adapter order"
     for entry in adapter.entries:
@@ -46,9 +62,26 @@ def test_the_census_produces_every_row_with_the_expected_verdict(tmp_path):
 
 def test_a_missing_source_is_listed_not_run(tmp_path):
     out = tmp_path / "ports.md"
-    proc = subprocess.run([sys.executable, "-m", "ghm_conformance.census", "--sources", str(tmp_path),
-                           "--adapters", "census_zoo", "--out", str(out), "--jobs", "1"],
-                          capture_output=True, text=True, cwd=TESTS, env=ENV, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ghm_conformance.census",
+            "--sources",
+            str(tmp_path),
+            "--adapters",
+            "census_zoo",
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=TESTS,
+        env=ENV,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_text().count("not run: source not present") == 4
 
@@ -60,6 +93,7 @@ def test_every_adapter_of_ports_names_its_source_and_reading_and_loads_nothing_o
     assert len({m for m, _ in found}) >= 20 and sum(len(a.entries) for _, a in found) >= 30
     assert len({a.source_of_record for _, a in found}) >= 20, "sources: copies count under their origin"
     from ports._looked import NOT_RUN, WHERE
+
     assert NOT_RUN and WHERE and all(x.repo and x.reason for x in NOT_RUN)
     for module, adapter in found:
         assert all("/" in c for c in adapter.copies) and (adapter.origin is None or "/" in adapter.origin), module
@@ -80,8 +114,9 @@ def test_docs_ports_lists_at_least_30_ports_and_the_official_code_conforms():
     assert any("[GXYM/GHM_Loss]" in row for row in rows) and any("[yeliudev/nncore]" in row for row in rows)
     assert "## Looked at but could not run" in table and "## Where we looked" in table
     assert not any("| **no** |" in row for row in rows), "every verdict agrees with the reading of the port's code"
-    official = [row for row in rows if "ports.mmdet_2x:" in row or "ports.mmdet_3x:" in row
-                or "libuyu/GHM_Detection" in row]
+    official = [
+        row for row in rows if "ports.mmdet_2x:" in row or "ports.mmdet_3x:" in row or "libuyu/GHM_Detection" in row
+    ]
     assert official and all("conforms: mmdet" in row for row in official)
     assert any("| tf" in row for row in rows) and any("| torch" in row for row in rows)
     assert any("GHM-R" in row for row in rows)

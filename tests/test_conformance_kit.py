@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
+from conftest import examples
 from ghm_conformance import FAILED, PASSED, assert_conforms, run_catalogue, run_property
 from ghm_conformance import cases as cs
 from ghm_conformance.cases import Call, Case, as_class_index_case
@@ -24,14 +25,16 @@ from ghm_conformance.protocol import Port
 from ghm_conformance.report import to_json, to_markdown
 from ghm_conformance.repro import replay, snippet
 from reference import equations as eq
-
-from conftest import examples
 from zoo import BY_NAME, ZOO, LiteralASL1, MasksFirst, port
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)] + (
-    [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+ENV = dict(
+    os.environ,
+    PYTHONPATH=os.pathsep.join(
+        [str(TESTS), str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    ),
+)
 
 
 def _needs(module):
@@ -41,13 +44,21 @@ def _needs(module):
 
 # ---------------------------------------------------------------- the zoo
 
+
 def test_the_documented_adapters_are_exported():
     # README and spec.md show `from ghm_conformance import from_jax_function` (and its siblings)
     import ghm_conformance
     from ghm_conformance import from_jax_function, from_keras_loss, from_torch_module  # noqa: F401
 
-    for name in ("from_jax_function", "from_keras_loss", "from_torch_module", "from_torch_function",
-                 "from_numpy_function", "from_weights", "assert_conforms"):
+    for name in (
+        "from_jax_function",
+        "from_keras_loss",
+        "from_torch_module",
+        "from_torch_function",
+        "from_numpy_function",
+        "from_weights",
+        "assert_conforms",
+    ):
         assert name in ghm_conformance.__all__ and callable(getattr(ghm_conformance, name)), name
 
 
@@ -73,16 +84,18 @@ def test_the_issue_examples_are_caught_whatever_the_seed():
     # an edge-closed region test fails on g = 1/2 exactly; the fixed corpus runs first, so the
     # verdict cannot hinge on the seed (the random search found it only with some seeds before)
     for seed in (None, 1, 2):
-        report = run_catalogue(BY_NAME["edge_closed (lo <= g <= hi)"].make_port, "c", max_examples=3, seed=seed,
-                               only=("value",))
+        report = run_catalogue(
+            BY_NAME["edge_closed (lo <= g <= hi)"].make_port, "c", max_examples=3, seed=seed, only=("value",)
+        )
         assert "value" in report.verdict.faults
     c = report.results[0].counterexample.case
     assert c.calls[0].size <= 6 and np.any(c.calls[0].pred == 0.0)
 
 
 def test_a_nan_on_the_empty_call_is_all_masked_s_finding_not_a_dialect_change():
-    report = run_catalogue(BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port, "c",
-                           max_examples=examples())
+    report = run_catalogue(
+        BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port, "c", max_examples=examples()
+    )
     assert report.verdict.label == "mmdet" and report.verdict.faults == ["all_masked"]
     assert report.verdict.summary.startswith("dialect: mmdet; fails: all_masked; notes: ")
 
@@ -90,19 +103,26 @@ def test_a_nan_on_the_empty_call_is_all_masked_s_finding_not_a_dialect_change():
 def test_every_masking_fault_is_caught_with_finite_values_in_the_masked_entries():
     # The finite 'masked' property alone (no NaN anywhere) must name every masking bug; a port
     # that only reads NaN from masked entries is a note of 'masked_unread', never a 'masked' fault.
-    for name in ("masked_weighted", "masked_in_histogram", "mask taken from each row's first column",
-                 "masked entries counted in the loss's N", "gradient leaks into masked entries"):
+    for name in (
+        "masked_weighted",
+        "masked_in_histogram",
+        "mask taken from each row's first column",
+        "masked entries counted in the loss's N",
+        "gradient leaks into masked entries",
+    ):
         result = run_property(BY_ID["masked"], Port(BY_NAME[name].make_port), "c", "mmdet", max_examples=examples())
         assert result.status == FAILED, name
         for run in result.counterexample.outcome.runs:
             for call in run.calls:
                 assert np.isfinite(call.pred).all() and np.isfinite(call.target).all(), f"{name}: NaN was needed"
-    result = run_property(BY_ID["masked"], Port(BY_NAME["official style in NumPy"].make_port), "c", "mmdet",
-                          max_examples=examples())
+    result = run_property(
+        BY_ID["masked"], Port(BY_NAME["official style in NumPy"].make_port), "c", "mmdet", max_examples=examples()
+    )
     assert result.status == PASSED, result.counterexample.outcome.message if result.counterexample else result.note
 
 
 # ---------------------------------------------------------------- counterexamples that replay
+
 
 def _position_dependent(*, bins, momentum, **hyper):
     step = port(MasksFirst)(bins=bins, momentum=momentum, **hyper)
@@ -176,8 +196,14 @@ def test_the_repro_replays_the_failure_and_exits_1(property_id, tmp_path):
     module = tmp_path / "failing_port.py"
     module.write_text(f"from test_conformance_kit import FAILING_FOR\nmake_port = FAILING_FOR[{property_id!r}]\n")
     code = snippet(property_id, dialect, ce.case, "from failing_port import make_port")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env=dict(ENV, PYTHONPATH=os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=dict(ENV, PYTHONPATH=os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])),
+    )
     out = proc.stdout
     assert proc.returncode == 1, f"a repro that prints FAILED must exit 1: {proc.returncode}\n{out[-2000:]}"
     assert "FAILED: " + ce.outcome.message.split(":")[0] in out, out[-3000:]
@@ -192,14 +218,18 @@ def test_a_state_shared_by_every_instance_fails_independent_instances_and_its_re
     # fresh interpreter whose first instance starts clean.
     shared = BY_NAME["EMA held by the class (shared by every instance)"].make_port
     result = run_property(BY_ID["independent_instances"], Port(shared), "c", "mmdet", max_examples=examples())
-    assert result.status == FAILED and [r.label for r in result.counterexample.outcome.runs] == \
-        ["first instance", "second instance, after the first"]
+    assert result.status == FAILED and [r.label for r in result.counterexample.outcome.runs] == [
+        "first instance",
+        "second instance, after the first",
+    ]
     own = run_property(BY_ID["independent_instances"], Port(port(MasksFirst)), "c", "mmdet", max_examples=examples())
     assert own.status == PASSED, own.note
-    code = snippet("independent_instances", "mmdet", result.counterexample.case,
-                   "from zoo import shared_ema as make_port")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env=ENV)
+    code = snippet(
+        "independent_instances", "mmdet", result.counterexample.case, "from zoo import shared_ema as make_port"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=ENV
+    )
     assert proc.returncode == 1 and "MISMATCH" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "run 1 'first instance'" in proc.stdout and "run 2 'second instance, after the first'" in proc.stdout
 
@@ -212,8 +242,7 @@ def test_the_repro_of_a_passing_case_exits_0(tmp_path):
 
 
 def test_the_report_shows_the_calls_as_the_port_received_them():
-    result = run_property(BY_ID["all_masked"], Port(FAILING_FOR["all_masked"]), "c", "mmdet",
-                          max_examples=examples())
+    result = run_property(BY_ID["all_masked"], Port(FAILING_FOR["all_masked"]), "c", "mmdet", max_examples=examples())
     (run,) = result.counterexample.outcome.runs
     assert not np.any(run.calls[0].label_weight), "the all-masked call is shown with its zero label weights"
 
@@ -227,8 +256,9 @@ def test_a_port_that_raises_on_masked_nan_is_a_note_shown_up_to_the_call_that_ra
     assert "IndexError" in ce.outcome.message
     last = ce.outcome.runs[-1]
     assert last.raised and "IndexError" in last.raised and len(last.outputs) == len(last.calls) - 1
-    assert np.isnan(last.calls[-1].pred[last.calls[-1].label_weight == 0]).any(), \
+    assert np.isnan(last.calls[-1].pred[last.calls[-1].label_weight == 0]).any(), (
         "the call that raised is shown with the masked NaN it received"
+    )
     text = to_markdown(to_json([report], {report.target: "from zoo import crashes"}, 0, []))
     assert "port raised IndexError" in text and "### masked_unread note" in text, text
     out = []
@@ -258,6 +288,7 @@ def test_class_index_adaptation_keeps_the_g_each_entry_was_drawn_with():
 
 # ---------------------------------------------------------------- checks that can fail
 
+
 def test_finite_differences_fail_a_nan_gradient():
     # NaN > tolerance is False: a NaN gradient (or loss) once scored 0 error and passed
     from kit_ports import nan_gradient
@@ -275,11 +306,25 @@ def test_a_faulty_ghm_c_port_that_looks_like_ghm_r_is_judged_not_refused(tmp_pat
 @pytest.mark.slow
 def test_float32_counts_accumulated_one_by_one_fail_large_and_correct_counts_pass():
     # spec.md 10: a float32 counter stalls at 2^24; --large's one call of 2^24 + 2^22 + 3 entries shows it
-    stalls = run_catalogue(BY_NAME["float32 counts accumulated one by one (wrong only past 2^24)"].make_port, "c",
-                           dialect="mmdet", max_examples=1, only=("large",), large=True, timeout=600)
+    stalls = run_catalogue(
+        BY_NAME["float32 counts accumulated one by one (wrong only past 2^24)"].make_port,
+        "c",
+        dialect="mmdet",
+        max_examples=1,
+        only=("large",),
+        large=True,
+        timeout=600,
+    )
     assert stalls.verdict.faults == ["large"], stalls.verdict.summary
-    exact = run_catalogue(BY_NAME["masks before the loss (no note)"].make_port, "c", dialect="mmdet", max_examples=1,
-                          only=("large",), large=True, timeout=600)
+    exact = run_catalogue(
+        BY_NAME["masks before the loss (no note)"].make_port,
+        "c",
+        dialect="mmdet",
+        max_examples=1,
+        only=("large",),
+        large=True,
+        timeout=600,
+    )
     assert not exact.verdict.faults and exact.results[0].status == PASSED, exact.verdict.summary
 
 
@@ -288,8 +333,19 @@ def test_cli_large_checks_the_bundled_loss_past_two_to_the_24():
     # the CLI's --large path, on one backend: every backend's counts past 2^24 are checked in
     # test_losses.py::test_counts_are_exact_past_two_to_the_24
     pytest.importorskip("torch")
-    proc = _run_cli("--loss", "c", "--dialect", "mmdet", "--large", "--max-examples", "2", "--quiet", "--bundled",
-                    "torch", timeout=1200)
+    proc = _run_cli(
+        "--loss",
+        "c",
+        "--dialect",
+        "mmdet",
+        "--large",
+        "--max-examples",
+        "2",
+        "--quiet",
+        "--bundled",
+        "torch",
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.stdout.count("| large: ") == 1, "one `large` row: the torch GHM-C in the mmdet dialect"
     assert "Cost at 20,971,523 entries (large)" in proc.stdout
@@ -297,8 +353,10 @@ def test_cli_large_checks_the_bundled_loss_past_two_to_the_24():
 
 # ---------------------------------------------------------------- edges
 
+
 def _float32_floor_port(**_):
     """A correct port computing g and floor(g * M) in float32 (no EMA)."""
+
     def step(pred, target, label_weight):
         x = pred.astype(np.float32)
         p = np.float32(1) / (np.float32(1) + np.exp(-x))
@@ -309,6 +367,7 @@ def _float32_floor_port(**_):
         per = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
         beta = np.where(valid, valid.sum() / (counts[ind] * 10.0), 0.0)
         return float(np.sum(beta * per) / valid.sum()), beta * (p - target) / valid.sum()
+
     return step
 
 
@@ -329,7 +388,7 @@ def test_an_inexact_g_within_rounding_of_an_edge_is_its_own_category():
     case = Case("c", 10, 0.0, None, [Call(pred, np.zeros_like(pred), np.ones_like(pred))])
     out = check_reference_value(case, Port(lambda **kw: _float32_floor_port(**kw)), "paper")
     assert not out.passed and out.edge, out.message
-    wrong = lambda **kw: (lambda p, t, w: (lambda r: (r[0] * 1.5, r[1]))(_float32_floor_port()(p, t, w)))  # noqa: E731
+    wrong = lambda **kw: lambda p, t, w: (lambda r: (r[0] * 1.5, r[1]))(_float32_floor_port()(p, t, w))  # noqa: E731
     out = check_reference_value(case, Port(wrong), "paper")
     assert not out.passed and not out.edge, "a real disagreement must not hide behind an edge"
 
@@ -343,6 +402,7 @@ def test_a_g_exactly_on_an_edge_is_never_excused():
 
 # ---------------------------------------------------------------- the rounding model
 
+
 def test_float32_rounding_of_the_official_literal_asl1_is_not_a_failure():
     # sqrt(d^2 + mu^2) - mu in float32 cancels for |d| << mu: 4.5e-3 relative error here, which is
     # rounding of a correct formula, not a conformance failure (tolerances.ROUNDING_ULPS).
@@ -353,11 +413,13 @@ def test_float32_rounding_of_the_official_literal_asl1_is_not_a_failure():
     assert check_reference_value(case, Port(literal), "mmdet").passed
     x = pred.astype(np.float64)
     exact = float(np.mean(np.sqrt(x * x + 0.25) - 0.5))
-    assert abs(literal(bins=1, momentum=0.0, mu=0.5)(pred, np.zeros_like(pred), np.ones_like(pred))[0] - exact) \
-        > 1e-3 * exact, "the regime must really be one where the literal form loses accuracy"
+    assert (
+        abs(literal(bins=1, momentum=0.0, mu=0.5)(pred, np.zeros_like(pred), np.ones_like(pred))[0] - exact)
+        > 1e-3 * exact
+    ), "the regime must really be one where the literal form loses accuracy"
     # The allowance is a few float32 ulps of the terms, no more: a port wrong by 0.1% fails as soon
     # as the loss is not itself below float32 resolution (here |d| = 0.3).
-    wrong = lambda **kw: (lambda p, t, w: (lambda r: (r[0] * 1.001, r[1]))(literal(**kw)(p, t, w)))  # noqa: E731
+    wrong = lambda **kw: lambda p, t, w: (lambda r: (r[0] * 1.001, r[1]))(literal(**kw)(p, t, w))  # noqa: E731
     pred = np.array([[0.3, -0.3]], np.float32)
     case = Case("r", 1, 0.0, 0.5, [Call(pred, np.zeros_like(pred), np.ones_like(pred))])
     assert check_reference_value(case, Port(literal), "mmdet").passed
@@ -372,7 +434,7 @@ def test_float32_cancellation_of_p_minus_t_in_the_gradient_is_not_a_failure():
 
     pred = np.array([[10.0]], np.float32)
     case = Case("c", 1, 0.0, None, [Call(pred, np.ones_like(pred), np.ones_like(pred))])
-    bce = from_torch_module(lambda **kw: (lambda x, t, w: torch.nn.functional.binary_cross_entropy_with_logits(x, t)))
+    bce = from_torch_module(lambda **kw: lambda x, t, w: torch.nn.functional.binary_cross_entropy_with_logits(x, t))
     assert check_reference_value(case, Port(bce), "paper").passed
     x = torch.tensor(pred, requires_grad=True)
     torch.nn.functional.binary_cross_entropy_with_logits(x, torch.ones(1, 1)).backward()
@@ -393,9 +455,9 @@ def test_gradient_failure_names_the_entry_that_breaks_the_tolerance():
 
 # ---------------------------------------------------------------- the runner never passes by accident
 
+
 def test_a_property_that_cannot_draw_an_input_is_an_error_not_a_pass():
-    prop = Property("never", "draws nothing", lambda k: st.integers().filter(lambda v: False),
-                    check_reference_value)
+    prop = Property("never", "draws nothing", lambda k: st.integers().filter(lambda v: False), check_reference_value)
     result = run_property(prop, Port(port(MasksFirst)), "c", "mmdet", max_examples=5)
     assert result.status == "error" and ("Unsatisfiable" in result.note or "FailedHealthCheck" in result.note)
 
@@ -410,6 +472,7 @@ def test_a_port_that_exits_fails_in_process():
 
 # ---------------------------------------------------------------- the pytest entry point (assert_conforms)
 
+
 def test_assert_conforms_passes_with_notes_and_fails_with_the_verdict_and_a_repro():
     official = BY_NAME["official style in NumPy"].make_port
     report = assert_conforms(official, loss="c", max_examples=3)
@@ -417,12 +480,18 @@ def test_assert_conforms_passes_with_notes_and_fails_with_the_verdict_and_a_repr
     with pytest.raises(AssertionError, match="masked_unread failed") as strict:
         assert_conforms(official, loss="c", max_examples=3, strict=True)
     head = str(strict.value).splitlines()[0]
-    assert head.startswith("the GHM-C port conforms to the mmdet dialect, but strict=True makes its robustness "
-                           "notes fail: reads masked values"), head
+    assert head.startswith(
+        "the GHM-C port conforms to the mmdet dialect, but strict=True makes its robustness "
+        "notes fail: reads masked values"
+    ), head
     assert "does not conform" not in head
     with pytest.raises(AssertionError) as failure:
-        assert_conforms(BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port, loss="c", max_examples=3,
-                        import_line="from zoo import unguarded_n as make_port")
+        assert_conforms(
+            BY_NAME["unguarded_n (NaN when every entry is masked)"].make_port,
+            loss="c",
+            max_examples=3,
+            import_line="from zoo import unguarded_n as make_port",
+        )
     message = str(failure.value)
     assert "does not conform: dialect: mmdet; fails: all_masked" in message
     assert "raise SystemExit(replay('all_masked', make_port, case" in message and "from zoo import" in message
@@ -431,19 +500,25 @@ def test_assert_conforms_passes_with_notes_and_fails_with_the_verdict_and_a_repr
 def _readme_example() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start = readme.index("# test_ghm_conformance.py")
-    return readme[start:readme.index("```", start)]
+    return readme[start : readme.index("```", start)]
 
 
-@pytest.mark.parametrize("which, passes", [("official style in NumPy", True), ("unguarded_n (NaN when every entry "
-                                                                               "is masked)", False)])
+@pytest.mark.parametrize(
+    "which, passes", [("official style in NumPy", True), ("unguarded_n (NaN when every entry is masked)", False)]
+)
 def test_the_readme_pytest_example_runs_in_a_port_authors_repository(which, passes, tmp_path):
     # The README's example, copied as a port author would, with their port in my_ghm.py
     name = {True: "official_style", False: "unguarded_n"}[passes]
     (tmp_path / "my_ghm.py").write_text(f"from zoo import {name} as GHMPort\n")
     (tmp_path / "test_ghm_conformance.py").write_text(_readme_example())
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ghm_conformance.py"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                          env=dict(ENV, PYTHONPATH=os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ghm_conformance.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env=dict(ENV, PYTHONPATH=os.pathsep.join([str(tmp_path), ENV["PYTHONPATH"]])),
+    )
     if passes:
         assert proc.returncode == 0, proc.stdout[-3000:]
     else:
@@ -456,9 +531,16 @@ def test_the_readme_pytest_example_runs_in_a_port_authors_repository(which, pass
 
 # ---------------------------------------------------------------- the CLI
 
+
 def _run_cli(*args, cwd=ROOT, timeout=600):
-    return subprocess.run([sys.executable, "-m", "ghm_conformance", *args], capture_output=True, text=True,
-                          cwd=cwd, env=ENV, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ghm_conformance", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=timeout,
+    )
 
 
 def test_the_cost_baseline_is_the_port_s_framework_measured_as_the_port_is():
@@ -526,8 +608,14 @@ def test_cli_failing_port_exits_1_with_a_repro_that_replays_it(tmp_path):
     assert "dialect: mmdet except g exactly on a region edge; fails: value" in proc.stdout
     doc = json.loads(js.read_text())
     (value,) = [p for p in doc["targets"][0]["properties"] if p["property"] == "value" and p["counts"]]
-    repro = subprocess.run([sys.executable, "-c", value["counterexample"]["repro"]], capture_output=True, text=True,
-                           cwd=ROOT, env=ENV, timeout=120)
+    repro = subprocess.run(
+        [sys.executable, "-c", value["counterexample"]["repro"]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=120,
+    )
     assert repro.returncode == 1, repro.stderr
     assert "MISMATCH" in repro.stdout and "FAILED:" in repro.stdout, repro.stdout
 
@@ -536,8 +624,10 @@ JAX_PORTS = [  # (kit_ports.jax_ports factory, the verdict it deserves)
     ("official", "conforms: mmdet (momentum not supported by the port); notes: reads masked values"),
     ("counting_masked", "fails: masked"),
     # the official semantics but for autograd's subgradient at 0: the dialect is named, with the input class
-    ("max_abs_bce", "dialect: mmdet except the gradient at pred = 0 exactly (momentum not supported by the port); "
-                    "fails: value"),
+    (
+        "max_abs_bce",
+        "dialect: mmdet except the gradient at pred = 0 exactly (momentum not supported by the port); fails: value",
+    ),
 ]
 
 
@@ -554,30 +644,42 @@ def test_a_jax_port_is_checked_through_from_jax_function(name, verdict, tmp_path
     assert proc.returncode == (0 if name == "official" else 1), proc.stderr[-2000:]
     if name != "max_abs_bce":
         return
-    (value,) = [p for p in json.loads(js.read_text())["targets"][0]["properties"]
-                if p["property"] == "value" and p["counts"]]
-    assert "(f32([[0]]), " in value["counterexample"]["repro"], "shrunk to pred = 0: " + value["counterexample"]["repro"]
+    (value,) = [
+        p for p in json.loads(js.read_text())["targets"][0]["properties"] if p["property"] == "value" and p["counts"]
+    ]
+    assert "(f32([[0]]), " in value["counterexample"]["repro"], (
+        "shrunk to pred = 0: " + value["counterexample"]["repro"]
+    )
     assert value["input_class"] == "the gradient at pred = 0 exactly" and value["class_confirmed"]
     scale = json.loads(js.read_text())["targets"][0]["scale"][0]["measurements"]
     assert [m["name"] for m in scale] == ["the port", "impl_jax.ghm_c_loss (jit)"], "a JAX port is costed against JAX"
     assert all(m["first_call_seconds"] is not None for m in scale), "compilation is reported apart"
-    repro = subprocess.run([sys.executable, "-c", value["counterexample"]["repro"]], capture_output=True, text=True,
-                           cwd=ROOT, env=ENV, timeout=300)
+    repro = subprocess.run(
+        [sys.executable, "-c", value["counterexample"]["repro"]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=300,
+    )
     assert repro.returncode == 1 and "MISMATCH" in repro.stdout, repro.stdout + repro.stderr[-2000:]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["nonexistent_pkg_xyz:make_port"], "cannot import"),
-    (["zoo:no_such_factory"], "has no attribute"),
-    (["zoo:not_callable"], "not callable"),
-    (["zoo"], "package.module:make_port"),
-    (["zoo:paper_port", "--loss", "x"], "invalid choice"),
-    (["zoo:paper_port", "--max-examples", "0"], "max-examples"),
-    (["zoo:paper_port", "--report", "/nonexistent-dir/r.md"], "cannot write the report"),
-    (["zoo:paper_port", "--json", "/nonexistent-dir/r.json"], "cannot write the report"),
-    (["kit_ports.exits_at_import:make_port"], "sys.exit"),
-    (["kit_ports:ghm_c_rejecting_mu", "--loss", "r"], "--loss c"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nonexistent_pkg_xyz:make_port"], "cannot import"),
+        (["zoo:no_such_factory"], "has no attribute"),
+        (["zoo:not_callable"], "not callable"),
+        (["zoo"], "package.module:make_port"),
+        (["zoo:paper_port", "--loss", "x"], "invalid choice"),
+        (["zoo:paper_port", "--max-examples", "0"], "max-examples"),
+        (["zoo:paper_port", "--report", "/nonexistent-dir/r.md"], "cannot write the report"),
+        (["zoo:paper_port", "--json", "/nonexistent-dir/r.json"], "cannot write the report"),
+        (["kit_ports.exits_at_import:make_port"], "sys.exit"),
+        (["kit_ports:ghm_c_rejecting_mu", "--loss", "r"], "--loss c"),
+    ],
+)
 def test_cli_usage_errors_exit_2_without_traceback_and_before_running(args, message):
     proc = _run_cli(*args, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
@@ -615,15 +717,35 @@ def test_cli_json_to_stdout_and_port_output_kept_apart():
 
 
 def test_cli_imports_from_the_current_directory(tmp_path):
-    (tmp_path / "my_port.py").write_text("from zoo import MasksFirst, port\nmake_port = port(MasksFirst, dialect='paper')\n")
-    proc = subprocess.run([sys.executable, "-m", "ghm_conformance", "my_port:make_port", "--max-examples", "3",
-                           "--quiet"], capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=300)
+    (tmp_path / "my_port.py").write_text(
+        "from zoo import MasksFirst, port\nmake_port = port(MasksFirst, dialect='paper')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "ghm_conformance", "my_port:make_port", "--max-examples", "3", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=ENV,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_cli_declared_port_shapes(tmp_path):
-    assert main(["zoo:no_label_weight_port", "--no-label-weight", "--max-examples", "3", "--quiet",
-                 "--json", str(tmp_path / "a.json")]) == 0
+    assert (
+        main(
+            [
+                "zoo:no_label_weight_port",
+                "--no-label-weight",
+                "--max-examples",
+                "3",
+                "--quiet",
+                "--json",
+                str(tmp_path / "a.json"),
+            ]
+        )
+        == 0
+    )
     doc = json.loads((tmp_path / "a.json").read_text())
     rows = {p["property"]: p["status"] for p in doc["targets"][0]["properties"]}
     assert rows["masked"] == rows["all_masked"] == rows["masked_unread"] == "not applicable"
@@ -640,14 +762,18 @@ def test_cli_default_target_checks_the_bundled_losses(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads(js.read_text())
     names = {t["target"] for t in doc["targets"]}
-    expected = {f"{m}.{c}(dialect={d!r})" for m in ("impl_torch", "impl_tf") for c in ("GHMCLoss", "GHMRLoss")
-                for d in ("paper", "mmdet")}
+    expected = {
+        f"{m}.{c}(dialect={d!r})"
+        for m in ("impl_torch", "impl_tf")
+        for c in ("GHMCLoss", "GHMRLoss")
+        for d in ("paper", "mmdet")
+    }
     if importlib.util.find_spec("jax"):
         expected |= {f"impl_jax.{f}(dialect={d!r})" for f in ("ghm_c_loss", "ghm_r_loss") for d in ("paper", "mmdet")}
     assert names == expected and all(t["passed"] for t in doc["targets"])
     # one summary table of every verdict at the end of the Markdown report
     text = to_markdown(doc)
-    summary = text[text.index("## Summary"):]
+    summary = text[text.index("## Summary") :]
     assert all(f"| {name} |" in summary for name in names), summary
     assert all(not t["verdict"]["notes"] for t in doc["targets"]), "the bundled losses never read masked values"
     assert {t["verdict"]["dialect"] for t in doc["targets"]} == {"paper", "mmdet"}

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import reference
-
 from tolerances import TOLERANCE
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -25,13 +24,14 @@ def close(got, want, what=""):
 
 # ---------------------------------------------------------------- keras-hub RetinaNet
 
+
 def test_keras_hub_retinanet_trains_with_ghm_and_reloads_its_state():
     pytest.importorskip("keras_hub", reason="keras-hub is the optional extra [detect]")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
+    import keras_hub_retinanet as kh
     import tensorflow as tf
 
-    import keras_hub_retinanet as kh
     from impl_tf import GHMCLoss, GHMRLoss
 
     seen = {}
@@ -42,6 +42,7 @@ def test_keras_hub_retinanet_trains_with_ghm_and_reloads_its_state():
                 if tf.executing_eagerly():
                     seen[key] = (np.asarray(y_true), np.asarray(y_pred), np.asarray(sample_weight))
                 return super().__call__(y_true, y_pred, sample_weight)
+
         return Capture
 
     images, targets = kh.synthetic_batch(4)
@@ -78,6 +79,7 @@ def test_keras_hub_retinanet_trains_with_ghm_and_reloads_its_state():
 
 # ---------------------------------------------------------------- mmdetection's call contract
 
+
 def _anchor_head_batch(num_classes=4, seed=0):
     """What an mmdetection anchor head passes its losses for two images (anchors concatenated):
     labels (N,) with C = background, label_weights (N,) with 0 for ignored anchors, box targets
@@ -111,10 +113,20 @@ def test_mmdetection_anchor_head_call_pattern(dialect):
     for _ in range(2):  # two iterations: the EMA as mmdetection's loop drives it
         c = loss_cls(t(cls_score), t(labels), t(label_weights), avg_factor=avg)
         b = loss_bbox(t(bbox_pred), t(bbox_targets), t(bbox_weights), avg_factor=avg)
-        ref_c = reference.ghm_c(cls_score, labels, label_weights, bins=30, momentum=0.75, state=state_c,
-                                dialect=dialect)
-        ref_b = reference.ghm_r(bbox_pred, bbox_targets, bbox_weights, mu=0.02, bins=10, momentum=0.7, state=state_r,
-                                dialect=dialect, loss_weight=10.0)
+        ref_c = reference.ghm_c(
+            cls_score, labels, label_weights, bins=30, momentum=0.75, state=state_c, dialect=dialect
+        )
+        ref_b = reference.ghm_r(
+            bbox_pred,
+            bbox_targets,
+            bbox_weights,
+            mu=0.02,
+            bins=10,
+            momentum=0.7,
+            state=state_r,
+            dialect=dialect,
+            loss_weight=10.0,
+        )
         state_c, state_r = ref_c.state, ref_b.state
         close(c.item(), ref_c.loss, "loss_cls")  # avg_factor is accepted and ignored: GHM's own N
         close(b.item(), ref_b.loss, "loss_bbox")
@@ -127,6 +139,7 @@ def test_mmdetection_anchor_head_call_pattern(dialect):
 
 # ---------------------------------------------------------------- torchvision's RetinaNet head
 
+
 def test_torchvision_head_loss_logic_matches_the_reference():
     torch = pytest.importorskip("torch")
     from torchvision_retinanet import ghm_classification_loss
@@ -137,8 +150,10 @@ def test_torchvision_head_loss_logic_matches_the_reference():
     batch, anchors, classes = 2, 30, 5
     logits = rng.normal(size=(batch, anchors, classes)).astype(np.float32)
     targets = [{"labels": torch.tensor([1, 4])}, {"labels": torch.tensor([0, 2, 3])}]
-    matched = [torch.tensor(rng.choice([-2, -1, -1, -1, 0, 1], anchors)),
-               torch.tensor(rng.choice([-2, -1, -1, 0, 1, 2], anchors))]
+    matched = [
+        torch.tensor(rng.choice([-2, -1, -1, -1, 0, 1], anchors)),
+        torch.tensor(rng.choice([-2, -1, -1, 0, 1, 2], anchors)),
+    ]
     got = ghm_classification_loss(GHMCLoss(bins=10), targets, torch.tensor(logits), matched)
     onehot = np.zeros_like(logits)
     valid = np.zeros((batch, anchors))
@@ -156,16 +171,18 @@ def test_torchvision_retinanet_head_subclass():
         import torchvision  # noqa: F401
         from torchvision.models.detection import retinanet_resnet50_fpn
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"torchvision cannot be imported here ({type(e).__name__}: {e}); its CPU wheels do not load "
-                    f"against this project's CPU torch")
+        pytest.skip(
+            f"torchvision cannot be imported here ({type(e).__name__}: {e}); its CPU wheels do not load "
+            f"against this project's CPU torch"
+        )
     import torch
-
     from torchvision_retinanet import GHMRetinaNetClassificationHead
 
     model = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=3)
     head = model.head.classification_head
-    model.head.classification_head = GHMRetinaNetClassificationHead(in_channels=256, num_anchors=head.num_anchors,
-                                                                    num_classes=3)
+    model.head.classification_head = GHMRetinaNetClassificationHead(
+        in_channels=256, num_anchors=head.num_anchors, num_classes=3
+    )
     model.train()
     images = [torch.rand(3, 128, 128)]
     targets = [{"boxes": torch.tensor([[10.0, 10.0, 60.0, 60.0]]), "labels": torch.tensor([1])}]

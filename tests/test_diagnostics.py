@@ -12,9 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference
-from ghm_conformance import cases as cs
-
 from backends import backend_params
+from ghm_conformance import cases as cs
 from tolerances import TOLERANCE
 
 REF = {"c": reference.ghm_c, "r": reference.ghm_r}
@@ -33,8 +32,9 @@ def backend(request):
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def assert_diagnostics(got: dict, want: reference.Diagnostics, what: str = "", *, loss_weight: float = 1.0,
-                       reduction: str = "mean") -> None:
+def assert_diagnostics(
+    got: dict, want: reference.Diagnostics, what: str = "", *, loss_weight: float = 1.0, reduction: str = "mean"
+) -> None:
     """Integers exactly; floats to float32 tolerance (NaN where the reference has NaN).
 
     The masses also allow 4 float32 ulps per entry of the numbers they sum, as the conformance kit
@@ -57,11 +57,14 @@ def assert_diagnostics(got: dict, want: reference.Diagnostics, what: str = "", *
         tol = TOLERANCE["float32"]["atol"] + TOLERANCE["float32"]["rtol"] * np.abs(expected) + slack.get(name, 0.0)
         same_nan = np.isnan(value) == np.isnan(expected)
         ok = same_nan & (np.isnan(expected) | (np.abs(value - expected) <= tol))
-        assert np.all(ok), (f"{what}: {name}: got {value[~ok] if value.ndim else value}, want "
-                            f"{expected[~ok] if expected.ndim else expected} (tolerance {tol})")
+        assert np.all(ok), (
+            f"{what}: {name}: got {value[~ok] if value.ndim else value}, want "
+            f"{expected[~ok] if expected.ndim else expected} (tolerance {tol})"
+        )
 
 
 # ---------------------------------------------------------------- one call, against the reference
+
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -75,12 +78,14 @@ def test_function_diagnostics_match_the_reference(backend, kind, dialect, data):
     kw = dict(bins=case.bins, dialect=dialect, reduction=reduction, loss_weight=loss_weight, **case.hyper)
     got, d = backend.diagnose(kind, c.pred, c.target, c.label_weight, **kw)
     ref = REF[kind](c.pred, c.target, c.label_weight, **kw)
-    assert_diagnostics(d, ref.diagnostics, f"{kind} {dialect} {reduction}", loss_weight=loss_weight,
-                       reduction=reduction)
+    assert_diagnostics(
+        d, ref.diagnostics, f"{kind} {dialect} {reduction}", loss_weight=loss_weight, reduction=reduction
+    )
     np.testing.assert_allclose(got.loss, ref.loss, **TOLERANCE["float32"], err_msg="the loss, diagnostics on")
 
 
 # ---------------------------------------------------------------- the EMA: density and beta over calls
+
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -118,6 +123,7 @@ def test_class_index_targets_count_one_positive_per_valid_foreground_anchor(back
 
 # ---------------------------------------------------------------- calls that harmonize nothing
 
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_empty_and_poisoned_calls(backend, kind, dialect):
@@ -130,8 +136,9 @@ def test_empty_and_poisoned_calls(backend, kind, dialect):
     assert not empty["counts"].any() and empty["valid"] == 0 and empty["nonempty"] == 0
     for name in ("beta", "grad_mass", "plain_mass", "grad_share", "plain_share"):
         assert not np.asarray(empty[name]).any(), f"an empty call reports {name} 0, got {empty[name]}"
-    np.testing.assert_allclose(empty["density"], state, **TOLERANCE["ema_state"],
-                               err_msg="an empty call reports the state as it stands")
+    np.testing.assert_allclose(
+        empty["density"], state, **TOLERANCE["ema_state"], err_msg="an empty call reports the state as it stands"
+    )
     assert empty["positive_fraction"] == 0.0 if kind == "c" else np.isnan(empty["positive_fraction"])
     poisoned_x = x.copy()
     poisoned_x[2, 1] = np.nan
@@ -157,6 +164,7 @@ def test_mmdet_accumulator_regions_empty_in_a_call_keep_their_density(backend):
 
 # ---------------------------------------------------------------- torch: compiled, buffers, off by default
 
+
 def _torch_batches(n: int, seed: int = 0, shape=(40, 3)):
     rng = np.random.default_rng(seed)
     out = []
@@ -178,8 +186,7 @@ def test_torch_compiled_fullgraph_diagnostics_equal_eager_and_the_reference(kind
     hyper = dict(bins=10, momentum=0.75, dialect=dialect)
     eager, module = cls(diagnostics=True, **hyper), cls(diagnostics=True, **hyper)
     compiled = torch.compile(module, fullgraph=True)
-    compiled_fn = torch.compile(lambda x, t, w: fn(x, t, w, bins=10, dialect=dialect, diagnostics=True),
-                                fullgraph=True)
+    compiled_fn = torch.compile(lambda x, t, w: fn(x, t, w, bins=10, dialect=dialect, diagnostics=True), fullgraph=True)
     state = None
     for k, (x, t, lw) in enumerate(_torch_batches(3, seed=5)):
         if k == 2:
@@ -191,15 +198,32 @@ def test_torch_compiled_fullgraph_diagnostics_equal_eager_and_the_reference(kind
         state = ref.state
         got = module.last_diagnostics()
         for name, a, b in zip(got._fields, got, eager.last_diagnostics()):
-            torch.testing.assert_close(a, b, **TOLERANCE["compiled_vs_eager"], equal_nan=True,
-                                       msg=lambda m: f"call {k}, {name}: compiled vs eager: {m}")
-        assert_diagnostics({**{f: v.numpy() for f, v in zip(got._fields, got)}, "grad_share": got.grad_share.numpy(),
-                            "plain_share": got.plain_share.numpy()}, ref.diagnostics, f"compiled, call {k}")
+            torch.testing.assert_close(
+                a,
+                b,
+                **TOLERANCE["compiled_vs_eager"],
+                equal_nan=True,
+                msg=lambda m, k=k, name=name: f"call {k}, {name}: compiled vs eager: {m}",
+            )
+        assert_diagnostics(
+            {
+                **{f: v.numpy() for f, v in zip(got._fields, got)},
+                "grad_share": got.grad_share.numpy(),
+                "plain_share": got.plain_share.numpy(),
+            },
+            ref.diagnostics,
+            f"compiled, call {k}",
+        )
         _, d = compiled_fn(*args)
         _, d_eager = fn(*args, bins=10, dialect=dialect, diagnostics=True)
         for name, a, b in zip(d._fields, d, d_eager):
-            torch.testing.assert_close(a, b, **TOLERANCE["compiled_vs_eager"], equal_nan=True,
-                                       msg=lambda m: f"stateless, call {k}, {name}: {m}")
+            torch.testing.assert_close(
+                a,
+                b,
+                **TOLERANCE["compiled_vs_eager"],
+                equal_nan=True,
+                msg=lambda m, k=k, name=name: f"stateless, call {k}, {name}: {m}",
+            )
 
 
 def test_torch_diagnostics_are_off_by_default_and_leave_the_loss_unchanged():
@@ -266,6 +290,7 @@ def test_torch_cuda_diagnostics_never_sync():
 
 # ---------------------------------------------------------------- JAX: jit, scan, vmap, no host round trip
 
+
 def _clear_steps(kind: str, n: int, shape=(48, 4), seed: int = 0):
     """n batches, every g clear of a region edge of 10 bins, some entries masked (GHM-C: some soft
     targets, which are not positives)."""
@@ -301,9 +326,10 @@ def test_jax_jit_scan_diagnostics_equal_the_reference_without_a_host_round_trip(
 
     def step(state, batch):
         x, t, lw = batch
-        (loss, (new_state, d)), grad = jax.value_and_grad(
+        (_loss, (new_state, d)), _grad = jax.value_and_grad(
             lambda x: (lambda out: (out[0], out[1:]))(fn(x, t, lw, state=state, diagnostics=True, **hyper)),
-            has_aux=True)(x)
+            has_aux=True,
+        )(x)
         return new_state, d
 
     run = jax.jit(lambda s, b: jax.lax.scan(step, s, b))
@@ -340,14 +366,16 @@ def test_jax_vmap_gives_each_slice_its_own_diagnostics():
 
 # ---------------------------------------------------------------- TensorFlow: XLA
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_tf_xla_diagnostics_equal_the_reference(kind):
     tf = pytest.importorskip("tensorflow")
     import impl_tf
 
     fn = impl_tf.ghm_c_loss if kind == "c" else impl_tf.ghm_r_loss
-    stateless = tf.function(lambda t, x, w: fn(t, x, w, bins=10, dialect="mmdet", diagnostics=True)[1],
-                            jit_compile=True)
+    stateless = tf.function(
+        lambda t, x, w: fn(t, x, w, bins=10, dialect="mmdet", diagnostics=True)[1], jit_compile=True
+    )
     loss = (impl_tf.GHMCLoss if kind == "c" else impl_tf.GHMRLoss)(bins=10, momentum=0.75, diagnostics=True)
     stateful = tf.function(loss.__call__, jit_compile=True)
     state = None

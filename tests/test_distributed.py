@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import reference
-
 from tolerances import TOLERANCE
 
 TESTS = Path(__file__).parent
@@ -28,9 +27,16 @@ def _free_port() -> int:
 
 def _launch(world: int, scenario: str, out_dir: Path, timeout: float = 300) -> None:
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, str(TESTS / "dist_worker.py"), str(rank), str(world), str(port),
-                               str(out_dir), scenario], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for rank in range(world)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(TESTS / "dist_worker.py"), str(rank), str(world), str(port), str(out_dir), scenario],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(world)
+    ]
     try:
         outs = [p.communicate(timeout=timeout) for p in procs]
     finally:
@@ -67,8 +73,9 @@ def test_synced_density_matches_the_reference_on_the_global_batch(world, tmp_pat
                     for r in ranks:  # one EMA state, the global batch's, on every rank
                         np.testing.assert_allclose(r[key + "-ema"], ref.state, **TOLERANCE["ema_state"], err_msg=key)
                     if reduction == "mean":
-                        _assert_synced_diagnostics(ranks, key, ref.diagnostics, kind,
-                                                   [dw.shard((t, w), world, r, step) for r in range(world)])
+                        _assert_synced_diagnostics(
+                            ranks, key, ref.diagnostics, kind, [dw.shard((t, w), world, r, step) for r in range(world)]
+                        )
 
 
 def _assert_synced_diagnostics(ranks, key, want, kind, shards):
@@ -82,8 +89,12 @@ def _assert_synced_diagnostics(ranks, key, want, kind, shards):
         for name in ("density", "beta"):
             np.testing.assert_allclose(g[name], getattr(want, name), **TOLERANCE["float32"], err_msg=f"{key}: {name}")
     for name in ("grad_mass", "plain_mass"):
-        np.testing.assert_allclose(sum(g[name] for g in got), getattr(want, name), **TOLERANCE["float32"],
-                                   err_msg=f"{key}: {name} summed over the ranks")
+        np.testing.assert_allclose(
+            sum(g[name] for g in got),
+            getattr(want, name),
+            **TOLERANCE["float32"],
+            err_msg=f"{key}: {name} summed over the ranks",
+        )
     for g, (t, w) in zip(got, shards):
         valid = w > 0
         local = np.count_nonzero(valid & (t == 1)) / max(np.count_nonzero(valid), 1)
@@ -96,7 +107,6 @@ def _assert_synced_diagnostics(ranks, key, want, kind, shards):
 def test_ddp_model_trains_exactly_as_one_process_on_the_whole_batch(tmp_path):
     torch = pytest.importorskip("torch")
     import dist_worker as dw
-
     from impl_torch import GHMCLoss
 
     world = 3
@@ -149,8 +159,13 @@ def test_sync_density_on_a_process_outside_the_group_is_a_clear_error(tmp_path):
 
 def test_tf_mirrored_strategy_synced_density_matches_the_reference(tmp_path):
     pytest.importorskip("tensorflow")
-    proc = subprocess.run([sys.executable, str(TESTS / "tf_distributed_check.py"), "sync"], capture_output=True,
-                          text=True, timeout=600, env=ENV)
+    proc = subprocess.run(
+        [sys.executable, str(TESTS / "tf_distributed_check.py"), "sync"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     for key, (got, want) in out["compare"].items():

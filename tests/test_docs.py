@@ -153,8 +153,9 @@ def test_the_site_builds_strictly(tmp_path):
     assert 'src="../figures/gradient_norm.png"' in spec, "spec.md's figures do not point at the site's copies"
 
 
-@pytest.mark.parametrize("package", ["reference", "impl_torch", "impl_keras", "impl_tf", "impl_jax", "ghm_conformance",
-                                     "ghm_diagnostics"])
+@pytest.mark.parametrize(
+    "package", ["reference", "impl_torch", "impl_keras", "impl_tf", "impl_jax", "ghm_conformance", "ghm_diagnostics"]
+)
 def test_every_exported_name_is_in_the_api_reference(package):
     # documented by a `::: package.Name` directive (mkdocstrings renders its docstring) or named
     # in the page's text (re-exports and constants)

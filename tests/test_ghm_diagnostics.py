@@ -103,4 +103,3 @@ def test_plot_writes_a_figure(tmp_path):
     assert (tmp_path / "diag.png").stat().st_size > 10_000 and len(fig.axes) >= 4
     with pytest.raises(ValueError, match="no step"):
         plot(Recorder())
-

@@ -38,9 +38,11 @@ def test_tf_xla_region_counts_are_exact(bins, poison):
     for n in SIZES:
         ind = _indices(n, bins, poison)
         counted = tf.function(lambda i: region_counts(i, bins, poison), jit_compile=True)  # static size: tail path
-        np.testing.assert_array_equal(counted(tf.constant(ind)).numpy(), np.bincount(ind, minlength=bins + 1 + poison),
-                                      err_msg=f"{n} entries")
-    unknown = tf.function(lambda i: region_counts(i, bins, poison), jit_compile=True,
-                          input_signature=[tf.TensorSpec([None], tf.int32)])  # unknown size: padded path
+        np.testing.assert_array_equal(
+            counted(tf.constant(ind)).numpy(), np.bincount(ind, minlength=bins + 1 + poison), err_msg=f"{n} entries"
+        )
+    unknown = tf.function(
+        lambda i: region_counts(i, bins, poison), jit_compile=True, input_signature=[tf.TensorSpec([None], tf.int32)]
+    )  # unknown size: padded path
     ind = _indices(100003, bins, poison)
     np.testing.assert_array_equal(unknown(tf.constant(ind)).numpy(), np.bincount(ind, minlength=bins + 1 + poison))

@@ -30,17 +30,21 @@ CASES = [
 def test_import_pulls_in_nothing_forbidden(module, allowed, forbidden):
     for dependency in allowed.split(", "):
         pytest.importorskip(dependency)
-    code = (f"import sys, {allowed}; before = set(sys.modules); import {module}; "
-            f"bad = [m for m in {forbidden!r} if m in sys.modules and m not in before]; "
-            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    code = (
+        f"import sys, {allowed}; before = set(sys.modules); import {module}; "
+        f"bad = [m for m in {forbidden!r} if m in sys.modules and m not in before]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"importing {module} also imported: {proc.stdout.strip()} {proc.stderr[-500:]}"
 
 
 # ---------------------------------------------------------------- no import cycles (issue 29)
 
-PACKAGES = sorted([p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()] +
-                  [p.stem for p in ROOT.glob("*.py") if p.stem != "setup"])
+PACKAGES = sorted(
+    [p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()]
+    + [p.stem for p in ROOT.glob("*.py") if p.stem != "setup"]
+)
 
 
 def _files(package: str) -> list[Path]:
@@ -58,8 +62,9 @@ def _imports(path: Path):
     a PEP 562 re-export, resolved when the importer asks for the name, after both modules are
     fully imported (impl_tf's GHMCLoss from impl_keras)."""
     tree = ast.parse(path.read_text(), str(path))
-    skipped = {id(n) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "__getattr__"
-               for n in ast.walk(f)}
+    skipped = {
+        id(n) for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "__getattr__" for n in ast.walk(f)
+    }
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
@@ -75,8 +80,9 @@ def _imports(path: Path):
             # "from pkg import name": the submodule pkg.name where there is one, else pkg itself
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
-                is_module = (ROOT / Path(*sub.split("."))).with_suffix(".py").is_file() or \
-                    (ROOT / Path(*sub.split(".")) / "__init__.py").is_file()
+                is_module = (ROOT / Path(*sub.split("."))).with_suffix(".py").is_file() or (
+                    ROOT / Path(*sub.split(".")) / "__init__.py"
+                ).is_file()
                 yield (sub if is_module else base), node.lineno
 
 
@@ -124,7 +130,8 @@ def test_no_package_imports_a_package_that_imports_it_back():
                     where.setdefault((package, top), f"{path.relative_to(ROOT)}:{line}")
     cycles = _cycles(edges)
     assert not cycles, "packages that import each other: " + "; ".join(
-        " <-> ".join(c) + " (" + ", ".join(where[a, b] for a in c for b in c if (a, b) in where) + ")" for c in cycles)
+        " <-> ".join(c) + " (" + ", ".join(where[a, b] for a in c for b in c if (a, b) in where) + ")" for c in cycles
+    )
 
 
 @pytest.mark.parametrize("package", [p for p in PACKAGES if (ROOT / p).is_dir()])
@@ -144,14 +151,16 @@ def test_impl_tf_reexports_the_keras_losses_lazily():
     # and importing impl_tf alone does not import impl_keras (that would close the cycle)
     pytest.importorskip("tensorflow")
     pytest.importorskip("keras")
-    code = "\n".join([
-        "import sys, impl_tf",
-        "assert 'impl_keras' not in sys.modules, 'importing impl_tf imported impl_keras'",
-        "from impl_tf import GHMCLoss, GHMRLoss",
-        "import impl_keras",
-        "assert GHMCLoss is impl_keras.GHMCLoss and GHMRLoss is impl_keras.GHMRLoss",
-        "assert {'GHMCLoss', 'GHMRLoss'} <= set(dir(impl_tf)) and 'GHMCLoss' in impl_tf.__all__",
-        "assert not hasattr(impl_tf, 'GHMXLoss')",
-    ])
+    code = "\n".join(
+        [
+            "import sys, impl_tf",
+            "assert 'impl_keras' not in sys.modules, 'importing impl_tf imported impl_keras'",
+            "from impl_tf import GHMCLoss, GHMRLoss",
+            "import impl_keras",
+            "assert GHMCLoss is impl_keras.GHMCLoss and GHMRLoss is impl_keras.GHMRLoss",
+            "assert {'GHMCLoss', 'GHMRLoss'} <= set(dir(impl_tf)) and 'GHMCLoss' in impl_tf.__all__",
+            "assert not hasattr(impl_tf, 'GHMXLoss')",
+        ]
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -12,10 +12,15 @@ jnp = jax.numpy
 
 import reference  # noqa: E402
 from ghm_conformance import cases as cs  # noqa: E402
-from impl_jax import GHMState, ghm_c_loss, ghm_r_loss, init_state  # noqa: E402
-from impl_jax import _harmonize  # noqa: E402
-
+from impl_jax import (  # noqa: E402
+    GHMState,
+    _harmonize,
+    ghm_c_loss,
+    ghm_r_loss,
+    init_state,
+)
 from tolerances import TOLERANCE  # noqa: E402
+
 
 def close(got, want, what: str = ""):
     np.testing.assert_allclose(got, want, **TOLERANCE["float32"], err_msg=what)
@@ -57,7 +62,8 @@ def test_jit_scan_carries_the_ema_state_as_the_reference_does(kind, dialect):
     def step(state, batch):
         x, t, lw = batch
         (loss, new_state), grad = jax.value_and_grad(
-            lambda x: FUNCTIONS[kind](x, t, lw, state=state, **hyper), has_aux=True)(x)
+            lambda x: FUNCTIONS[kind](x, t, lw, state=state, **hyper), has_aux=True
+        )(x)
         return new_state, (loss, grad)
 
     final, (losses, grads) = jax.jit(lambda s, b: jax.lax.scan(step, s, b))(init_state(10), (xs, ts, lws))
@@ -93,8 +99,9 @@ def test_a_jitted_step_has_no_host_round_trip(kind):
     x, t, lw = _steps(kind, 1)[0]
 
     def step(x, t, lw, state):
-        return jax.value_and_grad(lambda x: FUNCTIONS[kind](x, t, lw, bins=10, momentum=0.75, state=state),
-                                  has_aux=True)(x)
+        return jax.value_and_grad(
+            lambda x: FUNCTIONS[kind](x, t, lw, bins=10, momentum=0.75, state=state), has_aux=True
+        )(x)
 
     jaxpr = str(jax.make_jaxpr(step)(x, t, lw, init_state(10)))
     for primitive in ("callback", "host", "outside"):
@@ -103,7 +110,7 @@ def test_a_jitted_step_has_no_host_round_trip(kind):
     compiled = jax.jit(step)
     compiled(*args)  # compile outside the guard
     with jax.transfer_guard("disallow"):
-        (loss, state), grad = compiled(*args)
+        (loss, state), _grad = compiled(*args)
     assert np.isfinite(float(loss)) and bool(state.initialized)
 
 
@@ -148,25 +155,29 @@ def test_a_poisoned_batch_under_jit_gives_nan_and_keeps_the_state(kind):
     x2[np.argmax(lw2 > 0)] = np.nan  # in a valid entry
     loss, after = f(x2, t2, lw2, state)
     assert np.isnan(float(loss)), "a NaN logit in a valid entry must poison the loss"
-    np.testing.assert_array_equal(np.asarray(after.ema), np.asarray(state.ema),
-                                  err_msg="a poisoned batch must leave the EMA state as it was")
+    np.testing.assert_array_equal(
+        np.asarray(after.ema), np.asarray(state.ema), err_msg="a poisoned batch must leave the EMA state as it was"
+    )
 
 
 @pytest.mark.parametrize("kind", ["c", "r"])
 def test_a_state_of_the_wrong_dtype_is_refused_not_truncated(kind):
     # issue 28: an integer ema was accepted and truncated at every call
     x, t, lw = _steps(kind, 1)[0]
-    bad = {"integer ema": GHMState(jnp.zeros(10, jnp.int32), jnp.zeros((), bool)),
-           "float16 ema": GHMState(jnp.zeros(10, jnp.float16), jnp.zeros((), bool)),
-           "integer initialized": GHMState(jnp.zeros(10, jnp.float32), jnp.zeros((), jnp.int32)),
-           "initialized per region": GHMState(jnp.zeros(10, jnp.float32), jnp.zeros(10, bool))}
+    bad = {
+        "integer ema": GHMState(jnp.zeros(10, jnp.int32), jnp.zeros((), bool)),
+        "float16 ema": GHMState(jnp.zeros(10, jnp.float16), jnp.zeros((), bool)),
+        "integer initialized": GHMState(jnp.zeros(10, jnp.float32), jnp.zeros((), jnp.int32)),
+        "initialized per region": GHMState(jnp.zeros(10, jnp.float32), jnp.zeros(10, bool)),
+    }
     for why, state in bad.items():
         with pytest.raises(TypeError, match=r"state\.(ema|initialized) must be"):
             FUNCTIONS[kind](x, t, lw, bins=10, momentum=0.5, state=state)
             pytest.fail(f"{why}: accepted")
     with jax.enable_x64(True):  # float64, where it exists, is a state too
-        _, state = FUNCTIONS[kind](x, t, lw, bins=10, momentum=0.5,
-                                   state=GHMState(jnp.zeros(10, jnp.float64), jnp.zeros((), bool)))
+        _, state = FUNCTIONS[kind](
+            x, t, lw, bins=10, momentum=0.5, state=GHMState(jnp.zeros(10, jnp.float64), jnp.zeros((), bool))
+        )
         assert state.ema.dtype == jnp.float64
 
 
@@ -197,15 +208,18 @@ def test_64_bit_host_labels_and_weights_are_read_before_32_bit_jax_narrows_them(
     # called with NumPy arrays, the loss decides what they mean on the host first
     assert not jax.config.jax_enable_x64
     x = np.zeros((3, 2), np.float32)
-    for labels in (np.array([0, 2 ** 32 + 1, 1], np.int64), np.array([0, 2 ** 32 + 1, 1], np.uint64),
-                   np.array([[0, 1], [2 ** 32, 0], [1, 0]], np.int64)):
+    for labels in (
+        np.array([0, 2**32 + 1, 1], np.int64),
+        np.array([0, 2**32 + 1, 1], np.uint64),
+        np.array([[0, 1], [2**32, 0], [1, 0]], np.int64),
+    ):
         loss, state = ghm_c_loss(x, labels, bins=10, momentum=0.5)
         assert np.isnan(float(loss)) and not bool(state.initialized), f"{labels.dtype} {labels.tolist()} wrapped"
     ok = np.array([0, 2, 1], np.int64)
     close(float(ghm_c_loss(x, ok, bins=10)[0]), reference.ghm_c(x, ok, bins=10).loss)
     x = np.array([[0.0, 3.0], [1.0, -2.0], [0.5, 4.0]], np.float32)
     t = np.array([[0, 1], [1, 0], [0, 0]], np.float32)
-    for weights in (np.array([[1e-50, 1], [1, 1], [0, 1]]), np.array([[2 ** 32, 1], [1, 1], [0, 1]], np.int64)):
+    for weights in (np.array([[1e-50, 1], [1, 1], [0, 1]]), np.array([[2**32, 1], [1, 1], [0, 1]], np.int64)):
         got = float(ghm_c_loss(x, t, weights, bins=10, reduction="sum")[0])
         want = reference.ghm_c(x, t, weights, bins=10, reduction="sum").loss
         assert want != reference.ghm_c(x, t, np.where(weights == 1, 1, 0), bins=10, reduction="sum").loss

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import keras_backend_checks  # noqa: E402 - only its names: the checks run in the subprocess
+import keras_backend_checks
 
 SCRIPT = Path(__file__).parent / "keras_backend_checks.py"
 NEEDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
@@ -29,8 +29,7 @@ def backend_results(request, tmp_path_factory):
     env = dict(os.environ, KERAS_BACKEND=backend)
     if backend == "jax":  # two CPU devices for keras.distribution's data parallelism
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], capture_output=True, text=True, timeout=900,
-                          env=env)
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0 and out.exists(), f"the checks did not run on {backend}: {proc.stderr[-3000:]}"
     doc = json.loads(out.read_text())
     assert doc["backend"] == backend, f"Keras ran on {doc['backend']}, not {backend}"
@@ -41,5 +40,5 @@ def backend_results(request, tmp_path_factory):
 def test_keras_loss_on_every_backend(backend_results, check):
     result = backend_results[check]
     if result.startswith("skip: "):
-        pytest.skip(result[len("skip: "):])
+        pytest.skip(result[len("skip: ") :])
     assert result == "ok", f"\n{result}"

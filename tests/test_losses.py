@@ -13,13 +13,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import reference
-from ghm_conformance import cases as cs
-from ghm_conformance import run_catalogue
-from ghm_conformance.targets import bundled_port
-
 from backends import backend_params
 from bad_inputs import BAD_HYPER, BAD_MU
 from conftest import assert_catalogue_passes, examples
+from ghm_conformance import cases as cs
+from ghm_conformance import run_catalogue
+from ghm_conformance.targets import bundled_port
 from tolerances import TOLERANCE
 from worked_examples import WORKED
 
@@ -40,6 +39,7 @@ def close(got, want, tolerance: str = "float32", what: str = ""):
 
 # ---------------------------------------------------------------- the catalogue, through the port adapters
 
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_loss_object_passes_the_catalogue(backend, kind, dialect):
@@ -50,8 +50,11 @@ def test_loss_object_passes_the_catalogue(backend, kind, dialect):
 # ---------------------------------------------------------------- values against the reference, table-driven
 
 SETTINGS = [
-    dict(reduction="mean"), dict(reduction="sum"), dict(reduction="none"),
-    dict(reduction="mean", loss_weight=2.5), dict(reduction="none", loss_weight=-0.5),
+    dict(reduction="mean"),
+    dict(reduction="sum"),
+    dict(reduction="none"),
+    dict(reduction="mean", loss_weight=2.5),
+    dict(reduction="none", loss_weight=-0.5),
 ]
 
 
@@ -62,8 +65,16 @@ SETTINGS = [
 def test_function_matches_reference(backend, kind, dialect, kwargs, data):
     case = data.draw(cs.single_call_case(kind, masked=True, entries="clear"), label="case")
     c = case.calls[0]
-    got = backend.call(backend.function(kind), c.pred, c.target, c.label_weight, bins=case.bins, dialect=dialect,
-                       **case.hyper, **kwargs)
+    got = backend.call(
+        backend.function(kind),
+        c.pred,
+        c.target,
+        c.label_weight,
+        bins=case.bins,
+        dialect=dialect,
+        **case.hyper,
+        **kwargs,
+    )
     ref = REF[kind](c.pred, c.target, c.label_weight, bins=case.bins, dialect=dialect, **case.hyper, **kwargs)
     close(got.loss, ref.loss, what="loss")
     close(got.grad, ref.grad, what="gradient")
@@ -72,8 +83,13 @@ def test_function_matches_reference(backend, kind, dialect, kwargs, data):
 @pytest.mark.parametrize("example", WORKED, ids=lambda w: w.id)
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_worked_examples(backend, example, dialect):
-    got = backend.call(backend.function(example.kind), example.pred.astype(np.float32),
-                       example.target.astype(np.float32), dialect=dialect, **example.hyper)
+    got = backend.call(
+        backend.function(example.kind),
+        example.pred.astype(np.float32),
+        example.target.astype(np.float32),
+        dialect=dialect,
+        **example.hyper,
+    )
     close(got.loss, getattr(example, dialect), what=example.why)
 
 
@@ -154,7 +170,7 @@ def test_a_64_bit_label_past_int32_is_out_of_range_not_wrapped(backend, dtype):
     # was read as class 1 and moved the EMA; spec.md 7: labels are compared as int64 (NaN, state kept)
     x = np.zeros((3, 2), np.float32)
     obj = backend.loss("c", bins=10, momentum=0.5)
-    for labels in (np.array([0, 2 ** 32 + 1, 1], dtype), np.array([[0, 1], [2 ** 32, 0], [1, 0]], dtype)):
+    for labels in (np.array([0, 2**32 + 1, 1], dtype), np.array([[0, 1], [2**32, 0], [1, 0]], dtype)):
         with backend.float64_mode():
             got = backend.call(obj, x, labels)
         assert np.isnan(got.loss), f"{dtype} label past 2^32 read as in range: loss {got.loss}"
@@ -209,10 +225,12 @@ def test_integer_target_with_one_logit_is_rejected_not_inverted(backend, shape):
 
 # ---------------------------------------------------------------- the EMA
 
+
 def _batches(n=3, seed=0, shape=(16, 3)):
     rng = np.random.default_rng(seed)
-    return [(rng.normal(size=shape).astype(np.float32), rng.integers(0, 2, size=shape).astype(np.float32))
-            for _ in range(n)]
+    return [
+        (rng.normal(size=shape).astype(np.float32), rng.integers(0, 2, size=shape).astype(np.float32)) for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -247,13 +265,16 @@ def test_non_finite_valid_entry_gives_nan_and_keeps_the_state_bit_identical(back
     assert np.array_equal(after[0], before[0]) and after[1] == before[1]
 
 
-@pytest.mark.parametrize("target, why", [
-    (np.array([[0.0, 1.0], [1.5, 0.0], [0.0, 0.0]], np.float32), "soft target 1.5 > 1"),
-    (np.array([[0.0, 1.0], [-0.5, 0.0], [0.0, 0.0]], np.float32), "soft target < 0"),
-    (np.array([[0, 1], [2, 0], [0, 0]]), "integer label 2 shaped like pred"),
-    (np.array([0, 3, 1]), "class index 3 > C = 2"),
-    (np.array([0, -1, 1]), "class index -1"),
-])
+@pytest.mark.parametrize(
+    "target, why",
+    [
+        (np.array([[0.0, 1.0], [1.5, 0.0], [0.0, 0.0]], np.float32), "soft target 1.5 > 1"),
+        (np.array([[0.0, 1.0], [-0.5, 0.0], [0.0, 0.0]], np.float32), "soft target < 0"),
+        (np.array([[0, 1], [2, 0], [0, 0]]), "integer label 2 shaped like pred"),
+        (np.array([0, 3, 1]), "class index 3 > C = 2"),
+        (np.array([0, -1, 1]), "class index -1"),
+    ],
+)
 def test_out_of_range_valid_targets_poison_the_loss_and_keep_the_state(backend, target, why):
     obj = backend.loss("c", momentum=0.5)
     got = backend.call(obj, np.zeros((3, 2), np.float32), target)
@@ -294,9 +315,20 @@ def test_empty_and_fully_masked_give_zero_and_keep_the_state(backend, kind, dial
 
 # ---------------------------------------------------------------- GHM-R at the ends of the float32 range
 
-@pytest.mark.parametrize("d, mu", [
-    (0.0, 1e-30), (1e-30, 1e-30), (3e19, 0.02), (-1e30, 0.02), (3e38, 0.02), (1e-3, 1e30), (5.0, 1e20),
-], ids=lambda v: f"{v:g}")
+
+@pytest.mark.parametrize(
+    "d, mu",
+    [
+        (0.0, 1e-30),
+        (1e-30, 1e-30),
+        (3e19, 0.02),
+        (-1e30, 0.02),
+        (3e38, 0.02),
+        (1e-3, 1e30),
+        (5.0, 1e20),
+    ],
+    ids=lambda v: f"{v:g}",
+)
 def test_ghm_r_is_exact_for_every_finite_residual_and_mu(backend, d, mu):
     # d * d overflows float32 past |d| ~ 1.8e19 and mu * mu underflows below ~1e-19: the loss must
     # not turn NaN (and update the state with the entry in region 0), nor 0 (spec.md 3, 7)
@@ -340,8 +372,14 @@ BAD_ARRAYS = [  # (kind, pred, target, label_weight, exception, match)
     ("c", np.zeros(3, np.int32), Z3, None, TypeError, "pred"),
     ("r", Z3, np.zeros(3, np.int64), None, TypeError, "target|y_true"),
     ("r", Z3, np.zeros(4, np.float32), None, ValueError, "target|y_true"),
-    ("r", np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), np.ones((3, 2), np.float32), ValueError,
-     "label_weight"),
+    (
+        "r",
+        np.zeros((2, 3), np.float32),
+        np.zeros((2, 3), np.float32),
+        np.ones((3, 2), np.float32),
+        ValueError,
+        "label_weight",
+    ),
 ]
 
 
@@ -352,6 +390,7 @@ def test_bad_arrays_raise_naming_the_argument(backend, kind, pred, target, lw, e
 
 
 # ---------------------------------------------------------------- dtypes
+
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("kind", KINDS)
@@ -372,8 +411,9 @@ def test_half_inputs_use_float32_statistics(backend, dtype, kind):
 def test_a_target_that_requires_grad_gets_the_reference_gradient(backend, kind, dialect, reduction):
     # spec.md 5: a soft teacher trained jointly gets lambda beta_i dL_i/dt_i / N, not a silent None
     case = _soft_case(kind)
-    got, target_grad = backend.call_with_target(backend.function(kind), *case, bins=5, dialect=dialect,
-                                                reduction=reduction, loss_weight=1.5)
+    got, target_grad = backend.call_with_target(
+        backend.function(kind), *case, bins=5, dialect=dialect, reduction=reduction, loss_weight=1.5
+    )
     ref = REF[kind](*case, bins=5, dialect=dialect, reduction=reduction, loss_weight=1.5)
     close(got.loss, ref.loss, what="loss")
     close(got.grad, ref.grad, what="d loss / d pred")
@@ -399,8 +439,9 @@ def _soft_case(kind: str):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("wrt", [("pred", "pred"), ("target", "target"), ("pred", "target"), ("target", "pred")],
-                         ids="-".join)
+@pytest.mark.parametrize(
+    "wrt", [("pred", "pred"), ("target", "target"), ("pred", "target"), ("target", "pred")], ids="-".join
+)
 def test_a_second_derivative_through_the_loss_is_an_error_not_a_silent_zero(backend, kind, wrt):
     # spec.md 5: the gradient is formed with the loss; a gradient penalty through it, or a Hessian
     # in the target, must not get None or 0 (d/dt of d loss/dx is -beta/N, not 0) but a clear
@@ -423,6 +464,7 @@ def test_float64_inputs_use_float64_statistics(backend, kind):
 
 
 # ---------------------------------------------------------------- gradients
+
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -454,6 +496,7 @@ def test_gradient_matches_central_differences_in_float64(backend, kind, dialect)
 
 
 # ---------------------------------------------------------------- determinism and scale
+
 
 def test_results_are_bit_identical_across_runs_and_thread_counts(backend):
     # What could make a result depend on scheduling: a race in the threaded CPU histogram (used

@@ -29,17 +29,20 @@ def _jax():
 
 
 SETUPS = {  # name -> (needs, run(kind, plain) -> GradientError)
-    "torch float16, scale 2^15": (_torch, lambda k, p: mp.torch_scaled_half(k, p, ENTRIES, 2.0 ** 15)),
-    "torch float16, scale 2^16": (_torch, lambda k, p: mp.torch_scaled_half(k, p, ENTRIES, 2.0 ** 16)),
+    "torch float16, scale 2^15": (_torch, lambda k, p: mp.torch_scaled_half(k, p, ENTRIES, 2.0**15)),
+    "torch float16, scale 2^16": (_torch, lambda k, p: mp.torch_scaled_half(k, p, ENTRIES, 2.0**16)),
     "torch autocast bfloat16 + GradScaler": (_torch, lambda k, p: mp.torch_autocast(k, p, ENTRIES, "cpu")),
-    "tf float16, scale 2^15": (_tf, lambda k, p: mp.tf_scaled_half(k, p, ENTRIES, 2.0 ** 15)),
-    "tf float16, scale 2^16": (_tf, lambda k, p: mp.tf_scaled_half(k, p, ENTRIES, 2.0 ** 16)),
+    "tf float16, scale 2^15": (_tf, lambda k, p: mp.tf_scaled_half(k, p, ENTRIES, 2.0**15)),
+    "tf float16, scale 2^16": (_tf, lambda k, p: mp.tf_scaled_half(k, p, ENTRIES, 2.0**16)),
     "keras mixed_float16 fit + LossScaleOptimizer": (_tf, lambda k, p: mp.keras_mixed_float16_fit(k, p, ENTRIES)),
-    "jax float16 (jit), scale 2^15": (_jax, lambda k, p: mp.jax_scaled_half(k, p, ENTRIES, 2.0 ** 15)),
-    "jax float16 (jit), scale 2^16": (_jax, lambda k, p: mp.jax_scaled_half(k, p, ENTRIES, 2.0 ** 16)),
+    "jax float16 (jit), scale 2^15": (_jax, lambda k, p: mp.jax_scaled_half(k, p, ENTRIES, 2.0**15)),
+    "jax float16 (jit), scale 2^16": (_jax, lambda k, p: mp.jax_scaled_half(k, p, ENTRIES, 2.0**16)),
 }
 if mp._cuda():  # generated only where a GPU exists
-    SETUPS["torch autocast float16 (cuda) + GradScaler"] = (_torch, lambda k, p: mp.torch_autocast(k, p, ENTRIES, "cuda"))
+    SETUPS["torch autocast float16 (cuda) + GradScaler"] = (
+        _torch,
+        lambda k, p: mp.torch_autocast(k, p, ENTRIES, "cuda"),
+    )
 
 
 @pytest.mark.parametrize("kind", ["c", "r"], ids=["GHM-C", "GHM-R"])
@@ -51,6 +54,8 @@ def test_gradient_reaching_half_precision_logits_is_as_accurate_as_the_plain_los
     assert ghm.nonfinite == 0, f"{setup}: {ghm.nonfinite} non-finite gradient entries ({plain.loss}: {plain.nonfinite})"
     assert ghm.l1 <= ERROR_RATIO * plain.l1, (
         f"{setup}: {ghm.loss}'s gradient is {ghm.l1:.2e} off the float64 reference (L1, relative), "
-        f"{plain.loss}'s {plain.l1:.2e}")
+        f"{plain.loss}'s {plain.l1:.2e}"
+    )
     assert ghm.flushed <= plain.flushed + EXTRA_FLUSHED, (
-        f"{setup}: {ghm.flushed:.2%} of {ghm.loss}'s nonzero gradients came back 0 ({plain.loss}: {plain.flushed:.2%})")
+        f"{setup}: {ghm.flushed:.2%} of {ghm.loss}'s nonzero gradients came back 0 ({plain.loss}: {plain.flushed:.2%})"
+    )

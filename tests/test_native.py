@@ -15,10 +15,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from impl_torch import GHMCLoss, GHMRLoss, ghm_c_loss, ghm_r_loss  # noqa: E402
-from impl_torch import _native  # noqa: E402
+from impl_torch import (  # noqa: E402
+    GHMCLoss,
+    GHMRLoss,
+    _native,
+    ghm_c_loss,
+    ghm_r_loss,
+)
 from impl_torch._native import use_native  # noqa: E402
-
 from tolerances import TOLERANCE  # noqa: E402
 
 # the same float32 computation with other transcendental implementations and a float64 sum
@@ -36,6 +40,7 @@ def _assert_same(got, want, msg):
         if what.endswith("gradient") and b.numel():
             tolerance["atol"] = max(CLOSE["atol"], 1e-6 * float(b.nan_to_num().abs().max()))
         torch.testing.assert_close(a, b, **tolerance, msg=f"{what}, {msg}")
+
 
 pytestmark = pytest.mark.skipif(_native._compiler() is None, reason="no C compiler: the kernels cannot be built")
 
@@ -83,7 +88,7 @@ def _weights(rng, shape, kind):
     if kind is None:
         return None
     per_anchor = kind.startswith("per-anchor")
-    w = rng.choice([1.0, 0.5, 0.0, -1.0, np.nan], size=shape[:-1] if per_anchor else shape, p=[.6, .1, .1, .1, .1])
+    w = rng.choice([1.0, 0.5, 0.0, -1.0, np.nan], size=shape[:-1] if per_anchor else shape, p=[0.6, 0.1, 0.1, 0.1, 0.1])
     if kind.endswith("bool"):
         return torch.tensor(w > 0)
     if kind.endswith("int"):
@@ -103,8 +108,7 @@ def _both(make_loss, x, t, w, reduction, calls=2):
                 loss = loss_fn(xs, ts, w)
                 upstream = torch.linspace(0.5, 2.0, loss.numel()).reshape(loss.shape)  # "none": one per entry
                 (loss * upstream).sum().backward() if reduction == "none" else (loss * 3.0).backward()
-        out.append((loss.detach(), xs.grad, ts.grad if t.is_floating_point() else None,
-                    getattr(loss_fn, "ema", None)))
+        out.append((loss.detach(), xs.grad, ts.grad if t.is_floating_point() else None, getattr(loss_fn, "ema", None)))
     return out
 
 
@@ -117,8 +121,15 @@ def test_ghm_c_kernels_equal_the_pure_path(target_kind, weight_kind, reduction):
     x, t = _c_inputs(rng, (300, 6), bins, target_kind)
     w = _weights(rng, (300, 6), weight_kind)
     for dialect, momentum in (("paper", 0.75), ("mmdet", 0.0), ("mmdet", 0.9)):
-        got, want = _both(lambda: GHMCLoss(bins=bins, momentum=momentum, dialect=dialect, reduction=reduction,
-                                           loss_weight=2.0), x, t, w, reduction)
+        got, want = _both(
+            lambda momentum=momentum, dialect=dialect: GHMCLoss(
+                bins=bins, momentum=momentum, dialect=dialect, reduction=reduction, loss_weight=2.0
+            ),
+            x,
+            t,
+            w,
+            reduction,
+        )
         _assert_same(got, want, f"{dialect}, momentum {momentum}")
         assert got[1].dtype == x.dtype and (got[2] is None or got[2].dtype == t.dtype)
 
@@ -131,8 +142,15 @@ def test_ghm_r_kernels_equal_the_pure_path(weight_kind, reduction, mu):
     x, t = _r_inputs(rng, (500, 4), 10, mu)
     w = _weights(rng, (500, 4), weight_kind)
     for dialect, momentum in (("paper", 0.75), ("mmdet", 0.0)):
-        got, want = _both(lambda: GHMRLoss(mu=mu, bins=10, momentum=momentum, dialect=dialect, reduction=reduction),
-                          x, t, w, reduction)
+        got, want = _both(
+            lambda momentum=momentum, dialect=dialect: GHMRLoss(
+                mu=mu, bins=10, momentum=momentum, dialect=dialect, reduction=reduction
+            ),
+            x,
+            t,
+            w,
+            reduction,
+        )
         _assert_same(got, want, f"{dialect}, momentum {momentum}")
 
 
@@ -226,17 +244,21 @@ def test_compiled_graph_calls_the_kernels_and_equals_eager(loss):
 
 
 def test_environment_switch_and_a_failed_build_fall_back_to_the_pure_path(tmp_path):
-    code = ("import warnings, torch; warnings.simplefilter('always')\n"
-            "from impl_torch import _native, ghm_c_loss\n"
-            "x = torch.randn(20, 3, requires_grad=True)\n"
-            "ghm_c_loss(x, (x > 0).float()).backward()\n"
-            "print(_native.available(), bool(torch.isfinite(x.grad).all()))\n")
+    code = (
+        "import warnings, torch; warnings.simplefilter('always')\n"
+        "from impl_torch import _native, ghm_c_loss\n"
+        "x = torch.randn(20, 3, requires_grad=True)\n"
+        "ghm_c_loss(x, (x > 0).float()).backward()\n"
+        "print(_native.available(), bool(torch.isfinite(x.grad).all()))\n"
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     base = dict(os.environ, PYTHONPATH=root, GHM_LOSS_CACHE=str(tmp_path))
-    off = subprocess.run([sys.executable, "-c", code], env=dict(base, GHM_LOSS_NATIVE="0"), capture_output=True,
-                         text=True, timeout=300)
+    off = subprocess.run(
+        [sys.executable, "-c", code], env=dict(base, GHM_LOSS_NATIVE="0"), capture_output=True, text=True, timeout=300
+    )
     assert off.stdout.split() == ["False", "True"], off.stderr
-    broken = subprocess.run([sys.executable, "-c", code], env=dict(base, CC="false"), capture_output=True, text=True,
-                            timeout=300)
+    broken = subprocess.run(
+        [sys.executable, "-c", code], env=dict(base, CC="false"), capture_output=True, text=True, timeout=300
+    )
     assert broken.stdout.split() == ["False", "True"], broken.stderr
     assert "could not be built" in broken.stderr, "a failed build says so (a RuntimeWarning), once"

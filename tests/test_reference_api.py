@@ -7,16 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bad_inputs import BAD_HYPER, BAD_MU
 from reference import equations as eq
 from reference import ghm_c, ghm_r
-
-from bad_inputs import BAD_HYPER, BAD_MU
 from worked_examples import WORKED
 
 LOG2 = math.log(2)
 
 
 # ---------------------------------------------------------------- worked examples (spec.md 4.3)
+
 
 @pytest.mark.parametrize("example", WORKED, ids=lambda w: w.id)
 @pytest.mark.parametrize("dialect", ["paper", "mmdet"])
@@ -78,7 +78,9 @@ def test_target_grad_is_the_derivative_with_beta_constant(kind, bins):
         plus, minus = t.copy(), t.copy()
         plus[k] += h
         minus[k] -= h
-        fd[k] = (fn(x, plus, lw, bins=bins, loss_weight=1.5).loss - fn(x, minus, lw, bins=bins, loss_weight=1.5).loss) / (2 * h)
+        fd[k] = (
+            fn(x, plus, lw, bins=bins, loss_weight=1.5).loss - fn(x, minus, lw, bins=bins, loss_weight=1.5).loss
+        ) / (2 * h)
     np.testing.assert_allclose(r.target_grad, fd, rtol=1e-6, atol=1e-9)
     assert ghm_c(x, np.zeros(4, np.int64), bins=bins).target_grad is None, "class indices have no gradient"
 
@@ -132,6 +134,7 @@ def test_state_is_none_without_momentum():
 
 # ---------------------------------------------------------------- reductions, masks, targets
 
+
 def test_reductions_and_loss_weight():
     lw = np.array([1.0, 0.0, 2.0, 1.0])
     mean = ghm_c(X1, T1, lw, bins=4)
@@ -157,8 +160,11 @@ def test_label_weight_values_act_only_as_a_mask():
     assert a.loss == b.loss
 
 
-@pytest.mark.parametrize("weight", [np.float16(1e-6), np.float32(1e-40), np.float64(1e-310), np.float64(np.inf)],
-                         ids=lambda w: f"{w.dtype}-{w}")
+@pytest.mark.parametrize(
+    "weight",
+    [np.float16(1e-6), np.float32(1e-40), np.float64(1e-310), np.float64(np.inf)],
+    ids=lambda w: f"{w.dtype}-{w}",
+)
 def test_a_subnormal_or_infinite_positive_weight_is_valid_and_signed_zeros_are_masked(weight):
     # spec.md 1: w > 0 for the number as stored, decided on its bits (no flush-to-zero mode can mask it)
     base = ghm_c(X1, T1, np.array([1.0, 1.0, 0.0, 1.0]), bins=4)
@@ -218,10 +224,15 @@ def test_ghm_r_saturated_gr_lands_in_last_region():
 Z = np.zeros(3)
 
 
-@pytest.mark.parametrize("kwargs, match", BAD_HYPER + [
-    (dict(state=np.zeros(30)), "state"), (dict(momentum=0.5, state=np.zeros(4)), "state"),
-    (dict(momentum=0.5, state=-np.ones(30)), "state"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    BAD_HYPER
+    + [
+        (dict(state=np.zeros(30)), "state"),
+        (dict(momentum=0.5, state=np.zeros(4)), "state"),
+        (dict(momentum=0.5, state=-np.ones(30)), "state"),
+    ],
+)
 def test_bad_hyper_parameters_raise_naming_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ghm_c(Z, Z, **kwargs)

@@ -29,23 +29,36 @@ def assert_fields(d, **want):
 
 # ---------------------------------------------------------------- worked examples (spec.md 4.3)
 
+
 @pytest.mark.parametrize("dialect, beta", [("paper", 1 / 30), ("mmdet", 1.0)])
 def test_zeros_two_by_three(dialect, beta):
     # g = 1/2 exactly for all 6 entries: region 15 of 30, R_15 = N = 6, plain |dL/dx| = 1/2 each
     d = ghm_c(np.zeros((2, 3)), np.zeros((2, 3)), dialect=dialect).diagnostics
     assert d.counts.dtype == np.int64 and d.counts.tolist() == _only(15, 6, 30).tolist()
     assert (d.valid, d.nonempty) == (6, 1)
-    assert_fields(d, density=_only(15, 6.0, 30), beta=_only(15, beta, 30),
-                  plain_mass=_only(15, 6 * 0.5 / 6, 30), grad_mass=_only(15, beta * 6 * 0.5 / 6, 30),
-                  positive_fraction=0.0, grad_share=_only(15, 1.0, 30))
+    assert_fields(
+        d,
+        density=_only(15, 6.0, 30),
+        beta=_only(15, beta, 30),
+        plain_mass=_only(15, 6 * 0.5 / 6, 30),
+        grad_mass=_only(15, beta * 6 * 0.5 / 6, 30),
+        positive_fraction=0.0,
+        grad_share=_only(15, 1.0, 30),
+    )
 
 
 @pytest.mark.parametrize("dialect, beta", [("paper", 0.5), ("mmdet", 1.0)])
 def test_five_minus_five(dialect, beta):
     d = ghm_c(np.array([5.0, -5.0]), np.array([1.0, 0.0]), bins=2, dialect=dialect).diagnostics
     assert d.counts.tolist() == [2, 0] and (d.valid, d.nonempty) == (2, 1)
-    assert_fields(d, density=[2.0, 0.0], beta=[beta, 0.0], plain_mass=[2 * S5 / 2, 0.0],
-                  grad_mass=[beta * 2 * S5 / 2, 0.0], positive_fraction=0.5)
+    assert_fields(
+        d,
+        density=[2.0, 0.0],
+        beta=[beta, 0.0],
+        plain_mass=[2 * S5 / 2, 0.0],
+        grad_mass=[beta * 2 * S5 / 2, 0.0],
+        positive_fraction=0.5,
+    )
 
 
 @pytest.mark.parametrize("dialect, beta", [("paper", 0.1), ("mmdet", 1.0)])
@@ -54,19 +67,20 @@ def test_ghm_r_two_far_residuals(dialect, beta):
     gr = [4.0 / math.hypot(4.0, mu), 5.0 / math.hypot(5.0, mu)]  # both > 0.9999: region 9 of 10
     d = ghm_r(np.array([5.0, -5.0]), np.array([1.0, 0.0]), dialect=dialect).diagnostics
     assert d.counts.tolist() == _only(9, 2, 10).tolist() and (d.valid, d.nonempty) == (2, 1)
-    assert_fields(d, beta=_only(9, beta, 10), plain_mass=_only(9, sum(gr) / 2, 10),
-                  grad_mass=_only(9, beta * sum(gr) / 2, 10))
+    assert_fields(
+        d, beta=_only(9, beta, 10), plain_mass=_only(9, sum(gr) / 2, 10), grad_mass=_only(9, beta * sum(gr) / 2, 10)
+    )
     assert math.isnan(d.positive_fraction), "GHM-R has no positives to count"
 
 
 @pytest.mark.parametrize("reduction", ["sum", "none"])
 def test_sum_and_none_drop_the_one_over_n_and_keep_the_absolute_loss_weight(reduction):
-    d = ghm_c(np.array([5.0, -5.0]), np.array([1.0, 0.0]), bins=2, reduction=reduction,
-              loss_weight=-2.0).diagnostics
+    d = ghm_c(np.array([5.0, -5.0]), np.array([1.0, 0.0]), bins=2, reduction=reduction, loss_weight=-2.0).diagnostics
     assert_fields(d, plain_mass=[2 * S5, 0.0], grad_mass=[2.0 * 0.5 * 2 * S5, 0.0])
 
 
 # ---------------------------------------------------------------- the EMA's density
+
 
 def test_paper_ema_density_and_beta_over_two_calls():
     # call 1: 6 entries in region 15; call 2: 2 entries in region 0. alpha = 1/2, S^(0) := R^(1).
@@ -90,6 +104,7 @@ def test_mmdet_accumulator_density_and_beta_over_two_calls():
 
 # ---------------------------------------------------------------- calls that harmonize nothing
 
+
 @pytest.mark.parametrize("kind", ["c", "r"])
 @pytest.mark.parametrize("dialect", ["paper", "mmdet"])
 def test_a_call_without_valid_entries_reports_zeros_and_the_state_as_it_stands(kind, dialect):
@@ -97,11 +112,18 @@ def test_a_call_without_valid_entries_reports_zeros_and_the_state_as_it_stands(k
     x, t = np.array([[0.3, -1.0]]), np.array([[1.0, 0.0]])
     state = fn(x, t, bins=4, momentum=0.5, dialect=dialect).state
     for momentum, want_density in ((0.0, np.zeros(4)), (0.5, state)):
-        d = fn(x, t, np.zeros_like(x), bins=4, momentum=momentum, dialect=dialect,
-               state=state if momentum else None).diagnostics
+        d = fn(
+            x, t, np.zeros_like(x), bins=4, momentum=momentum, dialect=dialect, state=state if momentum else None
+        ).diagnostics
         assert d.counts.tolist() == [0] * 4 and (d.valid, d.nonempty) == (0, 0)
-        assert_fields(d, density=want_density, beta=np.zeros(4), grad_mass=np.zeros(4), plain_mass=np.zeros(4),
-                      grad_share=np.zeros(4))
+        assert_fields(
+            d,
+            density=want_density,
+            beta=np.zeros(4),
+            grad_mass=np.zeros(4),
+            plain_mass=np.zeros(4),
+            grad_share=np.zeros(4),
+        )
         assert d.positive_fraction == 0.0 if kind == "c" else math.isnan(d.positive_fraction)
 
 
@@ -117,6 +139,7 @@ def test_a_poisoned_call_reports_zero_counts_and_nan_floats(kind):
 
 # ---------------------------------------------------------------- targets
 
+
 def test_class_index_positives_are_the_label_entries_of_valid_anchors():
     # C = 3; anchor 1 is background (label 3), anchor 2 is masked: 6 valid entries, 1 positive
     d = ghm_c(np.zeros((3, 3)), np.array([0, 3, 1]), np.array([1.0, 1.0, 0.0]), bins=4).diagnostics
@@ -130,9 +153,15 @@ def test_soft_targets_are_not_positives():
 
 # ---------------------------------------------------------------- identities
 
-@given(xs=st.lists(st.floats(-6, 6), min_size=1, max_size=30), bins=st.integers(1, 12),
-       dialect=st.sampled_from(["paper", "mmdet"]), reduction=st.sampled_from(["mean", "sum", "none"]),
-       loss_weight=st.sampled_from([1.0, -0.5, 3.0]), seed=st.integers(0, 2 ** 16))
+
+@given(
+    xs=st.lists(st.floats(-6, 6), min_size=1, max_size=30),
+    bins=st.integers(1, 12),
+    dialect=st.sampled_from(["paper", "mmdet"]),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    loss_weight=st.sampled_from([1.0, -0.5, 3.0]),
+    seed=st.integers(0, 2**16),
+)
 def test_fields_agree_with_each_other_and_with_the_gradient(xs, bins, dialect, reduction, loss_weight, seed):
     rng = np.random.default_rng(seed)
     x = np.array(xs)
@@ -149,8 +178,9 @@ def test_fields_agree_with_each_other_and_with_the_gradient(xs, bins, dialect, r
     np.testing.assert_allclose(d.grad_mass.sum(), np.abs(r.grad).sum(), rtol=1e-12)
     c = 1 / n if reduction == "mean" else 1.0
     np.testing.assert_allclose(d.plain_mass.sum(), c * eq.gradient_norm(x, t)[valid].sum(), rtol=1e-12)
-    np.testing.assert_allclose(d.beta[eq.region_index(eq.gradient_norm(x, t)[valid], bins)], r.weights[valid],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        d.beta[eq.region_index(eq.gradient_norm(x, t)[valid], bins)], r.weights[valid], rtol=1e-12
+    )
     assert (d.beta[d.counts == 0] == 0).all()
     assert d.positive_fraction == pytest.approx(np.count_nonzero(valid & (t == 1)) / n, rel=1e-12)
     if dialect == "paper" and reduction == "mean":  # each occupied region: |lambda| mean g / M (spec.md 13)

@@ -17,24 +17,70 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path):
     pytest.importorskip("tensorflow")
     pytest.importorskip("matplotlib")
     # eager only (the compiled modes' compilation would dominate; they are tested elsewhere)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--sizes", "2000", "--bins", "10", "--momentum", "0",
-                           "--repeats", "1", "--modes", "eager", "--no-memory", "--output-dir", str(tmp_path)],
-                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--sizes",
+            "2000",
+            "--bins",
+            "10",
+            "--momentum",
+            "0",
+            "--repeats",
+            "1",
+            "--modes",
+            "eager",
+            "--no-memory",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (tmp_path / "results.md").read_text()
     for row in ("## GHM-C", "## GHM-R", "torch eager", "tf eager", "official loop"):
         assert row in text, row
     assert (tmp_path / "results.png").stat().st_size > 0, "the benchmark plot was not written"
-    mem = subprocess.run([sys.executable, "-m", "benchmarks.memory", "torch", "eager", "GHM-C (impl_torch)", "c", "20000",
-                          "30", "0", "cpu"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    mem = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.memory",
+            "torch",
+            "eager",
+            "GHM-C (impl_torch)",
+            "c",
+            "20000",
+            "30",
+            "0",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=300,
+    )
     assert mem.returncode == 0 and '"peak_mb"' in mem.stdout, mem.stderr[-2000:]
 
 
 def test_figures_run_at_a_tiny_size(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.figures", "--tiny", "--out", str(tmp_path)],
-                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.figures", "--tiny", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("gradient_norm.png", "regression.png", "beta.png"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -47,8 +93,14 @@ def test_comparison_runs_quick_with_ablations_and_reruns(tmp_path):
     from benchmarks.comparison import MAIN_PAIRS
 
     def run(*extra):
-        return subprocess.run([sys.executable, "-m", "benchmarks.comparison", "--quick", "--out", str(tmp_path),
-                               *extra], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "benchmarks.comparison", "--quick", "--out", str(tmp_path), *extra],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=ENV,
+            timeout=900,
+        )
 
     proc = run()
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -92,22 +144,45 @@ def test_ddp_example_gives_each_rank_its_share_of_the_global_batch_loss(tmp_path
     from tolerances import TOLERANCE
 
     world, steps = 2, 3
-    proc = subprocess.run([sys.executable, "examples/ddp_train.py", "--steps", str(steps), "--world", str(world),
-                           "--dump", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "examples/ddp_train.py",
+            "--steps",
+            str(steps),
+            "--world",
+            str(world),
+            "--dump",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(world)]
     state = None
     for step in range(steps):
         logits = [r[f"logits{step}"] for r in ranks]
-        ref = reference.ghm_c(np.concatenate(logits), np.concatenate([r[f"target{step}"] for r in ranks]), bins=10,
-                              momentum=0.75, state=state, dialect="mmdet", reduction="none")
+        ref = reference.ghm_c(
+            np.concatenate(logits),
+            np.concatenate([r[f"target{step}"] for r in ranks]),
+            bins=10,
+            momentum=0.75,
+            state=state,
+            dialect="mmdet",
+            reduction="none",
+        )
         state = ref.state
         n_global, start = ref.loss.size, 0
         for r, rank in enumerate(ranks):
             rows = len(logits[r])
-            share = world * ref.loss[start:start + rows].sum() / n_global
-            np.testing.assert_allclose(float(rank[f"share{step}"]), share, **TOLERANCE["float32"],
-                                       err_msg=f"rank {r}, step {step}")
+            share = world * ref.loss[start : start + rows].sum() / n_global
+            np.testing.assert_allclose(
+                float(rank[f"share{step}"]), share, **TOLERANCE["float32"], err_msg=f"rank {r}, step {step}"
+            )
             start += rows
     assert "global GHM-C loss" in proc.stdout
 
@@ -118,9 +193,30 @@ def test_detector_benchmark_runs_at_a_tiny_size_and_keeps_the_rest_of_results(tm
     results = tmp_path / "results.md"
     results.write_text("# Benchmark\n\nthe loss tables\n")
     # eager only, tiny images (compilation would dominate; the full run is `python -m benchmarks.detector`)
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.detector", "--modes", "eager", "--image", "64",
-                           "--keras-image", "64", "--classes", "4", "--repeats", "1", "--output", str(results)],
-                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.detector",
+            "--modes",
+            "eager",
+            "--image",
+            "64",
+            "--keras-image",
+            "64",
+            "--classes",
+            "4",
+            "--repeats",
+            "1",
+            "--output",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = results.read_text()
     assert text.startswith("# Benchmark\n\nthe loss tables\n"), "the loss benchmark's tables must be kept"

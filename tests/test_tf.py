@@ -17,10 +17,9 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 import reference  # noqa: E402
+from conftest import assert_catalogue_passes  # noqa: E402
 from ghm_conformance import from_keras_loss, run_catalogue  # noqa: E402
 from impl_tf import GHMCLoss, GHMRLoss, ghm_c_loss, ghm_r_loss  # noqa: E402
-
-from conftest import assert_catalogue_passes  # noqa: E402
 from tolerances import TOLERANCE  # noqa: E402
 
 CLASSES = {"c": GHMCLoss, "r": GHMRLoss}
@@ -30,8 +29,10 @@ TESTS = Path(__file__).parent
 
 def _batches(n=3, seed=0):
     rng = np.random.default_rng(seed)
-    return [(rng.normal(size=(16, 3)).astype(np.float32), rng.integers(0, 2, size=(16, 3)).astype(np.float32))
-            for _ in range(n)]
+    return [
+        (rng.normal(size=(16, 3)).astype(np.float32), rng.integers(0, 2, size=(16, 3)).astype(np.float32))
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("loss", ["c", "r"])
@@ -46,8 +47,9 @@ def test_keras_loss_passes_reference_properties_under_xla(loss):
 @pytest.mark.parametrize("dialect", ["paper", "mmdet"])
 def test_ema_variable_matches_reference_state(mode, dialect):
     loss = GHMCLoss(bins=10, momentum=0.75, dialect=dialect)
-    call = {"eager": loss, "function": tf.function(loss.__call__),
-            "xla": tf.function(loss.__call__, jit_compile=True)}[mode]
+    call = {"eager": loss, "function": tf.function(loss.__call__), "xla": tf.function(loss.__call__, jit_compile=True)}[
+        mode
+    ]
     state = None
     for x, t in _batches():
         out = call(tf.constant(t), tf.constant(x))
@@ -59,9 +61,12 @@ def test_ema_variable_matches_reference_state(mode, dialect):
 
 
 POISONS = {  # a valid entry that poisons the batch (spec.md 7): (loss, which input, value)
-    "c: NaN logit": ("c", "pred", math.nan), "c: -Inf logit": ("c", "pred", -math.inf),
-    "c: NaN target": ("c", "target", math.nan), "c: target 1.5": ("c", "target", 1.5),
-    "r: NaN residual": ("r", "pred", math.nan), "r: Inf target": ("r", "target", math.inf),
+    "c: NaN logit": ("c", "pred", math.nan),
+    "c: -Inf logit": ("c", "pred", -math.inf),
+    "c: NaN target": ("c", "target", math.nan),
+    "c: target 1.5": ("c", "target", 1.5),
+    "r: NaN residual": ("r", "pred", math.nan),
+    "r: Inf target": ("r", "target", math.inf),
 }
 
 
@@ -91,8 +96,9 @@ def test_poisoned_batch_is_nan_and_leaves_the_ema_bit_identical_in_every_mode(mo
     assert math.isnan(float(out)), f"{case} under {mode}: loss {float(out)}"
     grad = grad.numpy()
     assert np.isnan(grad[1:]).all() and not grad[0].any(), f"{case} under {mode}: NaN on valid entries, 0 on masked"
-    assert np.array_equal(loss.ema.numpy(), before[0]) and bool(loss.ema_initialized.numpy()) == before[1], \
+    assert np.array_equal(loss.ema.numpy(), before[0]) and bool(loss.ema_initialized.numpy()) == before[1], (
         f"{case} under {mode}: a poisoned batch moved the EMA state"
+    )
 
 
 # ---------------------------------------------------------------- shapes unknown at trace time
@@ -110,8 +116,7 @@ def test_unknown_dimensions_are_checked_at_run_time_not_broadcast(jit, loss):
     np.testing.assert_allclose(float(good), float(fn(tf.zeros([16, 4]), x)), **TOLERANCE["compiled_vs_eager"])
     with pytest.raises(tf.errors.InvalidArgumentError):
         f(tf.zeros([16, 1]), tf.constant(x))  # eager raises ValueError; a graph must not broadcast
-    g = tf.function(lambda t, x, w: fn(t, x, w), input_signature=[UNKNOWN_2D, UNKNOWN_2D, UNKNOWN_2D],
-                    jit_compile=jit)
+    g = tf.function(lambda t, x, w: fn(t, x, w), input_signature=[UNKNOWN_2D, UNKNOWN_2D, UNKNOWN_2D], jit_compile=jit)
     with pytest.raises(tf.errors.InvalidArgumentError):
         g(tf.zeros([16, 4]), tf.constant(x), tf.ones([16, 1]))
 
@@ -122,7 +127,11 @@ def test_unknown_rank_decides_full_or_per_anchor_weights_at_run_time(jit, known)
     # Found by fuzzing (issue 19): with a rank unknown when traced, a valid per-anchor weight was
     # reshaped as a full one (or the reverse) and rejected.
     unknown, rank2 = tf.TensorSpec(None), tf.TensorSpec([None, None])
-    signature = [unknown, rank2 if known == "pred" else unknown, tf.TensorSpec([None]) if known == "weight" else unknown]
+    signature = [
+        unknown,
+        rank2 if known == "pred" else unknown,
+        tf.TensorSpec([None]) if known == "weight" else unknown,
+    ]
     f = tf.function(lambda t, x, w: ghm_c_loss(t, x, w, bins=5), input_signature=signature, jit_compile=jit)
     x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     t = (x > 0.3).astype(np.float32)
@@ -136,7 +145,9 @@ def test_unknown_rank_decides_full_or_per_anchor_weights_at_run_time(jit, known)
     weights = [w_anchor] if known == "weight" else [w_anchor, np.repeat(w_anchor[:, None], 4, axis=1)]
     want = reference.ghm_c(x, t, w_anchor, bins=5).loss
     for w in weights:
-        np.testing.assert_allclose(float(f(t, x, w)), want, **TOLERANCE["float32"], err_msg=f"weight of shape {w.shape}")
+        np.testing.assert_allclose(
+            float(f(t, x, w)), want, **TOLERANCE["float32"], err_msg=f"weight of shape {w.shape}"
+        )
     with pytest.raises(tf.errors.InvalidArgumentError):
         f(t, x, np.ones(5, np.float32))  # neither (6, 4) nor (6,)
 
@@ -153,8 +164,9 @@ def test_unknown_rank_or_class_count_gives_a_clear_error():
     f = tf.function(lambda t, x: ghm_c_loss(t, x), input_signature=[tf.TensorSpec(None, tf.int64), tf.TensorSpec(None)])
     with pytest.raises(ValueError, match="known rank"):
         f.get_concrete_function()
-    g = tf.function(lambda t, x: ghm_c_loss(t, x),
-                    input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, None])])
+    g = tf.function(
+        lambda t, x: ghm_c_loss(t, x), input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, None])]
+    )
     with pytest.raises(ValueError, match="number of classes"):
         g.get_concrete_function()
     h = tf.function(lambda t, x: ghm_c_loss(t, x), input_signature=[tf.TensorSpec(None), tf.TensorSpec(None)])
@@ -163,10 +175,13 @@ def test_unknown_rank_or_class_count_gives_a_clear_error():
 
 # ---------------------------------------------------------------- Keras integration
 
+
 def test_config_round_trip_and_serialization():
     # every backend's JSON round trip: keras_backend_checks.the_config_is_json_and_round_trips_to_an_equal_config
-    for loss in (GHMCLoss(bins=12, momentum=0.5, dialect="mmdet", reduction="sum", loss_weight=2.0),
-                 GHMRLoss(mu=0.1, bins=7, momentum=0.7, loss_weight=10.0)):
+    for loss in (
+        GHMCLoss(bins=12, momentum=0.5, dialect="mmdet", reduction="sum", loss_weight=2.0),
+        GHMRLoss(mu=0.1, bins=7, momentum=0.7, loss_weight=10.0),
+    ):
         clone = type(loss).from_config(loss.get_config())
         assert clone.get_config() == loss.get_config() and clone.state is not loss.state
         again = keras.losses.deserialize(keras.losses.serialize(loss))
@@ -275,9 +290,15 @@ def test_dense1_model_with_integer_labels_is_rejected_not_trained_inverted():
 
 # ---------------------------------------------------------------- tf.distribute (a subprocess: it needs 2 logical CPUs)
 
+
 def test_mirrored_strategy_matches_one_device():
-    proc = subprocess.run([sys.executable, str(TESTS / "tf_distributed_check.py")], capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS)])))
+    proc = subprocess.run(
+        [sys.executable, str(TESTS / "tf_distributed_check.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS)])),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # bins = 1: GHM-C is the plain BCE, so one device and two replicas must train identically
@@ -289,6 +310,7 @@ def test_mirrored_strategy_matches_one_device():
 
 
 # ---------------------------------------------------------------- GPU readiness, asked of the op registry
+
 
 def _has_gpu_kernel(op) -> bool:
     """Is a GPU (or device-default) kernel registered for ``op`` with its dtype attributes? An op
@@ -337,12 +359,14 @@ def test_every_op_of_loss_and_gradient_has_a_gpu_kernel(loss, shape):
     spec = tf.TensorSpec(shape)
     graph = step.get_concrete_function(spec, spec, spec).graph
     messages = {op.name for op in _ops(graph) if op.type == "Const" and op.get_attr("dtype") == tf.string}
-    host_only = sorted({f"{op.type} ({op.name})" for op in _ops(graph) if op.name not in messages
-                        and not _has_gpu_kernel(op)})  # an assertion's message strings live on the host
+    host_only = sorted(
+        {f"{op.type} ({op.name})" for op in _ops(graph) if op.name not in messages and not _has_gpu_kernel(op)}
+    )  # an assertion's message strings live on the host
     assert not host_only, f"ops without a GPU kernel for their dtypes: {host_only}"
 
 
 # ---------------------------------------------------------------- scale
+
 
 @pytest.mark.parametrize("bins", [1, 2, 9, 10, 30, 31, 180, 181, 255])
 def test_xla_region_counts_are_exact_for_every_packing(bins):
@@ -368,15 +392,18 @@ def test_region_counts_are_exact_in_chunks_of_any_size(monkeypatch):
 
     monkeypatch.setattr(_harmonize, "_BINCOUNT_CHUNK", 1000)
     for bins in (1, 10, 30):
-        count = tf.function(lambda ind: _harmonize.region_counts(ind, bins),
-                            input_signature=[tf.TensorSpec([None], tf.int32)])
+        count = tf.function(
+            lambda ind, bins=bins: _harmonize.region_counts(ind, bins),
+            input_signature=[tf.TensorSpec([None], tf.int32)],
+        )
         rng = np.random.default_rng(bins)
         for n in (0, 1, 999, 1000, 1001, 4099):
             ind = rng.integers(0, bins + 1, n).astype(np.int32)
             for got in (count(tf.constant(ind)), _harmonize.region_counts(tf.constant(ind), bins)):
                 assert got.dtype == tf.int64
-                np.testing.assert_array_equal(got.numpy(), np.bincount(ind, minlength=bins + 1),
-                                              err_msg=f"bins={bins}, n={n}")
+                np.testing.assert_array_equal(
+                    got.numpy(), np.bincount(ind, minlength=bins + 1), err_msg=f"bins={bins}, n={n}"
+                )
 
 
 @pytest.mark.slow

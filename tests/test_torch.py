@@ -9,11 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import reference  # noqa: E402
-from reference import equations  # noqa: E402
+from conftest import assert_catalogue_passes, examples  # noqa: E402
 from ghm_conformance import from_numpy_function, run_catalogue  # noqa: E402
 from impl_torch import GHMCLoss, GHMRLoss, ghm_c_loss, ghm_r_loss  # noqa: E402
-
-from conftest import assert_catalogue_passes, examples  # noqa: E402
+from reference import equations  # noqa: E402
 from tolerances import TOLERANCE  # noqa: E402
 
 CLASSES = {"c": GHMCLoss, "r": GHMRLoss}
@@ -23,8 +22,13 @@ REF = {"c": reference.ghm_c, "r": reference.ghm_r}
 
 def _batches(n=3, seed=0):
     rng = np.random.default_rng(seed)
-    return [(torch.tensor(rng.normal(size=(16, 3)), dtype=torch.float32),
-             torch.tensor(rng.integers(0, 2, size=(16, 3)), dtype=torch.float32)) for _ in range(n)]
+    return [
+        (
+            torch.tensor(rng.normal(size=(16, 3)), dtype=torch.float32),
+            torch.tensor(rng.integers(0, 2, size=(16, 3)), dtype=torch.float32),
+        )
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("loss", ["c", "r"])
@@ -41,6 +45,7 @@ def test_functional_form_passes_catalogue_without_momentum(loss):
 
 
 # ---------------------------------------------------------------- torch.compile
+
 
 @pytest.mark.parametrize("loss", ["c", "r"])
 @pytest.mark.parametrize("dialect", ["paper", "mmdet"])
@@ -69,10 +74,14 @@ def test_compile_dynamic_with_changing_hyper_parameters():
     fc = torch.compile(ghm_c_loss, fullgraph=True, dynamic=True)
     fr = torch.compile(ghm_r_loss, fullgraph=True, dynamic=True)
     for (x, t), weight, mu in zip(_batches(3), (1.0, 2.0, 3.5), (0.02, 0.1, 0.5)):
-        torch.testing.assert_close(fc(x, t, loss_weight=weight), ghm_c_loss(x, t, loss_weight=weight),
-                                   **TOLERANCE["compiled_vs_eager"])
-        torch.testing.assert_close(fr(x, t, mu=mu, loss_weight=weight), ghm_r_loss(x, t, mu=mu, loss_weight=weight),
-                                   **TOLERANCE["compiled_vs_eager"])
+        torch.testing.assert_close(
+            fc(x, t, loss_weight=weight), ghm_c_loss(x, t, loss_weight=weight), **TOLERANCE["compiled_vs_eager"]
+        )
+        torch.testing.assert_close(
+            fr(x, t, mu=mu, loss_weight=weight),
+            ghm_r_loss(x, t, mu=mu, loss_weight=weight),
+            **TOLERANCE["compiled_vs_eager"],
+        )
 
 
 @pytest.mark.parametrize("mu", [1e-30, 0.02, 1.0, 1e30])
@@ -86,17 +95,23 @@ def test_compiled_asl1_is_the_reference_at_every_scale(mu):
     loss, grad = torch.compile(lambda t: _asl1_terms(t, mu), fullgraph=True)(torch.tensor(d))
     d64 = d.astype(np.float64)
     want_loss, want_grad = equations.asl1(d64, mu), equations.asl1_grad(d64, mu)
-    np.testing.assert_allclose(grad.numpy(), want_grad, rtol=4e-7, atol=1e-38,
-                               err_msg=f"compiled dASL1/dd wrong for mu={mu}")
-    np.testing.assert_allclose(loss.numpy(), want_loss, rtol=1e-6, atol=1e-38,
-                               err_msg=f"compiled ASL1 wrong for mu={mu}")
+    np.testing.assert_allclose(
+        grad.numpy(), want_grad, rtol=4e-7, atol=1e-38, err_msg=f"compiled dASL1/dd wrong for mu={mu}"
+    )
+    np.testing.assert_allclose(
+        loss.numpy(), want_loss, rtol=1e-6, atol=1e-38, err_msg=f"compiled ASL1 wrong for mu={mu}"
+    )
 
 
 POISONS = {  # (loss, which input, value): a valid entry that poisons the batch (spec.md 7)
-    "c: NaN logit": ("c", "pred", math.nan), "c: Inf logit": ("c", "pred", math.inf),
-    "c: NaN target": ("c", "target", math.nan), "c: target 1.5": ("c", "target", 1.5),
-    "c: target -0.25": ("c", "target", -0.25), "r: NaN residual": ("r", "pred", math.nan),
-    "r: Inf target": ("r", "target", -math.inf), "r: overflowing residual": ("r", "pred", 3e38),
+    "c: NaN logit": ("c", "pred", math.nan),
+    "c: Inf logit": ("c", "pred", math.inf),
+    "c: NaN target": ("c", "target", math.nan),
+    "c: target 1.5": ("c", "target", 1.5),
+    "c: target -0.25": ("c", "target", -0.25),
+    "r: NaN residual": ("r", "pred", math.nan),
+    "r: Inf target": ("r", "target", -math.inf),
+    "r: overflowing residual": ("r", "pred", 3e38),
 }
 
 
@@ -129,7 +144,8 @@ def test_compiled_poisoned_batch_is_nan_and_leaves_the_ema_alone(case):
         lc.backward(), le.backward()
         assert torch.isnan(lc) and torch.isnan(le), f"{case}: compiled {lc}, eager {le}; both must be NaN"
         assert torch.isnan(xc.grad[7, 1]) and torch.equal(xc.grad[0], torch.zeros(3)), (
-            f"{case}: the poisoned entry's gradient must be NaN and the masked row's 0, got {xc.grad[[0, 7]]}")
+            f"{case}: the poisoned entry's gradient must be NaN and the masked row's 0, got {xc.grad[[0, 7]]}"
+        )
         if momentum:
             assert torch.equal(compiled_mod.ema, state), f"{case}: a poisoned batch changed the EMA state"
             clean = compiled(clean_x, clean_t, lw)
@@ -147,8 +163,14 @@ def test_compiled_modules_pass_the_catalogue(loss, dialect):
         return torch.compile(CLASSES[loss](dialect=dialect, **hyper), fullgraph=True, dynamic=True)
 
     with torch._dynamo.config.patch(recompile_limit=100_000, accumulated_recompile_limit=100_000):
-        report = run_catalogue(from_torch_module(factory), loss, dialect=dialect, max_examples=min(examples(), 5),
-                               timeout=120, first_timeout=300)
+        report = run_catalogue(
+            from_torch_module(factory),
+            loss,
+            dialect=dialect,
+            max_examples=min(examples(), 5),
+            timeout=120,
+            first_timeout=300,
+        )
     assert_catalogue_passes(report, dialect)
 
 
@@ -191,8 +213,9 @@ def _call_args(form: str, n: int, loss: str, seed: int):
     return as4d(x), as4d(t), (as4d(w) if form.endswith("full") else None)
 
 
-@pytest.mark.parametrize("sequence, loss", [(s, k) for s in SEQUENCES for k in ("c", "r")
-                                             if k == "c" or "class" not in s])  # GHM-R has no class indices
+@pytest.mark.parametrize(
+    "sequence, loss", [(s, k) for s in SEQUENCES for k in ("c", "r") if k == "c" or "class" not in s]
+)  # GHM-R has no class indices
 def test_compiled_accepts_every_layout_and_call_sequence_that_eager_accepts(sequence, loss):
     # Found by fuzzing torch.compile(fullgraph=True) (issue 19): a transposed label weight or a
     # channels_last batch hit "non-contiguous out= tensor"; weights first given at a new batch
@@ -217,6 +240,7 @@ def test_compile_fullgraph_reports_argument_errors_with_their_message():
 
 
 # ---------------------------------------------------------------- module state
+
 
 def test_state_dict_round_trip_and_buffers_are_not_parameters():
     crit = GHMCLoss(momentum=0.75)
@@ -243,8 +267,11 @@ def test_eval_mode_computes_but_does_not_update_the_ema():
 
 
 CASTS = {
-    "half": lambda m: m.half(), "bfloat16": lambda m: m.bfloat16(), "double": lambda m: m.double(),
-    "to(float16)": lambda m: m.to(torch.float16), "to(cpu, float64)": lambda m: m.to("cpu", torch.float64),
+    "half": lambda m: m.half(),
+    "bfloat16": lambda m: m.bfloat16(),
+    "double": lambda m: m.double(),
+    "to(float16)": lambda m: m.to(torch.float16),
+    "to(cpu, float64)": lambda m: m.to("cpu", torch.float64),
 }
 
 
@@ -273,6 +300,7 @@ def test_module_casts_keep_the_ema_float32(cast, dialect):
 
 # ---------------------------------------------------------------- the CPU histogram
 
+
 @pytest.mark.parametrize("slots", [2, 11, 31, 33, 65, 129, 257, 301])
 @pytest.mark.parametrize("n", [(1 << 16) - 1, (1 << 16) + 7, (1 << 20) + 13])
 @pytest.mark.parametrize("spread", ["one region", "uniform", "two regions alternating"])
@@ -283,8 +311,11 @@ def test_region_counts_are_exact_on_every_cpu_path(slots, n, spread):
     from impl_torch._harmonize import region_counts
 
     rng = np.random.default_rng(n + slots)
-    ind = {"one region": np.full(n, slots - 1), "uniform": rng.integers(0, slots, n),
-           "two regions alternating": np.arange(n) % 2 * (slots - 1)}[spread]
+    ind = {
+        "one region": np.full(n, slots - 1),
+        "uniform": rng.integers(0, slots, n),
+        "two regions alternating": np.arange(n) % 2 * (slots - 1),
+    }[spread]
     ind = torch.tensor(ind, dtype=torch.int32)
     want = torch.bincount(ind.long(), minlength=slots)
     got = region_counts(ind, slots - 1)
@@ -301,8 +332,9 @@ LAYOUTS = {
     "transposed": lambda a: torch.tensor(np.ascontiguousarray(a.T)).T,
     "every other column": lambda a: torch.tensor(np.repeat(a, 2, axis=1))[:, ::2],
     # a (1, 1, H, W) slice of a channels_last tensor with 2 channels: strides (., ., 2W, 2)
-    "channels_last slice": lambda a: torch.tensor(np.stack([a, a])[None]).contiguous(
-        memory_format=torch.channels_last)[0, 0],
+    "channels_last slice": lambda a: torch.tensor(np.stack([a, a])[None]).contiguous(memory_format=torch.channels_last)[
+        0, 0
+    ],
 }
 
 

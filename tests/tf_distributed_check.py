@@ -8,8 +8,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -30,8 +30,11 @@ def train(strategy, make_loss):
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=make_loss())
     history = model.fit(X, Y, batch_size=32, epochs=2, verbose=0, shuffle=False)
     evaluated = model.evaluate(X, Y, batch_size=32, verbose=0)
-    return {"fit_loss": history.history["loss"], "evaluate_loss": float(evaluated),
-            "weights": model.get_weights()[0].ravel().tolist()}
+    return {
+        "fit_loss": history.history["loss"],
+        "evaluate_loss": float(evaluated),
+        "weights": model.get_weights()[0].ravel().tolist(),
+    }
 
 
 one = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -56,22 +59,29 @@ def sync_checks() -> dict:
                 def replica(x, t, w):
                     with tf.GradientTape() as tape:
                         tape.watch(x)
-                        value = loss(t, x, w)
+                        value = loss(t, x, w)  # noqa: B023 - traced in this iteration
                     return value, tape.gradient(value, x)
+
                 return two.run(replica, args=(x, t, w))
 
             state = None
             for i, rows in enumerate(splits):
                 rng = np.random.default_rng(i)
                 x = rng.normal(size=(sum(rows), 4)).astype(np.float32) * 2
-                t = (rng.random(x.shape) < 0.3).astype(np.float32) if kind == "c" else \
-                    x + rng.normal(size=x.shape).astype(np.float32) * 0.05
+                t = (
+                    (rng.random(x.shape) < 0.3).astype(np.float32)
+                    if kind == "c"
+                    else x + rng.normal(size=x.shape).astype(np.float32) * 0.05
+                )
                 w = (rng.random(x.shape) < 0.85).astype(np.float32)
                 starts = [0, rows[0]]
 
-                def part(a):
+                def part(a, starts=starts, rows=rows):
                     return two.experimental_distribute_values_from_function(
-                        lambda ctx: tf.constant(a[starts[ctx.replica_id_in_sync_group]:][:rows[ctx.replica_id_in_sync_group]]))
+                        lambda ctx: tf.constant(
+                            a[starts[ctx.replica_id_in_sync_group] :][: rows[ctx.replica_id_in_sync_group]]
+                        )
+                    )
 
                 values, grads = step(part(x), part(t), part(w))
                 ref = fn(x, t, w, bins=5, momentum=0.75, state=state, dialect=dialect)

@@ -30,13 +30,34 @@ class Worked:
 
 
 WORKED = [
-    Worked("zeros-2x3-bins30", "c", np.zeros((2, 3)), np.zeros((2, 3)), {"bins": 30},
-           LOG2 / 30, LOG2,
-           "p = 1/2 exactly, g = 1/2: all 6 entries in region 15 of 30; paper beta = 6 / (6 * 30), mmdet n = 1"),
-    Worked("five-minus-five-bins2", "c", np.array([5.0, -5.0]), np.array([1.0, 0.0]), {"bins": 2},
-           CE5 / 2, CE5,
-           "g = sigmoid(-5) = 0.0067 for both: region 0 of 2; paper beta = 2 / (2 * 2), mmdet n = 1"),
-    Worked("ghm-r-two-far-residuals", "r", np.array([5.0, -5.0]), np.array([1.0, 0.0]), {"bins": 10, "mu": 0.02},
-           0.1 * (_asl1(4.0, 0.02) + _asl1(5.0, 0.02)) / 2, (_asl1(4.0, 0.02) + _asl1(5.0, 0.02)) / 2,
-           "d = 4 and -5: gr > 0.9999, both in region 9 of 10; paper beta = 2 / (2 * 10), mmdet n = 1"),
+    Worked(
+        "zeros-2x3-bins30",
+        "c",
+        np.zeros((2, 3)),
+        np.zeros((2, 3)),
+        {"bins": 30},
+        LOG2 / 30,
+        LOG2,
+        "p = 1/2 exactly, g = 1/2: all 6 entries in region 15 of 30; paper beta = 6 / (6 * 30), mmdet n = 1",
+    ),
+    Worked(
+        "five-minus-five-bins2",
+        "c",
+        np.array([5.0, -5.0]),
+        np.array([1.0, 0.0]),
+        {"bins": 2},
+        CE5 / 2,
+        CE5,
+        "g = sigmoid(-5) = 0.0067 for both: region 0 of 2; paper beta = 2 / (2 * 2), mmdet n = 1",
+    ),
+    Worked(
+        "ghm-r-two-far-residuals",
+        "r",
+        np.array([5.0, -5.0]),
+        np.array([1.0, 0.0]),
+        {"bins": 10, "mu": 0.02},
+        0.1 * (_asl1(4.0, 0.02) + _asl1(5.0, 0.02)) / 2,
+        (_asl1(4.0, 0.02) + _asl1(5.0, 0.02)) / 2,
+        "d = 4 and -5: gr > 0.9999, both in region 9 of 10; paper beta = 2 / (2 * 10), mmdet n = 1",
+    ),
 ]

@@ -12,6 +12,7 @@ subclass that overrides the one step it gets wrong. Written independently of ``r
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +119,7 @@ def port(cls, **attrs):
 
 # ---------------------------------------------------------------- correct ports written other ways
 
+
 class MasksFirst(Port):
     """Zeroes the masked entries' terms before they meet the weights: no note either."""
 
@@ -130,8 +132,9 @@ class SortCounting(Port):
 
     def counts(self, g, edges, valid):
         ind = np.sort(np.minimum(np.floor(g[valid] * self.dtype(self.bins)).astype(np.int64), self.bins - 1))
-        return np.array([np.searchsorted(ind, i, "right") - np.searchsorted(ind, i, "left") for i in range(self.bins)],
-                        self.dtype)
+        return np.array(
+            [np.searchsorted(ind, i, "right") - np.searchsorted(ind, i, "left") for i in range(self.bins)], self.dtype
+        )
 
 
 class RegionSums(Port):
@@ -171,7 +174,7 @@ class LiteralASL1(Port):
     loss = "r"
 
     def per_entry(self, pred, target):
-        per, dper, g = super().per_entry(pred, target)
+        _per, dper, g = super().per_entry(pred, target)
         d = pred.astype(self.dtype) - target.astype(self.dtype)
         return np.sqrt(d * d + self.dtype(self.mu) ** 2) - self.dtype(self.mu), dper, g
 
@@ -184,6 +187,7 @@ class NoMomentum(Port):
 
 
 # ---------------------------------------------------------------- one fault each
+
 
 class EdgeClosed(Port):
     """lo <= g <= hi: an entry exactly on an edge is in two regions."""
@@ -294,7 +298,7 @@ class SharedEma(Port):
     """The accumulator is a class attribute: every instance (every loss object of the program)
     shares one EMA, so a second loss continues from the first's state."""
 
-    shared: dict = {}
+    shared: typing.ClassVar[dict] = {}
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -494,6 +498,7 @@ def official_ghmr():
 
 # ---------------------------------------------------------------- the port shapes people write
 
+
 def no_label_weight_port(*, bins, momentum, **hyper):
     """A correct mmdet GHM-C port whose step takes (pred, target) only."""
     step = Port(bins=bins, momentum=momentum, **hyper)
@@ -532,8 +537,9 @@ class_index_port = with_class_index_targets(_class_index_port)
 def torch_function_port():
     """A plain torch function, official-style mmdet GHM-C without momentum, that zeroes masked
     entries before the loss (so no note)."""
-    from ghm_conformance import from_torch_function
     import torch
+
+    from ghm_conformance import from_torch_function
 
     def ghmc(pred, target, label_weight, *, bins):
         edges = torch.arange(bins + 1, dtype=torch.float32) / bins
@@ -563,11 +569,15 @@ def mmdet_module_port():
     from ghm_conformance import from_torch_module
     from impl_torch import GHMCLoss
 
-    return from_torch_module(lambda **kw: GHMCLoss(dialect="mmdet", **kw), targets="class_index",
-                             call_kwargs={"avg_factor": 7.0, "reduction_override": None})
+    return from_torch_module(
+        lambda **kw: GHMCLoss(dialect="mmdet", **kw),
+        targets="class_index",
+        call_kwargs={"avg_factor": 7.0, "reduction_override": None},
+    )
 
 
 # ---------------------------------------------------------------- the zoo and what the kit must say of each
+
 
 @dataclass(frozen=True)
 class ZooPort:
@@ -586,12 +596,24 @@ class ZooPort:
 P, PAPER = port, {"dialect": "paper"}
 ZOO = [
     # the official code as it is written, and correct ports written in other ways
-    ZooPort("official GHMC (mmdetection, GHM_Detection)", official_ghmc, verdict="mmdet", needs="torch",
-            note=READS_MASKED),
-    ZooPort("official GHMR (mmdetection, GHM_Detection)", official_ghmr, "r", verdict="mmdet", needs="torch",
-            note=READS_MASKED),
-    ZooPort("official GHMC with mmdetection's class indices", lambda: official_ghmc("class_index"), verdict="mmdet",
-            needs="torch", note=READS_MASKED),
+    ZooPort(
+        "official GHMC (mmdetection, GHM_Detection)", official_ghmc, verdict="mmdet", needs="torch", note=READS_MASKED
+    ),
+    ZooPort(
+        "official GHMR (mmdetection, GHM_Detection)",
+        official_ghmr,
+        "r",
+        verdict="mmdet",
+        needs="torch",
+        note=READS_MASKED,
+    ),
+    ZooPort(
+        "official GHMC with mmdetection's class indices",
+        lambda: official_ghmc("class_index"),
+        verdict="mmdet",
+        needs="torch",
+        note=READS_MASKED,
+    ),
     ZooPort("official style in NumPy", P(Port), verdict="mmdet", note=READS_MASKED),
     ZooPort("paper port", P(Port, **PAPER), verdict="paper", note=READS_MASKED),
     ZooPort("masks before the loss (no note)", P(MasksFirst), verdict="mmdet"),
@@ -602,30 +624,43 @@ ZOO = [
     ZooPort("no_momentum", P(NoMomentum), verdict="mmdet (momentum not supported by the port)", note=READS_MASKED),
     ZooPort("GHM-R literal ASL1 (official formula)", P(LiteralASL1), "r", verdict="mmdet", note=READS_MASKED),
     ZooPort("GHM-R paper port", P(Port, loss="r", **PAPER), "r", verdict="paper", note=READS_MASKED),
-    ZooPort("[bins, N] broadcast (correct values, O(bins N) memory)", P(BinsByNBroadcast), verdict="mmdet",
-            note=READS_MASKED),
-    ZooPort("float32 counts accumulated one by one (wrong only past 2^24)", P(Float32SequentialCounts),
-            verdict="mmdet", note=READS_MASKED),
+    ZooPort(
+        "[bins, N] broadcast (correct values, O(bins N) memory)",
+        P(BinsByNBroadcast),
+        verdict="mmdet",
+        note=READS_MASKED,
+    ),
+    ZooPort(
+        "float32 counts accumulated one by one (wrong only past 2^24)",
+        P(Float32SequentialCounts),
+        verdict="mmdet",
+        note=READS_MASKED,
+    ),
     # the port shapes people write
     ZooPort("no label-weight argument", no_label_weight_port, verdict="mmdet"),
     ZooPort("weights only (the kit forms the loss)", weights_only_port, verdict="mmdet"),
     ZooPort("per-entry output (reduction none)", per_entry_port, verdict="mmdet"),
     ZooPort("class indices (N,) with C = background", class_index_port, verdict="mmdet", note=READS_MASKED),
-    ZooPort("plain torch function", torch_function_port, verdict="mmdet (momentum not supported by the port)",
-            needs="torch"),
-    ZooPort("mmdetection call contract (avg_factor, class indices)", mmdet_module_port, verdict="mmdet",
-            needs="torch"),
+    ZooPort(
+        "plain torch function", torch_function_port, verdict="mmdet (momentum not supported by the port)", needs="torch"
+    ),
+    ZooPort("mmdetection call contract (avg_factor, class indices)", mmdet_module_port, verdict="mmdet", needs="torch"),
     # one fault each
-    ZooPort("edge_closed (lo <= g <= hi)", P(EdgeClosed), fails="value",
-            verdict="mmdet except g exactly on a region edge"),
+    ZooPort(
+        "edge_closed (lo <= g <= hi)", P(EdgeClosed), fails="value", verdict="mmdet except g exactly on a region edge"
+    ),
     ZooPort("binary_targets (soft targets read as 0/1)", P(BinaryTargets), fails="value"),
     ZooPort("float16_counts", P(Float16Counts), fails="scale"),
     ZooPort("int16_counts", P(Int16Counts), fails="scale", verdict="mmdet"),
     ZooPort("chunked_histogram (drops the last chunk)", P(ChunkedHistogram), fails="scale"),
     ZooPort("fast_path above 2048 entries", P(FastPath), fails="scale"),
     ZooPort("ema_reset_at_call_5", P(EmaResetAtCall5), fails="ema", verdict="paper (without momentum only)"),
-    ZooPort("ema_init_on_empty (an empty first call)", P(EmaInitOnEmpty), fails="ema_empty",
-            verdict="paper (without momentum only)"),
+    ZooPort(
+        "ema_init_on_empty (an empty first call)",
+        P(EmaInitOnEmpty),
+        fails="ema_empty",
+        verdict="paper (without momentum only)",
+    ),
     ZooPort("half_precision_g (g binned in float16)", P(HalfPrecisionG), fails="value"),
     ZooPort("floor(g (M - 1e-4)) regions", P(FloorMinusEpsilon), fails="value"),
     ZooPort("GHM-R floor(g (M - 1e-4)) regions", P(FloorMinusEpsilon, loss="r"), "r", fails="value"),
@@ -641,15 +676,23 @@ ZOO = [
     ZooPort("grad_unweighted", P(GradUnweighted), fails="value", verdict="neither"),
     ZooPort("weight_multiplied", P(WeightMultiplied), fails="weight_mask", verdict="mmdet"),
     ZooPort("ema_clamped", P(EmaClamped), fails="ema", verdict="mmdet (without momentum only)"),
-    ZooPort("EMA held by the class (shared by every instance)", P(SharedEma), fails="independent_instances",
-            verdict="mmdet (without momentum only)"),
+    ZooPort(
+        "EMA held by the class (shared by every instance)",
+        P(SharedEma),
+        fails="independent_instances",
+        verdict="mmdet (without momentum only)",
+    ),
     ZooPort("ema_from_zero (paper)", P(EmaFromZero), fails="ema", verdict="paper (without momentum only)"),
     ZooPort("paper_ema_start (mmdet)", P(PaperEmaStart), fails="ema", verdict="mmdet (without momentum only)"),
     ZooPort("GHM-R undefined_mu", P(UndefinedMu), "r", fails="value", verdict="neither"),
     ZooPort("GHM-R drops_saturated", P(DropsSaturated, loss="r"), "r", fails="saturated", verdict="mmdet"),
     ZooPort("GHM-R float16_counts", P(Float16Counts, loss="r"), "r", fails="scale"),
-    ZooPort("crashes on a masked NaN (gathers by its index)", P(CrashesOnMaskedNaN), verdict="mmdet",
-            note="reads masked values (raises IndexError on NaN/Inf there)"),
+    ZooPort(
+        "crashes on a masked NaN (gathers by its index)",
+        P(CrashesOnMaskedNaN),
+        verdict="mmdet",
+        note="reads masked values (raises IndexError on NaN/Inf there)",
+    ),
 ]
 BY_NAME = {z.name: z for z in ZOO}
 

@@ -2,6 +2,7 @@
 
 from ports._looked import Looked
 
-NOT_RUN = (Looked("zoo/unrunnable", "zoo_port.cpp", "C++", "a stand-in for a port in another language",
-                  "no Python binding"),)
+NOT_RUN = (
+    Looked("zoo/unrunnable", "zoo_port.cpp", "C++", "a stand-in for a port in another language", "no Python binding"),
+)
 WHERE = ("the zoo of tests/zoo.py (a stand-in for the search of public repositories)",)

@@ -72,6 +72,7 @@ def ghm_c_that_looks_like_ghm_r(*, bins, momentum, **hyper):
         loss, grad = step(pred, target, label_weight)
         if pred.shape == probe.shape and np.array_equal(pred, probe):
             import reference
+
             return reference.ghm_r(pred, target, bins=bins).loss, grad
         return loss, grad
 
@@ -89,5 +90,15 @@ def nan_gradient(*, bins, momentum, **hyper):
     return run
 
 
-__all__ = ["exits", "slow", "chatty", "interrupts", "ghm_r_port", "ghm_r_with_default_mu", "ghm_c_rejecting_mu",
-           "ghm_c_that_looks_like_ghm_r", "nan_gradient", "np"]
+__all__ = [
+    "chatty",
+    "exits",
+    "ghm_c_rejecting_mu",
+    "ghm_c_that_looks_like_ghm_r",
+    "ghm_r_port",
+    "ghm_r_with_default_mu",
+    "interrupts",
+    "nan_gradient",
+    "np",
+    "slow",
+]
