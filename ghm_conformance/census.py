@@ -26,17 +26,86 @@ import pkgutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 ENV = "GHM_PORT_SOURCES"
+
+
+# What the census reads of an adapter package (``ports/_load.py``'s Source, PortEntry, Adapter and
+# ``_looked.py``'s Looked), by structure: the kit does not import the adapters package.
+class SourceLike(Protocol):
+    @property
+    def repo(self) -> str: ...
+    @property
+    def commit(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def download(self) -> str: ...
+    def file(self, root: str | None = None) -> Path: ...
+
+
+class EntryLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def attr(self) -> str: ...
+    @property
+    def loss(self) -> str: ...
+    @property
+    def call(self) -> str: ...
+    @property
+    def reading(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def cli_args(self) -> Sequence[str]: ...
+    @property
+    def wiring(self) -> str: ...
+
+
+class AdapterLike(Protocol):
+    @property
+    def source(self) -> SourceLike: ...
+    @property
+    def framework(self) -> str: ...
+    @property
+    def patches(self) -> Sequence[str]: ...
+    @property
+    def entries(self) -> Sequence[EntryLike]: ...
+    @property
+    def package(self) -> str | None: ...
+    @property
+    def origin(self) -> str | None: ...
+    @property
+    def copies(self) -> Sequence[str]: ...
+    @property
+    def source_of_record(self) -> str: ...
+
+
+class LookedLike(Protocol):
+    @property
+    def repo(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def framework(self) -> str: ...
+    @property
+    def what(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
 
 
 @dataclass
 class Row:
     module: str  # the adapter module, e.g. "ports.mmdet_2x"
-    adapter: object
-    entry: object
+    adapter: AdapterLike
+    entry: EntryLike
     ran: bool = False
     summary: str = ""  # the verdict, or why the port was not run
     agrees: bool | None = None
@@ -49,10 +118,10 @@ class Row:
         return f"{ENV}={sources} ghm-conformance {self.module}:{self.entry.attr} {args}"
 
 
-def adapters(package: str) -> list[tuple[str, object]]:
+def adapters(package: str) -> list[tuple[str, AdapterLike]]:
     """(module name, ADAPTER) of every adapter module in ``package``, in name order."""
     pkg = importlib.import_module(package)
-    out = []
+    out: list[tuple[str, AdapterLike]] = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
@@ -138,7 +207,14 @@ def sources_of(rows: list[Row]) -> list[str]:
     return sorted({r.adapter.source_of_record for r in rows}, key=str.lower)
 
 
-def to_markdown(rows: list[Row], sources: str, seconds: float, command: str, looked=(), where=()) -> str:
+def to_markdown(
+    rows: list[Row],
+    sources: str,
+    seconds: float,
+    command: str,
+    looked: Sequence[LookedLike] = (),
+    where: Sequence[str] = (),
+) -> str:
     ran = [r for r in rows if r.ran]
     adapters_ = list({r.module: r.adapter for r in rows}.items())
     copies = sorted({c for _, a in adapters_ for c in a.copies})
@@ -207,7 +283,7 @@ def to_markdown(rows: list[Row], sources: str, seconds: float, command: str, loo
     return "\n".join(lines) + "\n"
 
 
-def _looked(package: str) -> tuple[tuple, tuple]:
+def _looked(package: str) -> tuple[tuple[LookedLike, ...], tuple[str, ...]]:
     """(NOT_RUN, WHERE) of the adapters package's ``_looked`` module, if it has one."""
     try:
         module = importlib.import_module(f"{package}._looked")
