@@ -24,11 +24,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 PortFactory = Callable[..., Callable[..., Any]]
+
+
+class DeclaredPortFactory(Protocol):
+    """A port factory carrying declarations about its step, as function attributes set by the
+    adapters below. Each one is optional on a factory: the kit reads them with ``getattr`` and
+    a default (``probe``)."""
+
+    label_weight: bool  # the step takes a label weight (default True)
+    class_index: bool  # the step takes class indices (N,) and per-anchor weights (N,) (default False)
+    anchor_weights: bool  # the step takes one label weight per row (N,) (default False)
+    framework: str | None  # "torch", "tf", "jax": the bundled loss of that framework is the cost baseline
+
+    def __call__(self, **kw: Any) -> Callable[..., Any]: ...
+
+
+def declaring(make_port: PortFactory) -> DeclaredPortFactory:
+    """``make_port`` itself, seen as a factory on which declarations can be set."""
+    return cast(DeclaredPortFactory, make_port)
 
 
 class PortTimeout(BaseException):
@@ -183,9 +201,10 @@ def with_class_index_targets(make_port: PortFactory) -> PortFactory:
 
         return converted
 
-    factory.class_index = True
-    factory.label_weight = getattr(make_port, "label_weight", True)
-    factory.framework = getattr(make_port, "framework", None)
+    declared = declaring(factory)
+    declared.class_index = True
+    declared.label_weight = getattr(make_port, "label_weight", True)
+    declared.framework = getattr(make_port, "framework", None)
     return factory
 
 
@@ -209,7 +228,7 @@ def from_weights(make_weights: PortFactory, loss_kind: str, framework: str | Non
 
         return step
 
-    make_port.framework = framework  # the framework the weights are computed in, for the cost baseline
+    declaring(make_port).framework = framework  # the framework the weights are computed in, for the cost baseline
     return make_port
 
 
@@ -222,10 +241,11 @@ def with_anchor_weights(make_port: PortFactory) -> PortFactory:
         step = make_port(**kw)
         return lambda pred, target, label_weight: step(pred, target, label_weight[..., 0].copy())
 
-    factory.anchor_weights = True
-    factory.class_index = getattr(make_port, "class_index", False)
-    factory.label_weight = getattr(make_port, "label_weight", True)
-    factory.framework = getattr(make_port, "framework", None)
+    declared = declaring(factory)
+    declared.anchor_weights = True
+    declared.class_index = getattr(make_port, "class_index", False)
+    declared.label_weight = getattr(make_port, "label_weight", True)
+    declared.framework = getattr(make_port, "framework", None)
     return factory
 
 
@@ -365,8 +385,9 @@ def from_keras_loss(
 
         return step
 
-    make_port.label_weight = label_weight
-    make_port.framework = "tf"
+    declared = declaring(make_port)
+    declared.label_weight = label_weight
+    declared.framework = "tf"
     return make_port
 
 

@@ -6,11 +6,13 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
+from typing import cast
 
 from ghm_args import DIALECTS
 
 from .protocol import (
     PortFactory,
+    declaring,
     from_jax_function,
     from_keras_loss,
     from_torch_module,
@@ -110,7 +112,7 @@ def load_target(
         raise TargetError(f"importing {module_name!r} called sys.exit({e.code!r})") from None
     except BaseException as e:  # noqa: BLE001 - any import failure is a usage error
         raise TargetError(f"cannot import {module_name!r}: {type(e).__name__}: {e}") from None
-    obj = module
+    obj: object = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise TargetError(f"{module_name!r} has no attribute {attr!r}")
@@ -119,9 +121,9 @@ def load_target(
         raise TargetError(f"{spec} is not callable: expected make_port(*, bins, momentum, **hyper)")
     head = attr.split(".")[0]
     import_line = f"from {module_name} import {head}\nmake_port = {attr}"
-    make_port = obj
-    if class_index and not getattr(obj, "class_index", False):  # an adapter's factory may declare it already
-        make_port = with_class_index_targets(obj)
+    make_port = cast(PortFactory, obj)  # callable; the rest is the protocol, which the kit's probe checks
+    if class_index and not getattr(make_port, "class_index", False):  # an adapter's factory may declare it already
+        make_port = with_class_index_targets(make_port)
         import_line += (
             "\nfrom ghm_conformance.protocol import with_class_index_targets\n"
             "make_port = with_class_index_targets(make_port)"
@@ -145,8 +147,9 @@ def _without_label_weight(make_port: PortFactory) -> PortFactory:
     def factory(**kw):
         return make_port(**kw)
 
-    factory.label_weight = False
-    factory.class_index = getattr(make_port, "class_index", False)
-    factory.anchor_weights = getattr(make_port, "anchor_weights", False)
-    factory.framework = getattr(make_port, "framework", None)
+    declared = declaring(factory)
+    declared.label_weight = False
+    declared.class_index = getattr(make_port, "class_index", False)
+    declared.anchor_weights = getattr(make_port, "anchor_weights", False)
+    declared.framework = getattr(make_port, "framework", None)
     return factory
