@@ -106,6 +106,7 @@ def _entry_for_g(loss_kind: str, g: float, t: float, sign: float, mu: float | No
         p = t + g if (sign > 0 and t + g < 1.0) or t - g <= 0.0 else t - g
         p = min(max(p, 1e-7), 1 - 1e-7)
         return np.float32(_logit(p)), np.float32(t)
+    assert mu is not None, "a GHM-R entry needs mu"
     g = min(g, 1.0 - 1e-7)
     return np.float32(t + sign * mu * g / np.sqrt(1.0 - g * g)), np.float32(t)
 

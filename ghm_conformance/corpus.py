@@ -135,13 +135,13 @@ def scale_case(loss_kind: str, n: int, seed: int = 0) -> Case:
         target = rng.integers(-8, 9, n) / 4.0
         pred = target + rng.choice([-1.0, 1.0], n) * mu * g / np.sqrt(1 - g * g)
     perm = rng.permutation(n)
-    pred, target = pred[perm].astype(F32).reshape(n, 1), target[perm].astype(F32).reshape(n, 1)
+    pred32, target32 = pred[perm].astype(F32).reshape(n, 1), target[perm].astype(F32).reshape(n, 1)
     return Case(
         loss_kind,
         bins,
         0.0,
         mu,
-        [Call(pred, target, np.ones_like(pred))],
+        [Call(pred32, target32, np.ones_like(pred32))],
         {"recipe": f"scale_case({loss_kind!r}, {n}, {seed})"},
     )
 

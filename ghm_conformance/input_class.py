@@ -99,6 +99,8 @@ def off_zero(case: Case | None) -> Case | None:
 def off_edges(case: Case | None) -> Case | None:
     """The case with every exact-edge entry moved off its edge (its logit by +4e-3): the input a
     port wrong only *on* edges gets right."""
+    if case is None:
+        return None
     return _moved(case, lambda c: exact_edges(case, c))
 
 

@@ -112,6 +112,9 @@ def compare(got: StepOutput, want: Expected, tol: float = RTOL) -> Comparison:
     if e_loss > tol:
         where = f"loss {got.loss!r} but {want.source} gives {want.loss!r}"
     elif e_grad > tol:
+        assert per_entry is not None and got.grad is not None and want.grad is not None, (
+            "a gradient error above the tolerance comes from comparing two gradients"
+        )
         k = int(np.argmax(per_entry))
         where = (
             f"d loss / d pred at flat index {k} is {got.grad.ravel()[k]!r} "

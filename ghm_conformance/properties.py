@@ -234,7 +234,11 @@ def _fd_steps(case: Case) -> np.ndarray:
     c = case.calls[0]
     g = cs.gradient_norm(case.loss_kind, c.pred, c.target, case.mu).ravel()
     dist = np.minimum(g * case.bins % 1.0, 1.0 - g * case.bins % 1.0) / case.bins
-    slope = 0.25 if case.loss_kind == "c" else 1.0 / case.mu  # bounds on |dg/dpred|
+    if case.loss_kind == "c":  # bounds on |dg/dpred|
+        slope = 0.25
+    else:
+        assert case.mu is not None, "a GHM-R case carries mu"
+        slope = 1.0 / case.mu
     fraction = case.draws.get("step_fraction", 0.5)
     return np.minimum(1e-2, fraction * dist / slope) if case.bins > 1 else np.full(g.size, 1e-2)
 

@@ -153,6 +153,7 @@ def replay(property_id: str, make_port, case: Case, *, dialect: str = "paper", o
         out(f"MISMATCH: the port raised {text}")
         out(f"FAILED: the port raised {text}")
         return Replayed(None, text)
+    assert outcome is not None, "recorded_runs returns the check's outcome whenever the check raised nothing"
     out(("FAILED: " + outcome.message) if not outcome.passed else "passed")
     return Replayed(outcome)
 
