@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -26,7 +28,7 @@ def plot(record, path=None, *, title: str | None = None):
     bins = arrays["counts"].shape[-1]
     extent = (steps[0] - 0.5, steps[-1] + 0.5, -0.5, bins - 0.5)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True, constrained_layout=True)
-    panels = [
+    panels: list[tuple[Any, np.ndarray, str, str | None]] = [  # (axes, values, title, colour map)
         (axes[0, 0], arrays["grad_share"], "share of the GHM gradient", None),
         (axes[0, 1], arrays["plain_share"], "share of the plain gradient (beta = 1)", None),
     ]

@@ -86,7 +86,9 @@ class Recorder:
         path = Path(path)
         arrays = self.arrays()
         meta = {f"meta_{k}": np.asarray(str(v)) for k, v in self.meta.items()}
-        np.savez_compressed(path, **{k: v for k, v in arrays.items() if k not in ("grad_share", "plain_share")}, **meta)
+        kept = {k: v for k, v in arrays.items() if k not in ("grad_share", "plain_share")}
+        # allow_pickle: NumPy's default, named so that no ** entry stands for it
+        np.savez_compressed(path, allow_pickle=True, **kept, **meta)
         return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
 
     @classmethod
