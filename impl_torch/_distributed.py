@@ -6,7 +6,12 @@ through the collective."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 
 def world_size(process_group=None) -> int:
@@ -37,9 +42,9 @@ def sum_counts(
     if torch.compiler.is_compiling():
         import torch.distributed._functional_collectives as funcol
 
-        summed = funcol.all_reduce(
-            packed, "sum", process_group if process_group is not None else torch.distributed.group.WORLD
-        )
+        # WORLD is None only before init_process_group, which world_size() has required
+        group = cast("ProcessGroup", process_group if process_group is not None else torch.distributed.group.WORLD)
+        summed = funcol.all_reduce(packed, "sum", group)
     else:
         torch.distributed.all_reduce(packed, group=process_group)
         summed = packed

@@ -172,16 +172,19 @@ def harmonize(
     rf = r.to(dtype)
     if momentum == 0.0:
         s = rf
-    elif dialect == "paper":
-        s = torch.where(initialized, ema(state.to(dtype), rf, momentum), rf)
     else:
-        s = torch.where(r > 0, ema(state.to(dtype), rf, momentum), state.to(dtype))
+        assert state is not None and initialized is not None, "momentum > 0 needs the EMA buffers"
+        if dialect == "paper":
+            s = torch.where(initialized, ema(state.to(dtype), rf, momentum), rf)
+        else:
+            s = torch.where(r > 0, ema(state.to(dtype), rf, momentum), state.to(dtype))
     n_regions = bins if dialect == "paper" else (r > 0).sum().clamp(min=1).to(dtype)
     beta = torch.where(r > 0, n_valid.to(dtype) / (s * n_regions), 0.0)  # empty regions are never read
     beta = torch.where(ok, beta, torch.nan)
     beta = torch.cat([beta, beta.new_zeros(1)])
     if momentum == 0.0:
         return beta, state, initialized, n_valid
+    assert state is not None and initialized is not None, "momentum > 0 needs the EMA buffers"
     update = ok & (n_valid > 0)
     return beta, torch.where(update, s.to(state.dtype), state), initialized | update, n_valid
 

@@ -15,6 +15,8 @@ _FLOAT32_BUFFERS = ("ema",) + _diagnostics.FLOAT_BUFFERS
 
 class GHMLossBase(nn.Module):
     kind = "c"  # "c" (GHM-C) or "r" (GHM-R)
+    ema: torch.Tensor  # buffers (register_buffer in __init__)
+    ema_initialized: torch.Tensor
 
     def __init__(
         self,

@@ -221,7 +221,9 @@ def _forward_impl(
     ind = torch.empty(x.shape, dtype=torch.uint8)
     counts = torch.empty((chunks(n), slots), dtype=torch.int64)
     sums = torch.empty((chunks(n), slots), dtype=torch.float64)
-    status = library().ghm_forward_chunks(
+    lib = library()
+    assert lib is not None, "the fused kernels are called only where available() has loaded them"
+    status = lib.ghm_forward_chunks(
         0 if kind == "c" else 1,
         x.data_ptr(),
         t.data_ptr(),
@@ -273,7 +275,9 @@ def _backward_impl(
     outs = [
         torch.empty(x.shape, dtype=torch.float32) if need else x.new_empty(0) for need in (need_x, need_t, need_loss)
     ]
-    library().ghm_backward_chunks(
+    lib = library()
+    assert lib is not None, "the fused kernels are called only where available() has loaded them"
+    lib.ghm_backward_chunks(
         0 if kind == "c" else 1,
         x.data_ptr(),
         t.data_ptr(),
@@ -286,7 +290,8 @@ def _backward_impl(
         mu,
         *(_ptr(o) for o in outs),
     )
-    return tuple(outs)
+    grad_x, grad_t, loss = outs
+    return grad_x, grad_t, loss
 
 
 _backward_op = torch.library.custom_op("ghm_loss::native_backward", mutates_args=())(_backward_impl)
