@@ -11,6 +11,14 @@ import ghm_args
 
 FLOATING, BOOL, INTEGER = "floating", "bool", "integer"
 
+
+def x64_enabled() -> bool:
+    """jax_enable_x64 as this thread sees it (inside a ``jax.enable_x64`` context too)."""
+    # The attribute is how JAX documents reading a context-manager flag: Config sets it at runtime,
+    # so its stub lacks it, and config.read() refuses such flags in JAX 0.4.x.
+    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
+
+
 STATIC_HINT = (
     "hyper-parameters are static Python numbers and strings (one compilation per setting): pass "
     "float(x) / int(x) for a concrete array; under jax.jit mark them static, "
@@ -46,7 +54,7 @@ def _narrowed_by_jax(x) -> bool:
     """A host (NumPy) array that JAX's default 32-bit mode would narrow on entry: int64/uint64
     wrap modulo 2^32, float64 rounds (1e-50 becomes 0)."""
     return (
-        not jax.config.jax_enable_x64
+        not x64_enabled()
         and isinstance(x, (np.ndarray, np.generic))
         and x.dtype.kind in "iuf"
         and x.dtype.itemsize == 8

@@ -14,10 +14,14 @@ entries per call) and int64 with ``jax_enable_x64``. Static shapes, no host roun
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from ._checks import x64_enabled
 
 
 class GHMState(NamedTuple):
@@ -35,7 +39,7 @@ def init_state(bins: int) -> GHMState:
 
 def count_dtype():
     """int64 where JAX allows it (jax_enable_x64), else int32."""
-    return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+    return jnp.int64 if x64_enabled() else jnp.int32
 
 
 def region_index(g: jax.Array, bins: int, valid: jax.Array | None = None, bad: jax.Array | None = None) -> jax.Array:
@@ -78,7 +82,9 @@ def region_counts(ind: jax.Array, bins: int, poison_slot: bool = False) -> jax.A
     joint_dtype = jnp.int32 if body // k <= jnp.iinfo(jnp.int32).max else dtype  # int32: half the scatter's traffic
     # ind is in [0, slots) by construction (region_index): no bounds check per update
     joint = jnp.zeros((slots**k,), joint_dtype).at[code].add(1, mode="promise_in_bounds").reshape((slots,) * k)
-    counts = sum(joint.sum(axis=tuple(a for a in range(k) if a != j), dtype=dtype) for j in range(k))
+    counts = functools.reduce(
+        operator.add, (joint.sum(axis=tuple(a for a in range(k) if a != j), dtype=dtype) for j in range(k))
+    )
     if body < flat.size:
         counts = counts.at[flat[body:]].add(1, mode="promise_in_bounds")
     return counts
@@ -120,16 +126,19 @@ def harmonize(
     occupied = r > 0
     if momentum == 0.0:
         s = rf
-    elif dialect == "paper":
-        s = jnp.where(initialized, ema(state.astype(dtype), rf, momentum), rf)
     else:
-        prev = state.astype(dtype)
-        s = jnp.where(occupied, ema(prev, rf, momentum), prev)
+        assert state is not None and initialized is not None, "momentum > 0 needs the EMA state"
+        if dialect == "paper":
+            s = jnp.where(initialized, ema(state.astype(dtype), rf, momentum), rf)
+        else:
+            prev = state.astype(dtype)
+            s = jnp.where(occupied, ema(prev, rf, momentum), prev)
     n_regions = bins if dialect == "paper" else jnp.maximum(jnp.sum(occupied), 1).astype(dtype)
     beta = jnp.where(occupied, n_valid.astype(dtype) / jnp.where(occupied, s * n_regions, 1.0), 0.0)
     beta = jnp.concatenate([jnp.where(ok, beta, jnp.nan), jnp.zeros((1,), dtype)])
     if momentum == 0.0:
         return beta, state, initialized, n_valid
+    assert state is not None and initialized is not None, "momentum > 0 needs the EMA state"
     update = ok & (n_valid > 0)
     return beta, jnp.where(update, s.astype(state.dtype), state), initialized | update, n_valid
 
@@ -186,7 +195,7 @@ def _accurate_sum(values: jax.Array) -> jax.Array:
     """Each row (last axis) in the values' dtype, the row sums in float32 pairwise (XLA reduces in
     a tree), then float64 where enabled: exact at 2^24 terms to float32 rounding."""
     rows = jnp.sum(values, axis=-1) if values.ndim > 1 else values
-    return jnp.sum(rows.astype(jnp.float64 if jax.config.jax_enable_x64 else rows.dtype)).astype(values.dtype)
+    return jnp.sum(rows.astype(jnp.float64 if x64_enabled() else rows.dtype)).astype(values.dtype)
 
 
 def harmonized_loss(

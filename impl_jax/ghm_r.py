@@ -16,9 +16,9 @@ def _asl1_terms(d: jax.Array, mu: float) -> tuple[jax.Array, jax.Array]:
     """(ASL1(d), dASL1/dd) without squaring d or mu (spec.md 3): with s = max(|d|, mu) and
     r = sqrt((d/s)^2 + (mu/s)^2) in [1, sqrt 2], rho = s r = hypot(d, mu), u = d / rho = (d/s) / r
     (Eq. 18) and ASL1 = d u / (1 + mu / rho) (Eq. 17, no cancellation); finite for every finite d."""
-    mu = jnp.asarray(mu, d.dtype)
-    s = jnp.maximum(jnp.abs(d), mu)
-    d_s, mu_s = d / s, mu / s
+    mu_d = jnp.asarray(mu, d.dtype)
+    s = jnp.maximum(jnp.abs(d), mu_d)
+    d_s, mu_s = d / s, mu_d / s
     r = jnp.sqrt(d_s * d_s + mu_s * mu_s)
     u = d_s / r
     return d * u / (1.0 + mu_s / r), u

@@ -59,7 +59,8 @@ def _count_dtype() -> str:
     if keras.backend.backend() == "jax":
         import jax
 
-        return "int64" if jax.config.jax_enable_x64 else "int32"
+        # Config sets the flag's attribute at runtime (no stub); config.read() refuses it in JAX 0.4.x
+        return "int64" if jax.config.jax_enable_x64 else "int32"  # type: ignore[attr-defined]
     return "int64"
 
 
