@@ -24,7 +24,9 @@ def _is_finite_real(value, symbolic: tuple[type, ...]) -> bool:
         return True
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
-    return value == value and -_INF < value < _INF  # no math.isfinite: it does not trace
+    # no math.isfinite: it does not trace. The ignores here: typeshed's numbers.Real declares only
+    # < and <=, while every concrete real (int, float, Fraction, NumPy scalars) compares both ways.
+    return value == value and -_INF < value < _INF  # type: ignore[operator]
 
 
 def check_hyper(*, bins, momentum, dialect, reduction, loss_weight, symbolic: tuple[type, ...] = ()) -> None:
@@ -32,7 +34,7 @@ def check_hyper(*, bins, momentum, dialect, reduction, loss_weight, symbolic: tu
     value is not known yet (they are accepted here; the loss is computed with them as given)."""
     if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
         raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:  # type: ignore[operator]
         raise ValueError(f"momentum must be a real number in [0, 1), got {momentum!r}")
     if dialect not in DIALECTS:
         raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")

@@ -50,14 +50,16 @@ def _check_bins(bins) -> int:
     return int(bins)
 
 
+# The type: ignore[operator] below: typeshed's numbers.Real declares only < and <=, while every
+# concrete real (int, float, Fraction, NumPy scalars) compares both ways.
 def _check_momentum(momentum) -> float:
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:  # type: ignore[operator]
         raise ValueError(f"momentum must be a real number in [0, 1), got {momentum!r}")
     return float(momentum)
 
 
 def _check_mu(mu) -> float:
-    if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not (math.isfinite(mu) and mu > 0):
+    if isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not (math.isfinite(mu) and mu > 0):  # type: ignore[operator]
         raise ValueError(f"mu must be a finite real number > 0, got {mu!r}")
     return float(mu)
 
