@@ -9,14 +9,9 @@ import numpy as np
 
 import ghm_args
 
+from ._harmonize import init_state, x64_enabled
+
 FLOATING, BOOL, INTEGER = "floating", "bool", "integer"
-
-
-def x64_enabled() -> bool:
-    """jax_enable_x64 as this thread sees it (inside a ``jax.enable_x64`` context too)."""
-    # The attribute is how JAX documents reading a context-manager flag: Config sets it at runtime,
-    # so its stub lacks it, and config.read() refuses such flags in JAX 0.4.x.
-    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
 
 
 STATIC_HINT = (
@@ -142,8 +137,6 @@ def is_class_index_target(target, pred) -> bool:
 
 def check_state(state, bins: int, momentum: float):
     """The EMA state: required shape, or a fresh one (``init_state``) when None."""
-    from ._harmonize import init_state
-
     if momentum == 0.0:
         if state is not None:
             raise ValueError("state was given but momentum == 0: the EMA state only exists with momentum > 0")

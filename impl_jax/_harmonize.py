@@ -21,8 +21,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._checks import x64_enabled
-
 
 class GHMState(NamedTuple):
     """The EMA region state of spec.md section 4 (S of Eq. 12, or the mmdet accumulator), a pytree:
@@ -35,6 +33,13 @@ class GHMState(NamedTuple):
 def init_state(bins: int) -> GHMState:
     """The state before the first call: zeros, not initialized."""
     return GHMState(jnp.zeros((bins,), jnp.float32), jnp.zeros((), bool))
+
+
+def x64_enabled() -> bool:
+    """jax_enable_x64 as this thread sees it (inside a ``jax.enable_x64`` context too)."""
+    # The attribute is how JAX documents reading a context-manager flag: Config sets it at runtime,
+    # so its stub lacks it, and config.read() refuses such flags in JAX 0.4.x.
+    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
 
 
 def count_dtype():
