@@ -527,6 +527,13 @@ def _load(path: Path, default):
         return default
 
 
+def claims_section(text: str) -> str:
+    """The README's short form: the paired claims of the main table, without the other tables."""
+    start = text.index("### The paper's claims")
+    end = text.find("\n### ", start + 1)
+    return text[start:] if end < 0 else text[start:end].rstrip() + "\n"
+
+
 def write_report(out: Path, main: list[dict], ablations: dict, command: str, *, readme: bool) -> str:
     text = tables(main, [ablations[k] for k in ABLATIONS if k in ablations])
     written = figures(main, out)
@@ -544,7 +551,7 @@ def write_report(out: Path, main: list[dict], ablations: dict, command: str, *, 
         start, end = "<!-- comparison:start -->", "<!-- comparison:end -->"
         if start in readme and end in readme:
             head, rest = readme.split(start, 1)
-            README.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+            README.write_text(head + start + "\n" + claims_section(text) + "\n" + end + rest.split(end, 1)[1])
     return text
 
 
