@@ -401,7 +401,33 @@ def tables(main: list[dict], ablations: list[dict]) -> str:
                     f"| {ab['ablation']}: {ab['what']} | {p['name']} | {_fmt(ap)} | {np.mean(ap):.3f} | "
                     f"{', '.join(f'{v:+.3f}' for v in d)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] |"
                 )
+        out += [
+            "",
+            "Where the gradient goes in each ablation (as above; the released setting's row for comparison):",
+            "",
+            "| ablation | pair | cls gradient L1 early / late | at g >= 0.9 | box gradient L1 early / late | "
+            "box coords in the top gr region | median \\|d\\| |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for ab in ablations:
+            for p in ab["pairs"]:
+                for label, runs in (
+                    ("released", by[p["name"]]["runs"] if p["name"] in by else []),
+                    (ab["ablation"], p["runs"]),
+                ):
+                    s = _mean_summary(runs, epochs)
+                    if s:
+                        out.append(
+                            f"| {label} | {p['name']} | {s['cls L1 early']:.3g} / {s['cls L1 late']:.3g} | "
+                            f"{s['hard share']:.1%} | {s['box L1 early']:.3g} / {s['box L1 late']:.3g} | "
+                            f"{s['top gr coords']:.1%} | {s['median |d|']:.3f} |"
+                        )
     return "\n".join(out)
+
+
+def _mean_summary(runs: list, epochs: int) -> dict:
+    s = [summary(r, epochs) for r in runs]
+    return {k: float(np.mean([x[k] for x in s if k in x])) for k in s[0]} if s and s[0] else {}
 
 
 # ---------------------------------------------------------------- figures
