@@ -401,7 +401,33 @@ def tables(main: list[dict], ablations: list[dict]) -> str:
                     f"| {ab['ablation']}: {ab['what']} | {p['name']} | {_fmt(ap)} | {np.mean(ap):.3f} | "
                     f"{', '.join(f'{v:+.3f}' for v in d)} | {mean:+.3f} [{lo:+.3f}, {hi:+.3f}] |"
                 )
+        out += [
+            "",
+            "Where the gradient goes in each ablation (as above; the released setting's row for comparison):",
+            "",
+            "| ablation | pair | cls gradient L1 early / late | at g >= 0.9 | box gradient L1 early / late | "
+            "box coords in the top gr region | median \\|d\\| |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for ab in ablations:
+            for p in ab["pairs"]:
+                for label, runs in (
+                    ("released", by[p["name"]]["runs"] if p["name"] in by else []),
+                    (ab["ablation"], p["runs"]),
+                ):
+                    s = _mean_summary(runs, epochs)
+                    if s:
+                        out.append(
+                            f"| {label} | {p['name']} | {s['cls L1 early']:.3g} / {s['cls L1 late']:.3g} | "
+                            f"{s['hard share']:.1%} | {s['box L1 early']:.3g} / {s['box L1 late']:.3g} | "
+                            f"{s['top gr coords']:.1%} | {s['median |d|']:.3f} |"
+                        )
     return "\n".join(out)
+
+
+def _mean_summary(runs: list, epochs: int) -> dict:
+    s = [summary(r, epochs) for r in runs]
+    return {k: float(np.mean([x[k] for x in s if k in x])) for k in s[0]} if s and s[0] else {}
 
 
 # ---------------------------------------------------------------- figures
@@ -527,6 +553,13 @@ def _load(path: Path, default):
         return default
 
 
+def claims_section(text: str) -> str:
+    """The README's short form: the paired claims of the main table, without the other tables."""
+    start = text.index("### The paper's claims")
+    end = text.find("\n### ", start + 1)
+    return text[start:] if end < 0 else text[start:end].rstrip() + "\n"
+
+
 def write_report(out: Path, main: list[dict], ablations: dict, command: str, *, readme: bool) -> str:
     text = tables(main, [ablations[k] for k in ABLATIONS if k in ablations])
     written = figures(main, out)
@@ -544,7 +577,7 @@ def write_report(out: Path, main: list[dict], ablations: dict, command: str, *, 
         start, end = "<!-- comparison:start -->", "<!-- comparison:end -->"
         if start in readme and end in readme:
             head, rest = readme.split(start, 1)
-            README.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+            README.write_text(head + start + "\n" + claims_section(text) + "\n" + end + rest.split(end, 1)[1])
     return text
 
 
