@@ -35,19 +35,28 @@ float log1pf(float);
  * then starts at a row boundary), as float32 (valid: w > 0, NaN masked) or bytes (bool: != 0). */
 enum { LW_NONE = 0, LW_F32 = 1, LW_U8 = 2, LW_F32_ROW = 3, LW_U8_ROW = 4 };
 
+/* w > 0 on the weight's bits (spec.md 1): a subnormal positive weight is valid even when the
+ * thread flushes subnormals to zero (torch.set_flush_denormal(True) sets DAZ, under which a
+ * float comparison reads 1e-40 as 0). Positive, not NaN: 0 < bits <= bits(+inf). */
+static inline uint8_t positive_f32(const float *w) {
+    uint32_t bits;
+    memcpy(&bits, w, sizeof bits);
+    return bits != 0 && bits <= 0x7f800000u;
+}
+
 static void valid_block(const void *lw, int kind, int64_t cols, int64_t start, int64_t m, uint8_t *v) {
     if (kind == LW_NONE) {
         memset(v, 1, (size_t)m);
     } else if (kind == LW_F32) {
         const float *w = (const float *)lw + start;
-        for (int64_t i = 0; i < m; i++) v[i] = w[i] > 0.0f;
+        for (int64_t i = 0; i < m; i++) v[i] = positive_f32(w + i);
     } else if (kind == LW_U8) {
         const uint8_t *w = (const uint8_t *)lw + start;
         for (int64_t i = 0; i < m; i++) v[i] = w[i] != 0;
     } else {
         int64_t row = start / cols, col = start % cols;
         for (int64_t i = 0; i < m; i++) {
-            v[i] = kind == LW_F32_ROW ? ((const float *)lw)[row] > 0.0f : ((const uint8_t *)lw)[row] != 0;
+            v[i] = kind == LW_F32_ROW ? positive_f32((const float *)lw + row) : ((const uint8_t *)lw)[row] != 0;
             if (++col == cols) {
                 col = 0;
                 row++;

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from ._checks import positive
+
 SOURCE = Path(__file__).with_name("_native.c")
 MAX_BINS = 254  # region index, spare slot and poison slot in one byte
 CHUNK = 1 << 18  # entries per chunk: the unit of work of a thread
@@ -189,8 +191,8 @@ def weight_kind(label_weight: torch.Tensor | None, pred: torch.Tensor):
         lw, kind = label_weight.view(torch.uint8), (LW_U8_ROW if per_row else LW_U8)
     elif label_weight.dtype == torch.float32:
         lw, kind = label_weight, (LW_F32_ROW if per_row else LW_F32)
-    else:  # compared as its own dtype (a float64 weight of 1e-50 is valid), then read as bytes
-        lw, kind = (label_weight > 0).view(torch.uint8), (LW_U8_ROW if per_row else LW_U8)
+    else:  # compared in its own dtype, on its bits (a float64 1e-310 is valid, also under flush-to-zero)
+        lw, kind = positive(label_weight).view(torch.uint8), (LW_U8_ROW if per_row else LW_U8)
     return lw.contiguous(), kind
 
 
