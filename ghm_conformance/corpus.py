@@ -48,6 +48,17 @@ def value_corpus(loss_kind: str) -> list[Case]:
     ]
 
 
+def finite_difference_corpus(loss_kind: str) -> list[Case]:
+    """pred = 0 exactly (p = 1/2, g = 1/2: inside region 2 of 5, not on an edge): where a
+    hand-written max(x, 0) - x t + log1p(exp(-|x|)) cross entropy gets autograd's subgradient
+    instead of the derivative. Drawn deliberately: a random search meets an exact 0 by chance."""
+    if loss_kind != "c":
+        return []
+    case = _one("c", 5, [_call([[0.0, 0.0, 0.9, -2.1]], [[0.0, 1.0, 0.0, 1.0]])])
+    case.draws["step_fraction"] = 0.25
+    return [case]
+
+
 def _near_edges(loss_kind: str, bins: int, mu: float) -> Call:
     """Entries 1.5e-5 above and below every interior edge (past the 1e-5 edge excuse): a port that
     bins floor(g (M - 1e-4)), or a rounded g, puts the ones above in the region below."""

@@ -414,6 +414,7 @@ CATALOGUE: tuple[Property, ...] = (
         "the gradient matches central finite differences away from region edges",
         cs.finite_difference_case,
         check_finite_differences,
+        corpus=corpus.finite_difference_corpus,
         needs_grad=True,
         tolerance=FD_RTOL,
     ),

@@ -7,6 +7,7 @@ exit and survive misbehaving ports."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -658,6 +659,8 @@ def test_a_jax_port_is_checked_through_from_jax_function(name, verdict, tmp_path
     assert proc.returncode == (0 if name == "official" else 1), proc.stderr[-2000:]
     if name != "max_abs_bce":
         return
+    # finite_diff's corpus holds pred = 0 exactly: the subgradient is found whatever the random draws
+    assert re.search(r"fails: value[^;\n]*finite_diff", proc.stdout), proc.stdout[-3000:]
     (value,) = [
         p for p in json.loads(js.read_text())["targets"][0]["properties"] if p["property"] == "value" and p["counts"]
     ]
