@@ -43,6 +43,10 @@ SLOW = {
     "test_detectors.py::test_keras_hub_retinanet_trains_with_ghm_and_reloads_its_state": "keras-hub RetinaNet fit",
     "test_census.py::test_the_census_produces_every_row_with_the_expected_verdict": "a process per zoo port",
     "test_mixed_precision.py": "10^6-entry gradients in every mixed-precision setup",
+    "test_conformance_kit.py::test_cli_default_target_checks_the_bundled_losses": "the README's first command, "
+    "whole: every bundled loss in both dialects, JAX compiling per shape",
+    "test_conformance_kit.py::test_a_jax_port_is_checked_through_from_jax_function": "a CLI process per JAX port, "
+    "compiling per shape",
 }
 
 
