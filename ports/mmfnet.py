@@ -50,10 +50,10 @@ ADAPTER = Adapter(
             "ghmc",
             "c",
             "module(sigmoid(logits), target, batch_size), no label weight",
-            "dialect: neither; fails: value, saturated",
-            "the official weights, but BCE computed on probabilities in float32: 1 - p rounds for confident "
-            "logits (|x| about 10 and up: 0.1% off), and a saturated sigmoid gives log clamped at -100 and a zero "
-            "gradient",
+            "dialect: mmdet; fails: saturated",
+            "the official weights, but BCE computed on probabilities in float32: a saturated sigmoid (p = 0 or 1) "
+            "gives log clamped at -100 and a zero gradient (1 - p also rounds for confident logits, |x| about 10 "
+            "and up, within the kit's float32 allowance)",
             wiring="as its trainer calls it: probabilities in",
         ),
     ],
