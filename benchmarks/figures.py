@@ -4,7 +4,7 @@ dialects with and without the EMA, and GHM-R's gr. The detector is the one of
 ``benchmarks/detection.py``, trained with CE + smooth L1 in the released setting (seed 0); the
 training comparison itself is ``python -m benchmarks.comparison``.
 
-    python -m benchmarks.figures            # docs/figures/{gradient_norm,beta,regression}.png (one training run: about 8 min on 2 quiet cores)
+    python -m benchmarks.figures            # docs/figures/{gradient_norm,beta,regression}.png (~8 min on 2 cores)
     python -m benchmarks.figures --tiny     # the same at a toy size (the smoke test)
 
 beta is the reference's (``reference.harmonize``, unit regions, Eqs. 9-13).
