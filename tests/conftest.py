@@ -47,6 +47,10 @@ SLOW = {
     "whole: every bundled loss in both dialects, JAX compiling per shape",
     "test_conformance_kit.py::test_a_jax_port_is_checked_through_from_jax_function": "a CLI process per JAX port, "
     "compiling per shape",
+    "test_losses.py::test_loss_object_passes_the_catalogue": "the whole catalogue per framework and dialect (JAX "
+    "compiling per shape: 40 s each); the fast suite checks each framework's functions against the reference",
+    "test_torch.py::test_compiled_modules_pass_the_catalogue": "the whole catalogue under torch.compile, a "
+    "recompilation per shape",
 }
 
 
