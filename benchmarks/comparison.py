@@ -369,8 +369,7 @@ def tables(main: list[dict], ablations: list[dict]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for m in main:
-        s = [summary(r, epochs) for r in m["runs"]]
-        s = {k: np.mean([x[k] for x in s if k in x]) for k in s[0]} if s and s[0] else {}
+        s = _mean_summary(m["runs"], epochs)
         if not s:
             continue
         opt = lambda k, s=s: f"{s[k]:.1f}" if k in s else "-"  # noqa: E731

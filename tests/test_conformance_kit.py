@@ -512,7 +512,7 @@ def test_my_ghm_port_conforms_to_the_reference():
 """
 
 
-def _readme_example() -> str:
+def _author_test() -> str:
     page = (ROOT / "docs" / "checking-a-port.md").read_text(encoding="utf-8")
     assert "# test_ghm_conformance.py" in page and "assert_conforms(" in page, "the page shows a port author's test"
     return _AUTHOR_TEST
@@ -525,7 +525,7 @@ def test_the_documented_pytest_example_runs_in_a_port_authors_repository(which, 
     # The documented example, copied as a port author would, with their port in my_ghm.py
     name = {True: "official_style", False: "unguarded_n"}[passes]
     (tmp_path / "my_ghm.py").write_text(f"from zoo import {name} as GHMPort\n")
-    (tmp_path / "test_ghm_conformance.py").write_text(_readme_example())
+    (tmp_path / "test_ghm_conformance.py").write_text(_author_test())
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ghm_conformance.py"],
         capture_output=True,
