@@ -18,16 +18,12 @@ import tensorflow as tf
 from ._checks import in_xla
 
 
-def region_index(g: tf.Tensor, bins: int, valid: tf.Tensor | None = None, bad: tf.Tensor | None = None) -> tf.Tensor:
+def region_index(g: tf.Tensor, bins: int, valid: tf.Tensor | None = None) -> tf.Tensor:
     """ind(g) = min(floor(g * M), M - 1), with g = 1 in the last region (spec.md 2.3). ``g`` is a
     gradient norm (>= 0); NaN or Inf (only in a poisoned batch) lands in the last region, never
-    out of range. Entries not ``valid`` go to the spare region M; valid entries flagged ``bad``
-    (they poison the batch) to the slot M + 1, so that the histogram says whether the batch is
-    poisoned (``poison_in_counts``)."""
+    out of range. Entries not ``valid`` go to the spare region M."""
     g = tf.where(g <= 1.0, g, tf.ones_like(g))  # NaN <= 1 is False
     ind = tf.minimum(tf.cast(g * bins, tf.int32), bins - 1)  # truncation == floor for g >= 0
-    if bad is not None:
-        ind = tf.where(bad, bins + 1, ind)
     if valid is not None:
         ind = tf.where(valid, ind, bins)
     return ind
@@ -41,16 +37,19 @@ def poison_in_counts() -> bool:
     return in_xla()
 
 
-def region_counts(ind: tf.Tensor, bins: int, poison_slot: bool = False) -> tf.Tensor:
+def region_counts(ind: tf.Tensor, bins: int, bad: tf.Tensor | None = None) -> tf.Tensor:
     """R_j as exact int64 counts, length bins + 1 (the last slot counts the masked entries), or
-    bins + 2 with ``poison_slot`` (the last counts the entries ``region_index`` flagged bad).
+    bins + 2 with a per-entry flag ``bad`` (the last slot counts the entries flagged: valid ones
+    that poison the batch; ``poison_in_counts``).
     Outside XLA, DenseBincount with int32 counts (10x faster there than a segment sum; int32 is
     the integer type it has a GPU kernel for, so it stays on the device), widened to int64 and
     summed over chunks of 2^30 entries, so exact at any size; under XLA, a segment sum of packed
     indices (``_packed_segment_counts``: DenseBincount's XLA lowering is a scatter too, after
     writing a ones array as long as the input)."""
+    if bad is not None:  # the slot M + 1; only the histogram sees it
+        ind = tf.where(bad, bins + 1, ind)
     flat = tf.reshape(ind, [-1])
-    slots = bins + 1 + int(poison_slot)
+    slots = bins + 1 + int(bad is not None)
     if in_xla():
         return _packed_segment_counts(flat, slots)
     n = flat.shape[0]
@@ -243,6 +242,17 @@ def sum_counts(counts: tf.Tensor, ok: tf.Tensor, bins: int) -> tuple[tf.Tensor, 
     return summed, tf.equal(summed[bins], 0)
 
 
+def _materialized(table: tf.Tensor) -> tf.Tensor:
+    """``table`` computed once, before the per-entry gather reads it. Under XLA the table's
+    computation (bins + 1 values from the counts) would otherwise be fused into the gather's loop
+    and recomputed for every entry: a division and the count sums' loads per entry."""
+    if not in_xla():
+        return table
+    # an identity scatter: XLA does not fuse a scatter into its consumers (an optimization
+    # barrier would not do: XLA's CPU pipeline removes barriers before fusion)
+    return tf.math.unsorted_segment_sum(table, tf.range(tf.shape(table)[0]), tf.shape(table)[0])
+
+
 def harmonized_loss(
     pred,
     per_entry_loss,
@@ -251,6 +261,7 @@ def harmonized_loss(
     ok,
     valid=None,
     target_terms=None,
+    bad=None,
     *,
     bins,
     momentum,
@@ -267,15 +278,16 @@ def harmonized_loss(
     ``per_entry_loss`` / ``per_entry_grad`` are L_i and dL_i/dpred_i (computed without gradient
     tracking); ``ind`` puts the masked entries in the spare region (weight 0), and their
     products are set to 0 where ``valid`` is False, whatever they hold (NaN, Inf).
-    ``target_terms``: (target, dL_i/dtarget_i) for a float target, weighted likewise. With
+    ``target_terms``: (target, dL_i/dtarget_i) for a float target, weighted likewise. ``bad``
+    (under XLA, ``poison_in_counts``): per entry, whether it poisons the batch, read from the
+    histogram's slot M + 1 and joined to ``ok``. With
     ``sync_density`` the counts (and N) are the global batch's over the replicas in sync, so
     that the replicas' losses and gradients sum (as Keras and tf.distribute sum them) to the
     global batch's (spec.md section 11). Returns (loss, new_state, new_initialized), and the
     diagnostics of spec.md 13 as a fourth value when ``diagnose`` (``_diagnostics.collector``) is given."""
     dtype = per_entry_loss.dtype
-    poisoned_slot = poison_in_counts()
-    counts = region_counts(ind, bins, poison_slot=poisoned_slot)
-    if poisoned_slot:
+    counts = region_counts(ind, bins, bad)
+    if bad is not None:
         ok = ok & tf.equal(counts[bins + 1], 0)
         counts = counts[: bins + 1]
     local_counts = counts
@@ -287,10 +299,9 @@ def harmonized_loss(
     scale = tf.constant(loss_weight, dtype)
     if reduction == "mean":
         scale = scale / tf.cast(tf.maximum(n_valid, 1), dtype)
-    table = beta * scale
-    if poisoned_slot:  # the poison slot's weight (its batch's beta is NaN everywhere anyway)
-        table = tf.concat([table, tf.constant([float("nan")], dtype)], 0)
-    w = tf.gather(table, ind)  # beta_i * scale, per entry
+    # ``ind`` without the poison slot: a poisoned batch's beta is NaN in every region anyway, and
+    # under XLA the gather then recomputes ind without reading the inputs the flag is made of
+    w = tf.gather(_materialized(beta * scale), ind)  # beta_i * scale, per entry
     if valid is not None:  # masked products are 0, whatever NaN or Inf the entry holds
         w_of = lambda terms: tf.where(valid, w * terms, tf.zeros([], dtype))  # noqa: E731
     else:

@@ -52,7 +52,9 @@ def _all_valid_finite_and_in_range(x: tf.Tensor, t: tf.Tensor | None, valid: tf.
 
 def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
     """L_i (Eq. 1), dL_i/dx_i (Eq. 2), the region index of g_i = |p_i - t_i| (Eq. 3) with masked
-    entries in the spare region, and the batch's ok flag (every valid entry finite and in range).
+    entries in the spare region, and the batch's ok flag (every valid entry finite and in range);
+    under XLA (``poison_in_counts``) that check is a per-entry flag ``bad`` instead, returned last,
+    which ``harmonized_loss`` counts in the histogram's slot M + 1.
 
     Masked entries are not sanitised in the inputs: ``harmonized_loss`` zeroes their products
     (where ``valid`` is False), so under XLA the selects fuse into the kernels that form the sums,
@@ -79,13 +81,15 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, bins: int):
     bad = None
     if poison_in_counts():  # XLA: a per-entry flag, computed with the region index, counted in slot M + 1
         bad = tf.logical_not(_finite_and_in_range(x, checked_t))
+        if valid is not None:
+            bad = bad & valid
     else:
         ok = ok & _all_valid_finite_and_in_range(x, checked_t, valid)
     per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
-    ind = region_index(tf.abs(per_entry_grad), bins, valid, bad)  # Eq. (3)
+    ind = region_index(tf.abs(per_entry_grad), bins, valid)  # Eq. (3)
     # dL/dt = -x (spec.md 5), for a float target shaped like pred that the tape may watch
     target_terms = (target, -x) if not classes and target.dtype.is_floating else None
-    return per_entry_loss, per_entry_grad, ind, ok, valid, target_terms
+    return per_entry_loss, per_entry_grad, ind, ok, valid, target_terms, bad
 
 
 def ghm_c_loss(

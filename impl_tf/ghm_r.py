@@ -34,7 +34,8 @@ def asl1_grad(d: tf.Tensor, mu: float) -> tf.Tensor:
 def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: int):
     """ASL1(d_i) (Eq. 17), its gradient (Eq. 18), the region index of gr_i = |dASL1/dd| with
     masked entries in the spare region, the ok flag (every valid residual finite), and the mask
-    (``harmonized_loss`` zeroes the masked entries' products, as in GHM-C)."""
+    (``harmonized_loss`` zeroes the masked entries' products, as in GHM-C); under XLA the check is
+    the per-entry flag ``bad`` instead, returned last, as in GHM-C."""
     target = as_tensor("y_true", y_true, allowed=(FLOATING,))
     check_shape("y_true", target, pred.shape)
     dtype = compute_dtype(pred)
@@ -45,13 +46,13 @@ def _prepare(y_true, pred: tf.Tensor, valid: tf.Tensor | None, mu: float, bins: 
         valid = same_shape("label_weight", valid, x)
     bad, ok = None, tf.constant(True)
     if poison_in_counts():  # XLA: a per-entry flag, computed with the region index, counted in slot M + 1
-        bad = tf.logical_not(finite)
+        bad = tf.logical_not(finite) if valid is None else tf.logical_not(finite) & valid
     else:
         ok = tf.reduce_all(finite if valid is None else finite | tf.logical_not(valid))
     per_entry_loss, per_entry_grad = _asl1_terms(d, mu)
-    ind = region_index(tf.abs(per_entry_grad), bins, valid, bad)
+    ind = region_index(tf.abs(per_entry_grad), bins, valid)
     # d ASL1(x - t) / dt = -d ASL1 / dd (spec.md 5), for a target the tape may watch
-    return per_entry_loss, per_entry_grad, ind, ok, valid, (target, -per_entry_grad)
+    return per_entry_loss, per_entry_grad, ind, ok, valid, (target, -per_entry_grad), bad
 
 
 def ghm_r_loss(

@@ -32,17 +32,27 @@ def test_jax_region_counts_are_exact(bins, poison):
 @pytest.mark.parametrize("bins", BINS)
 @pytest.mark.parametrize("poison", [False, True], ids=["spare slot", "poison slot"])
 def test_tf_xla_region_counts_are_exact(bins, poison):
+    """impl_tf takes the poison flag per entry (``bad``) beside region indices that never hold
+    M + 1 (the weights' gather reads those): a flagged entry counts in M + 1, not in its region."""
     tf = pytest.importorskip("tensorflow")
     from impl_tf._harmonize import region_counts
 
+    def args(ind):
+        if not poison:
+            return (tf.constant(ind),)
+        flagged = ind == bins + 1
+        return tf.constant(np.where(flagged, 0, ind).astype(np.int32)), tf.constant(flagged)
+
+    def count(i, bad=None):
+        return region_counts(i, bins, bad)
+
     for n in SIZES:
         ind = _indices(n, bins, poison)
-        counted = tf.function(lambda i: region_counts(i, bins, poison), jit_compile=True)  # static size: tail path
+        counted = tf.function(count, jit_compile=True)  # static size: tail path
         np.testing.assert_array_equal(
-            counted(tf.constant(ind)).numpy(), np.bincount(ind, minlength=bins + 1 + poison), err_msg=f"{n} entries"
+            counted(*args(ind)).numpy(), np.bincount(ind, minlength=bins + 1 + poison), err_msg=f"{n} entries"
         )
-    unknown = tf.function(
-        lambda i: region_counts(i, bins, poison), jit_compile=True, input_signature=[tf.TensorSpec([None], tf.int32)]
-    )  # unknown size: padded path
+    signature = [tf.TensorSpec([None], tf.int32)] + ([tf.TensorSpec([None], tf.bool)] if poison else [])
+    unknown = tf.function(count, jit_compile=True, input_signature=signature)  # unknown size: padded path
     ind = _indices(100003, bins, poison)
-    np.testing.assert_array_equal(unknown(tf.constant(ind)).numpy(), np.bincount(ind, minlength=bins + 1 + poison))
+    np.testing.assert_array_equal(unknown(*args(ind)).numpy(), np.bincount(ind, minlength=bins + 1 + poison))
