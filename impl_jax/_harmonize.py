@@ -47,23 +47,21 @@ def count_dtype():
     return jnp.int64 if x64_enabled() else jnp.int32
 
 
-def region_index(g: jax.Array, bins: int, valid: jax.Array | None = None, bad: jax.Array | None = None) -> jax.Array:
+def region_index(g: jax.Array, bins: int, valid: jax.Array | None = None) -> jax.Array:
     """ind(g) = min(floor(g * M), M - 1), with g = 1 in the last region (spec.md 2.3); ``g`` >= 0.
     A NaN or infinite g (only in a poisoned batch) lands in the last region, never out of range;
-    entries not ``valid`` go to the spare region M, valid entries flagged ``bad`` (they poison the
-    batch) to the slot M + 1, which ``harmonized_loss`` reads from the histogram: the per-entry
-    check is computed in the loop that forms the index, not in a reduction pass of its own."""
+    entries not ``valid`` go to the spare region M."""
     g = jnp.where(g <= 1.0, g, 1.0)  # NaN <= 1 is False
     ind = jnp.minimum((g * bins).astype(jnp.int32), bins - 1)  # truncation == floor for g >= 0
-    if bad is not None:
-        ind = jnp.where(bad, bins + 1, ind)
     return ind if valid is None else jnp.where(valid, ind, bins)
 
 
-def region_counts(ind: jax.Array, bins: int, poison_slot: bool = False) -> jax.Array:
+def region_counts(ind: jax.Array, bins: int, bad: jax.Array | None = None) -> jax.Array:
     """R_j as exact integer counts, length bins + 1 (the last slot counts the masked entries), or
-    bins + 2 with ``poison_slot`` (the last counts the entries ``region_index`` flagged bad).
-    A call too large for the count dtype is refused when it is traced (its size is static)."""
+    bins + 2 with a per-entry flag ``bad`` (valid entries that poison the batch): the last slot
+    counts them, in place of their regions, so the check is computed in the loop that forms the
+    histogram's codes, not in a reduction pass of its own. A call too large for the count dtype is
+    refused when it is traced (its size is static)."""
     dtype = count_dtype()
     if ind.size > jnp.iinfo(dtype).max:
         raise ValueError(
@@ -71,8 +69,10 @@ def region_counts(ind: jax.Array, bins: int, poison_slot: bool = False) -> jax.A
             f"({jnp.iinfo(dtype).max}); enable 64-bit counts with "
             f"jax.config.update('jax_enable_x64', True), or split the call"
         )
+    if bad is not None:
+        ind = jnp.where(bad, bins + 1, ind)
     flat = ind.reshape(-1)
-    slots = bins + 1 + int(poison_slot)
+    slots = bins + 1 + int(bad is not None)
     k = max(j for j in (1, 2, 3, 4) if j == 1 or slots**j <= _PACKED_SLOTS)
     body = flat.size - flat.size % k
     if k == 1 or flat.size < _PACKED_MIN:  # small: the plain scatter is quick, and quicker to compile
@@ -203,6 +203,15 @@ def _accurate_sum(values: jax.Array) -> jax.Array:
     return jnp.sum(rows.astype(jnp.float64 if x64_enabled() else rows.dtype)).astype(values.dtype)
 
 
+def _materialized(table: jax.Array) -> jax.Array:
+    """``table`` computed once, before the per-entry gather reads it: XLA would otherwise fuse the
+    table's computation (a division and the count sums) into the gather's loop, per entry. An
+    identity scatter, which XLA does not fuse into its consumers (``lax.optimization_barrier``
+    would not do: XLA's CPU pipeline removes barriers before fusion)."""
+    slots = jnp.arange(table.shape[0])
+    return jnp.zeros_like(table).at[slots].add(table, mode="promise_in_bounds", unique_indices=True)
+
+
 def harmonized_loss(
     pred,
     target,
@@ -212,6 +221,7 @@ def harmonized_loss(
     ind,
     ok,
     valid,
+    bad,
     *,
     bins,
     momentum,
@@ -222,14 +232,16 @@ def harmonized_loss(
     diagnose=None,
 ):
     """Eqs. (11) / (19): loss_weight * reduction(beta_i * L_i), its gradients attached. Masked
-    entries' products are 0 whatever NaN or Inf they hold. ``ind`` holds the poisoning entries in
-    the slot bins + 1 (``region_index(..., bad=...)``): the batch is ok when ``ok`` and that slot
-    is empty. Returns (loss, new_state), and the diagnostics of spec.md 13 as a third value when
-    ``diagnose`` (``_diagnostics.collector``) is given."""
+    entries' products are 0 whatever NaN or Inf they hold. ``bad`` flags, per entry, the valid
+    entries that poison the batch (or is None): the histogram counts them in the slot bins + 1, and
+    the batch is ok when ``ok`` and that slot is empty. Returns (loss, new_state), and the
+    diagnostics of spec.md 13 as a third value when ``diagnose`` (``_diagnostics.collector``) is
+    given."""
     dtype = per_entry_loss.dtype
-    counts = region_counts(ind, bins, poison_slot=True)
-    ok = ok & (counts[bins + 1] == 0)
-    counts = counts[: bins + 1]
+    counts = region_counts(ind, bins, bad)
+    if bad is not None:
+        ok = ok & (counts[bins + 1] == 0)
+        counts = counts[: bins + 1]
     beta, new_ema, new_initialized, n_valid = harmonize(
         counts,
         ok,
@@ -244,9 +256,9 @@ def harmonized_loss(
     scale = jnp.asarray(loss_weight, dtype)
     if reduction == "mean":
         scale = scale / jnp.maximum(n_valid, 1).astype(dtype)
-    # + the poison slot's weight; ind is in [0, bins + 1] by construction: no bounds check per entry
-    table = jnp.concatenate([beta * scale, jnp.full((1,), jnp.nan, dtype)])
-    w = table.at[ind].get(mode="promise_in_bounds")
+    # ind is in [0, bins] by construction: no bounds check per entry. It holds no poison slot (a
+    # poisoned batch's beta is NaN in every region), so the gather does not recompute the check.
+    w = _materialized(beta * scale).at[ind].get(mode="promise_in_bounds")
 
     def weigh(terms):
         return w * terms if valid is None else jnp.where(valid, w * terms, 0.0)

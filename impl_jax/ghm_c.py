@@ -105,8 +105,9 @@ def ghm_c_loss(
     t, ok, check_range = _targets(pred, jax.lax.stop_gradient(target), valid, dtype)
     entry_ok = jnp.isfinite(x) & ((t >= 0) & (t <= 1) if check_range else True)
     per_entry_grad, per_entry_loss = cross_entropy_grad(x, t), cross_entropy(x, t)
-    # Eq. (3); a valid entry that is not entry_ok poisons the batch: counted in the slot bins + 1
-    ind = region_index(jnp.abs(per_entry_grad), bins, valid, bad=~entry_ok)
+    ind = region_index(jnp.abs(per_entry_grad), bins, valid)  # Eq. (3)
+    # a valid entry that is not entry_ok poisons the batch: counted in the slot bins + 1
+    bad = ~entry_ok if valid is None else valid & ~entry_ok
     return harmonized_loss(
         pred,
         target,
@@ -116,6 +117,7 @@ def ghm_c_loss(
         ind,
         ok,
         valid,
+        bad,
         bins=bins,
         momentum=momentum,
         dialect=dialect,

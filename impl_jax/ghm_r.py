@@ -76,7 +76,8 @@ def ghm_r_loss(
     ok = jnp.ones((), bool)  # a valid non-finite residual poisons the batch: counted in the slot bins + 1
     per_entry_loss, per_entry_grad = _asl1_terms(jnp.where(finite, d, 0.0), mu)
     per_entry_loss = jnp.where(finite, per_entry_loss, jnp.nan)
-    ind = region_index(jnp.abs(per_entry_grad), bins, valid, bad=~finite)
+    ind = region_index(jnp.abs(per_entry_grad), bins, valid)
+    bad = ~finite if valid is None else valid & ~finite
     return harmonized_loss(
         pred,
         target,
@@ -86,6 +87,7 @@ def ghm_r_loss(
         ind,
         ok,
         valid,
+        bad,
         bins=bins,
         momentum=momentum,
         dialect=dialect,
