@@ -72,8 +72,12 @@ def _compiler() -> str | None:
 
 # Tried in order: OpenMP (torch's own runtime: the library's libgomp.so.1 is the one torch has
 # loaded) with vector math from glibc's libmvec (expf, log1pf: glibc >= 2.35), without libmvec,
-# without OpenMP (one thread), without -march=native.
+# without OpenMP (one thread), without -march=native. On x86 the first also asks for 512-bit
+# vectors where the CPU has them (GCC and Clang default to 256 bits on AVX-512 CPUs; the forward
+# loop, bound by expf and log1pf, is about 10% faster with 512); elsewhere the flag is unknown.
+_WIDE = ["-mprefer-vector-width=512"] if platform.machine().lower() in ("x86_64", "amd64") else []
 _FLAVOURS = (
+    ["-march=native", *_WIDE, "-fopenmp", "-DGHM_MVEC"],
     ["-march=native", "-fopenmp", "-DGHM_MVEC"],
     ["-march=native", "-fopenmp"],
     ["-march=native", "-fopenmp-simd"],
