@@ -280,18 +280,24 @@ def weights_table(
     sync_density: bool = False,
     process_group=None,
     details: bool = False,
+    opaque: bool = True,
 ):
     """beta_j * scale per region from the counts (bins + 1: the last, the masked entries', 0), with
     scale = loss_weight (/ N for "mean"; times the world size W with ``sync_density``, spec.md 11).
     Returns (table, new_state, new_initialized), and with ``details`` a fourth value
-    (counts, ok, beta, n_valid), the counts and validity global under ``sync_density``."""
+    (counts, ok, beta, n_valid), the counts and validity global under ``sync_density``.
+    ``opaque``: under torch.compile, ``harmonize`` is one opaque op (``_harmonize_compiled``), so
+    that inductor does not inline it into a per-entry loop that reads the table; the fused
+    kernels' callers, whose per-entry loops are the kernels, pass False and let inductor compile
+    it (one small fused kernel instead of a dozen eager ops)."""
     workers = 1
     if sync_density:
         from ._distributed import sum_counts, world_size
 
         workers = world_size(process_group)
         counts, ok = sum_counts(counts, ok, bins, process_group)
-    beta, new_state, new_initialized, n_valid = (_harmonize_compiled if torch.compiler.is_compiling() else harmonize)(
+    opaque = opaque and torch.compiler.is_compiling()
+    beta, new_state, new_initialized, n_valid = (_harmonize_compiled if opaque else harmonize)(
         counts, ok, bins=bins, momentum=momentum, dialect=dialect, dtype=dtype, state=state, initialized=initialized
     )
     scale = loss_weight * workers if reduction != "none" else loss_weight
@@ -498,6 +504,7 @@ def native_loss(
             initialized=initialized,
             sync_density=sync_density,
             process_group=process_group,
+            opaque=False,
         )
         table = torch.cat([table, table.new_full((1,), torch.nan)])  # the poison slot's weight
         if reduction == "none":
