@@ -290,10 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", type=int, default=None, help="entries per call. Default: 4,000,000 (C), 1,600,000 (R)")
     ap.add_argument("--bins", type=int, default=None, help="Default: 30 (C), 10 (R)")
     ap.add_argument("--momentum", type=float, default=0.0, help="Default: 0")
-    ap.add_argument("--rounds", type=int, default=12, help="rounds per side and group. Default: 12")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per side and group. Default: 12 (3 with --quick)")
     ap.add_argument("--reps", type=int, default=5, help="forward + backward passes of each loss per round. Default: 5")
     ap.add_argument(
-        "--quick", action="store_true", help="smoke run: torch eager, GHM-C, 100,000 entries, 3 rounds of 3 passes"
+        "--quick",
+        action="store_true",
+        help="smoke run: torch eager, GHM-C, 100,000 entries, 3 rounds (unless --rounds says) of 3 passes",
     )
     ap.add_argument(
         "--threads",
@@ -305,8 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fail-on-regression", action="store_true", help="exit status 1 when a row says regression")
     args = ap.parse_args(argv)
     if args.quick:
-        args.groups, args.losses, args.rounds, args.reps = "torch-eager", "c", 3, 3
+        args.groups, args.losses, args.reps = "torch-eager", "c", 3
+        args.rounds = args.rounds or 3
         args.entries = args.entries or 100_000
+    args.rounds = 12 if args.rounds is None else args.rounds
     groups = ["torch-eager", "torch-compiled", "tf-XLA", "jax-jit"] if args.groups == "all" else args.groups.split(",")
     unknown = [g for g in groups if g not in GROUPS] + [k for k in args.losses.split(",") if k not in HEADLINE]
     if unknown:
