@@ -174,10 +174,12 @@ def available() -> bool:
     return _switch[0] and library() is not None
 
 
-def serves(pred: torch.Tensor, bins: int) -> bool:
-    """Whether the kernels take this call: float32 CPU pred, contiguous, bins <= 254, built."""
+def serves(pred: torch.Tensor, bins: int, *, diagnostics: bool = False) -> bool:
+    """Whether the kernels take this call: float32 CPU pred, contiguous, bins <= 254, built, and no
+    diagnostics asked for (their hook lives in the pure-torch path)."""
     return (
-        pred.device.type == "cpu"
+        not diagnostics
+        and pred.device.type == "cpu"
         and pred.dtype == torch.float32
         and bins <= MAX_BINS
         and pred.numel() > 0

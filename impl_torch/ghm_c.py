@@ -233,7 +233,7 @@ class GHMCLoss(GHMLossBase):
         ``reduction_override`` replaces ``reduction`` for this call."""
         reduction = self._reduction(reduction_override)
         check_tensor("pred", pred, allowed=(FLOATING,))
-        if not self.diagnostics and serves(pred, self.bins):  # the diagnostics hook lives in the pure-torch path
+        if serves(pred, self.bins, diagnostics=self.diagnostics):
             x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, self.bins)
             return self._native(pred, x, t, ind, counts, sums, ok, kind="c", reduction=reduction, target=target)
         per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, self.bins)
@@ -267,7 +267,7 @@ def ghm_c_loss(
     ``diagnostics=True`` returns ``(loss, Diagnostics)`` (spec.md 13), else the loss."""
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     check_tensor("pred", pred, allowed=(FLOATING,))
-    if not diagnostics and serves(pred, bins):  # the diagnostics hook lives in the pure-torch path
+    if serves(pred, bins, diagnostics=diagnostics):
         x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, bins)
         loss, _, _ = native_loss(
             pred,

@@ -76,9 +76,9 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
     return per_entry_loss, per_entry_grad, ind, ok, per_entry_target_grad
 
 
-def _serves(pred: torch.Tensor, mu, bins: int) -> bool:
+def _serves(pred: torch.Tensor, mu, bins: int, diagnostics: bool) -> bool:
     """The fused kernels take a concrete mu only (under torch.compile(dynamic=True) it may be symbolic)."""
-    return isinstance(mu, float) and serves(pred, bins)
+    return isinstance(mu, float) and serves(pred, bins, diagnostics=diagnostics)
 
 
 def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, mu: float, bins: int):
@@ -167,7 +167,7 @@ class GHMRLoss(GHMLossBase):
         ``reduction_override`` replaces ``reduction`` for this call."""
         reduction = self._reduction(reduction_override)
         check_tensor("pred", pred, allowed=(FLOATING,))
-        if not self.diagnostics and _serves(pred, self.mu, self.bins):  # diagnostics: the pure-torch path
+        if _serves(pred, self.mu, self.bins, self.diagnostics):
             x, t, ind, counts, sums = _prepare_native(pred, target, label_weight, self.mu, self.bins)
             return self._native(
                 pred, x, t, ind, counts, sums, None, kind="r", mu=self.mu, reduction=reduction, target=target
@@ -207,7 +207,7 @@ def ghm_r_loss(
     check_mu(mu)
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     check_tensor("pred", pred, allowed=(FLOATING,))
-    if not diagnostics and _serves(pred, mu, bins):  # diagnostics: the pure-torch path
+    if _serves(pred, mu, bins, diagnostics):
         x, t, ind, counts, sums = _prepare_native(pred, target, label_weight, mu, bins)
         loss, _, _ = native_loss(
             pred,

@@ -51,6 +51,7 @@ def test_kernels_are_built_where_a_c_compiler_exists():
     assert not _native.serves(torch.zeros(3, 2, dtype=torch.float64), 30), "float64 takes the pure path"
     assert not _native.serves(torch.zeros(3, 2).t(), 30), "a non-contiguous pred takes the pure path"
     assert not _native.serves(torch.zeros(3, 2), 255), "255 regions and two spare slots do not fit a byte"
+    assert not _native.serves(torch.zeros(3, 2), 30, diagnostics=True), "the diagnostics hook lives in the pure path"
 
 
 def _away_from_edges_c(x, t, bins):
