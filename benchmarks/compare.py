@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.groups, args.losses, args.reps = "torch-eager", "c", 3
-        args.rounds = args.rounds or 3
+        args.rounds = 3 if args.rounds is None else args.rounds
         args.entries = args.entries or 100_000
     args.rounds = 12 if args.rounds is None else args.rounds
     groups = ["torch-eager", "torch-compiled", "tf-XLA", "jax-jit"] if args.groups == "all" else args.groups.split(",")

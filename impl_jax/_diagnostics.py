@@ -82,7 +82,7 @@ def collect(
     dtype = beta.dtype
     flat = ind.reshape(-1)
     norms = jnp.abs(per_entry_grad).reshape(-1)  # |dL_i/dx_i|: g (GHM-C) or gr (GHM-R)
-    plain = jnp.zeros((bins + 2,), dtype).at[flat].add(norms)[:bins]  # + the masked and the poison slots
+    plain = jnp.zeros((bins + 1,), dtype).at[flat].add(norms)[:bins]  # + the masked entries' slot
     if reduction == "mean":
         plain = plain / jnp.maximum(n_valid, 1).astype(dtype)
     r = counts[:bins]

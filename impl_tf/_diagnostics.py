@@ -93,7 +93,7 @@ def collect(
     dtype = beta.dtype
     flat = tf.reshape(ind, [-1])
     norms = tf.reshape(tf.abs(per_entry_grad), [-1])  # |dL_i/dx_i|: g (GHM-C) or gr (GHM-R)
-    plain = tf.math.unsorted_segment_sum(norms, flat, bins + 2)[:bins]  # + the masked and the poison slots
+    plain = tf.math.unsorted_segment_sum(norms, flat, bins + 1)[:bins]  # + the masked entries' slot
     if reduction == "mean":
         plain = plain / tf.cast(tf.maximum(n_valid, 1), dtype)
     r = counts[:bins]
