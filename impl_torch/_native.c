@@ -37,26 +37,25 @@ enum { LW_NONE = 0, LW_F32 = 1, LW_U8 = 2, LW_F32_ROW = 3, LW_U8_ROW = 4 };
 
 /* w > 0 on the weight's bits (spec.md 1): a subnormal positive weight is valid even when the
  * thread flushes subnormals to zero (torch.set_flush_denormal(True) sets DAZ, under which a
- * float comparison reads 1e-40 as 0). Positive, not NaN: 0 < bits <= bits(+inf). */
-static inline uint8_t positive_f32(const float *w) {
-    uint32_t bits;
-    memcpy(&bits, w, sizeof bits);
-    return bits != 0 && bits <= 0x7f800000u;
-}
+ * float comparison reads 1e-40 as 0). Positive, not NaN: 0 < bits <= bits(+inf), which is
+ * bits - 1 < bits(+inf) unsigned: one compare, so the entry loops that test it stay vector loops. */
+static inline int positive_bits(uint32_t bits) { return bits - 1u < 0x7f800000u; }
 
+/* float32 weights read as their bits; may_alias: the buffer holds floats. */
+typedef uint32_t __attribute__((may_alias)) bits32_t;
+
+/* The validity of a block of entries, for the label weights that the entry loops do not read
+ * themselves (all but per-entry float32). */
 static void valid_block(const void *lw, int kind, int64_t cols, int64_t start, int64_t m, uint8_t *v) {
     if (kind == LW_NONE) {
         memset(v, 1, (size_t)m);
-    } else if (kind == LW_F32) {
-        const float *w = (const float *)lw + start;
-        for (int64_t i = 0; i < m; i++) v[i] = positive_f32(w + i);
     } else if (kind == LW_U8) {
         const uint8_t *w = (const uint8_t *)lw + start;
         for (int64_t i = 0; i < m; i++) v[i] = w[i] != 0;
     } else {
         int64_t row = start / cols, col = start % cols;
         for (int64_t i = 0; i < m; i++) {
-            v[i] = kind == LW_F32_ROW ? positive_f32((const float *)lw + row) : ((const uint8_t *)lw)[row] != 0;
+            v[i] = kind == LW_F32_ROW ? positive_bits(((const bits32_t *)lw)[row]) : ((const uint8_t *)lw)[row] != 0;
             if (++col == cols) {
                 col = 0;
                 row++;
@@ -65,37 +64,75 @@ static void valid_block(const void *lw, int kind, int64_t cols, int64_t start, i
     }
 }
 
-/* Adds the block's counts and loss sums to the lanes' accumulators. */
-static void histogram_block(const uint8_t *ind, const float *loss, int64_t m, int64_t cnt[LANES][MAX_SLOTS],
-                            double sum[LANES][MAX_SLOTS]) {
+/* One slot's (loss sum, count) as a pair of doubles, updated by one vector add: one
+ * read-modify-write per entry, not two. A count held in a double is exact up to 2^53 entries a
+ * lane, far beyond a call's chunk (2^18 entries); it is converted to int64 as it leaves the kernel. */
+typedef double pair_t __attribute__((vector_size(16)));
+
+/* Lanes' rows are `stride` slots apart: a row of exactly 4096 bytes would make the lanes' slots
+ * alias each other in the CPU's store-to-load check (4K aliasing). */
+static inline int64_t lane_stride(int64_t slots) { return slots + 4; }
+
+/* Adds the block's losses and counts to the lanes' accumulators. */
+static void histogram_block(const uint8_t *ind, const float *loss, int64_t m, int64_t stride, pair_t *hist) {
     int64_t i = 0;
-    for (; i + LANES <= m; i += LANES)
+    for (; i + LANES <= m; i += LANES) {
+        uint8_t k[LANES]; /* a local copy: the stores below cannot alias it, so it is read once */
+        memcpy(k, ind + i, LANES);
         for (int l = 0; l < LANES; l++) {
-            cnt[l][ind[i + l]] += 1;
-            sum[l][ind[i + l]] += (double)loss[i + l];
+            const pair_t add = {(double)loss[i + l], 1.0};
+            hist[l * stride + k[l]] += add;
         }
+    }
     for (; i < m; i++) {
-        cnt[0][ind[i]] += 1;
-        sum[0][ind[i]] += (double)loss[i];
+        const pair_t add = {(double)loss[i], 1.0};
+        hist[ind[i]] += add;
     }
 }
 
-static void reduce_lanes(int64_t slots, int64_t cnt[LANES][MAX_SLOTS], double sum[LANES][MAX_SLOTS],
-                         int64_t *counts, double *sums) {
+static void reduce_lanes(int64_t slots, int64_t stride, const pair_t *hist, int64_t *counts, double *sums) {
     for (int64_t j = 0; j < slots; j++) {
-        int64_t c = 0;
-        double s = 0.0;
-        for (int l = 0; l < LANES; l++) {
-            c += cnt[l][j];
-            s += sum[l][j];
-        }
-        counts[j] = c;
-        sums[j] = s;
+        pair_t s = {0.0, 0.0};
+        for (int l = 0; l < LANES; l++) s += hist[l * stride + j];
+        sums[j] = s[0];
+        counts[j] = (int64_t)s[1];
     }
 }
 
 /* sigmoid(x) and softplus(-|x|) from one e = exp(-|x|): p = 1 / (1 + e) for x >= 0, e / (1 + e)
  * below; log(1 + e^-|x|) = log1p(e). */
+
+/* Valid flag of entry i: from the float32 weights' bits (w_bits, per entry) or from v. Called
+ * only with a constant `per_entry` from always-inline entry loops, so that each loop is one vector
+ * loop (a block-sized pass of its own over the weights costs more than the test inside the loop). */
+#define VALID(per_entry, w_bits, v, i) ((per_entry) ? positive_bits((w_bits)[i]) : (v)[i] != 0)
+
+/* GHM-C per entry over one block: region index (with the spare slots) and the loss to sum. */
+static inline __attribute__((always_inline)) void c_entries(const float *restrict x, const float *restrict t,
+                                                            const bits32_t *w_bits, const uint8_t *v, const int per_entry,
+                                                            int64_t m, int32_t bins, int32_t check_t,
+                                                            uint8_t *restrict ind, float *restrict loss) {
+    const float fb = (float)bins;
+#pragma omp simd
+    for (int64_t i = 0; i < m; i++) {
+        const float xi = x[i], ti = t[i];
+        const int valid = VALID(per_entry, w_bits, v, i);
+        const float e = expf(-fabsf(xi));
+        const float r = 1.0f / (1.0f + e);
+        const float p = xi >= 0.0f ? r : e * r;
+        float g = fabsf(p - ti);
+        g = g <= 1.0f ? g : 1.0f; /* NaN: 1 (such an entry is flagged bad below) */
+        int k = (int)(g * fb);    /* truncation == floor for g >= 0 */
+        k = k < bins - 1 ? k : bins - 1;
+        /* Eq. (1) as x (H(x) - t) + log(1 + e^-|x|): no cancellation (spec.md 8) */
+        const float ce = xi * ((xi > 0.0f ? 1.0f : 0.0f) - ti) + log1pf(e);
+        const int finite = fabsf(xi) <= FLT_MAX;
+        const int in_range = !check_t || (ti >= 0.0f && ti <= 1.0f);
+        k = valid ? (finite && in_range ? k : bins + 1) : bins;
+        ind[i] = (uint8_t)k;
+        loss[i] = valid ? ce : 0.0f; /* a masked entry's values are never summed */
+    }
+}
 
 /* GHM-C forward over entries [start, start + n) of the flattened inputs. counts / sums: bins + 2
  * slots (written, not accumulated). check_t: also flag a target outside [0, 1] (NaN included).
@@ -103,42 +140,22 @@ static void reduce_lanes(int64_t slots, int64_t cnt[LANES][MAX_SLOTS], double su
 int ghm_c_forward(const float *restrict x, const float *restrict t, const void *lw, int32_t lw_kind, int64_t cols, int64_t start,
                   int64_t n, int32_t bins, int32_t check_t, uint8_t *restrict ind, int64_t *counts, double *sums) {
     if (bins + 2 > MAX_SLOTS || bins < 1) return -1;
-    int64_t cnt[LANES][MAX_SLOTS];
-    double sum[LANES][MAX_SLOTS];
+    pair_t hist[LANES * (MAX_SLOTS + 4)];
     uint8_t v[BLOCK];
     float loss[BLOCK];
-    const int64_t slots = bins + 2;
-    for (int l = 0; l < LANES; l++) {
-        memset(cnt[l], 0, sizeof(int64_t) * (size_t)slots);
-        memset(sum[l], 0, sizeof(double) * (size_t)slots);
-    }
-    const float fb = (float)bins;
+    const int64_t slots = bins + 2, stride = lane_stride(slots);
+    memset(hist, 0, sizeof(pair_t) * (size_t)(LANES * stride));
     for (int64_t b = 0; b < n; b += BLOCK) {
-        const int64_t m = n - b < BLOCK ? n - b : BLOCK;
-        const float *xb = x + start + b, *tb = t + start + b;
-        uint8_t *ib = ind + start + b;
-        valid_block(lw, lw_kind, cols, start + b, m, v);
-#pragma omp simd
-        for (int64_t i = 0; i < m; i++) {
-            const float xi = xb[i], ti = tb[i];
-            const float e = expf(-fabsf(xi));
-            const float r = 1.0f / (1.0f + e);
-            const float p = xi >= 0.0f ? r : e * r;
-            float g = fabsf(p - ti);
-            g = g <= 1.0f ? g : 1.0f; /* NaN: 1 (such an entry is flagged bad below) */
-            int k = (int)(g * fb);    /* truncation == floor for g >= 0 */
-            k = k < bins - 1 ? k : bins - 1;
-            /* Eq. (1) as x (H(x) - t) + log(1 + e^-|x|): no cancellation (spec.md 8) */
-            const float ce = xi * ((xi > 0.0f ? 1.0f : 0.0f) - ti) + log1pf(e);
-            const int finite = fabsf(xi) <= FLT_MAX;
-            const int in_range = !check_t || (ti >= 0.0f && ti <= 1.0f);
-            k = v[i] ? (finite && in_range ? k : bins + 1) : bins;
-            ib[i] = (uint8_t)k;
-            loss[i] = v[i] ? ce : 0.0f; /* a masked entry's values are never summed */
+        const int64_t m = n - b < BLOCK ? n - b : BLOCK, at = start + b;
+        if (lw_kind == LW_F32) {
+            c_entries(x + at, t + at, (const bits32_t *)lw + at, NULL, 1, m, bins, check_t, ind + at, loss);
+        } else {
+            valid_block(lw, lw_kind, cols, at, m, v);
+            c_entries(x + at, t + at, NULL, v, 0, m, bins, check_t, ind + at, loss);
         }
-        histogram_block(ib, loss, m, cnt, sum);
+        histogram_block(ind + at, loss, m, stride, hist);
     }
-    reduce_lanes(slots, cnt, sum, counts, sums);
+    reduce_lanes(slots, stride, hist, counts, sums);
     return 0;
 }
 
@@ -185,45 +202,52 @@ void ghm_c_backward(const float *restrict x, const float *restrict t, const uint
 
 /* GHM-R, d = x - t: with s = max(|d|, mu), r = sqrt((d/s)^2 + (mu/s)^2) in [1, sqrt 2],
  * u = (d/s) / r = d / hypot(d, mu) (Eq. 18) and ASL1 = d u / (1 + (mu/s) / r) (Eq. 17, no
- * cancellation), as the compiled pure path; finite for every finite d. */
+ * cancellation), as the compiled pure path; finite for every finite d. Per entry over one block:
+ * region index and the loss to sum. */
+static inline __attribute__((always_inline)) void r_entries(const float *restrict x, const float *restrict t,
+                                                            const bits32_t *w_bits, const uint8_t *v, const int per_entry,
+                                                            int64_t m, int32_t bins, float mu, uint8_t *restrict ind,
+                                                            float *restrict loss) {
+    const float fb = (float)bins;
+#pragma omp simd
+    for (int64_t i = 0; i < m; i++) {
+        const int valid = VALID(per_entry, w_bits, v, i);
+        const float d = x[i] - t[i];
+        const int finite = fabsf(d) <= FLT_MAX;
+        const float dd = finite ? d : 0.0f;
+        const float s = fabsf(dd) > mu ? fabsf(dd) : mu;
+        const float ds = dd / s, ms = mu / s;
+        const float r = sqrtf(ds * ds + ms * ms);
+        const float u = ds / r;
+        float g = fabsf(u);
+        g = g <= 1.0f ? g : 1.0f;
+        int k = (int)(g * fb);
+        k = k < bins - 1 ? k : bins - 1;
+        k = valid ? (finite ? k : bins + 1) : bins;
+        ind[i] = (uint8_t)k;
+        loss[i] = valid ? (finite ? dd * u / (1.0f + ms / r) : NAN) : 0.0f;
+    }
+}
+
 int ghm_r_forward(const float *restrict x, const float *restrict t, const void *lw, int32_t lw_kind, int64_t cols, int64_t start,
                   int64_t n, int32_t bins, float mu, uint8_t *restrict ind, int64_t *counts, double *sums) {
     if (bins + 2 > MAX_SLOTS || bins < 1) return -1;
-    int64_t cnt[LANES][MAX_SLOTS];
-    double sum[LANES][MAX_SLOTS];
+    pair_t hist[LANES * (MAX_SLOTS + 4)];
     uint8_t v[BLOCK];
     float loss[BLOCK];
-    const int64_t slots = bins + 2;
-    for (int l = 0; l < LANES; l++) {
-        memset(cnt[l], 0, sizeof(int64_t) * (size_t)slots);
-        memset(sum[l], 0, sizeof(double) * (size_t)slots);
-    }
-    const float fb = (float)bins;
+    const int64_t slots = bins + 2, stride = lane_stride(slots);
+    memset(hist, 0, sizeof(pair_t) * (size_t)(LANES * stride));
     for (int64_t b = 0; b < n; b += BLOCK) {
-        const int64_t m = n - b < BLOCK ? n - b : BLOCK;
-        const float *xb = x + start + b, *tb = t + start + b;
-        uint8_t *ib = ind + start + b;
-        valid_block(lw, lw_kind, cols, start + b, m, v);
-#pragma omp simd
-        for (int64_t i = 0; i < m; i++) {
-            const float d = xb[i] - tb[i];
-            const int finite = fabsf(d) <= FLT_MAX;
-            const float dd = finite ? d : 0.0f;
-            const float s = fabsf(dd) > mu ? fabsf(dd) : mu;
-            const float ds = dd / s, ms = mu / s;
-            const float r = sqrtf(ds * ds + ms * ms);
-            const float u = ds / r;
-            float g = fabsf(u);
-            g = g <= 1.0f ? g : 1.0f;
-            int k = (int)(g * fb);
-            k = k < bins - 1 ? k : bins - 1;
-            k = v[i] ? (finite ? k : bins + 1) : bins;
-            ib[i] = (uint8_t)k;
-            loss[i] = v[i] ? (finite ? dd * u / (1.0f + ms / r) : NAN) : 0.0f;
+        const int64_t m = n - b < BLOCK ? n - b : BLOCK, at = start + b;
+        if (lw_kind == LW_F32) {
+            r_entries(x + at, t + at, (const bits32_t *)lw + at, NULL, 1, m, bins, mu, ind + at, loss);
+        } else {
+            valid_block(lw, lw_kind, cols, at, m, v);
+            r_entries(x + at, t + at, NULL, v, 0, m, bins, mu, ind + at, loss);
         }
-        histogram_block(ib, loss, m, cnt, sum);
+        histogram_block(ind + at, loss, m, stride, hist);
     }
-    reduce_lanes(slots, cnt, sum, counts, sums);
+    reduce_lanes(slots, stride, hist, counts, sums);
     return 0;
 }
 

@@ -89,11 +89,13 @@ def _weights(rng, shape, kind):
     if kind is None:
         return None
     per_anchor = kind.startswith("per-anchor")
-    w = rng.choice([1.0, 0.5, 0.0, -1.0, np.nan], size=shape[:-1] if per_anchor else shape, p=[0.6, 0.1, 0.1, 0.1, 0.1])
+    # the kernels test w > 0 on the bits: -0.0 is masked, +inf and a float32 subnormal are valid
+    values, p = [1.0, 0.5, 0.0, -1.0, np.nan, np.inf, -0.0, 1e-40], [0.5, 0.1, 0.1, 0.1, 0.1, 0.04, 0.03, 0.03]
+    w = rng.choice(values, size=shape[:-1] if per_anchor else shape, p=p)
     if kind.endswith("bool"):
         return torch.tensor(w > 0)
     if kind.endswith("int"):
-        return torch.tensor(np.nan_to_num(w * 2)).to(torch.int64)
+        return torch.tensor(np.nan_to_num(w * 2, posinf=3.0)).to(torch.int64)
     return torch.tensor(w).to(torch.float64 if kind.endswith("float64") else torch.float32)
 
 
