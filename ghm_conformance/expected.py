@@ -72,7 +72,13 @@ def _reference_deduped(case: Case, dialect: str) -> Expected:
     c = case.calls[0]
     assert np.all(c.label_weight > 0), "huge calls are drawn unmasked"
     pairs = np.stack([c.pred.ravel(), c.target.ravel()], axis=1)
-    distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    if pairs.dtype == np.float32:
+        # Distinct (pred, target) bit patterns, one uint64 each: a row-wise np.unique sorts rows as
+        # opaque bytes (20 s at 2^24 entries). By bits, -0.0 and 0.0 are two entries, each exact.
+        keys, inverse = np.unique(pairs.view(np.uint64).ravel(), return_inverse=True)
+        distinct = keys.view(np.float32).reshape(-1, 2)
+    else:
+        distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     g = gradient_norm(case.loss_kind, distinct[:, 0], distinct[:, 1], case.mu)
     ind = eq.region_index(g, case.bins)[inverse]

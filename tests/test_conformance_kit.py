@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from conftest import examples
@@ -794,3 +795,29 @@ def test_cli_default_target_checks_the_bundled_losses(tmp_path):
     assert all(f"| {name} |" in summary for name in names), summary
     assert all(not t["verdict"]["notes"] for t in doc["targets"]), "the bundled losses never read masked values"
     assert {t["verdict"]["dialect"] for t in doc["targets"]} == {"paper", "mmdet"}
+
+
+def _edges_and_neighbours(bins: int, k: int) -> list[float]:
+    edge = k / bins
+    below, above = float(np.nextafter(edge, 0.0)), float(np.nextafter(edge, 1.0))
+    return [edge, below, above, float(np.float32(k) / np.float32(bins))]
+
+
+@given(
+    bins=st.integers(1, 4096),
+    data=st.data(),
+)
+@example(bins=30, data=None)  # g = 1/2 at pred = 0: the large case's 2^24 entries
+def test_vectorized_exact_edge_test_equals_rational_arithmetic(bins, data):
+    """spec.md 8: g exactly on an edge k/M, decided for a whole call at once (the large case has
+    2^24 of them; one Fraction each took two minutes) and held to the rational definition."""
+    from ghm_conformance.input_class import on_grid, on_grid_exact
+
+    g = [0.5, 0.25, 2.0**-1074, 2.0**-60, 1.0 - 2.0**-53]
+    if data is not None:
+        k = data.draw(st.integers(1, max(bins - 1, 1)), label="k")
+        g += _edges_and_neighbours(bins, k) if bins > 1 else []
+        g += data.draw(st.lists(st.floats(0.0, 1.0, exclude_min=True, exclude_max=True), max_size=20), label="g")
+    got = on_grid(np.array(g), bins)
+    for value, fast in zip(g, got):
+        assert fast == on_grid_exact(value, bins), f"g = {value!r} ({value.hex()}), bins = {bins}: on_grid says {fast}"
