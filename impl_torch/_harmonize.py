@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import torch
 
@@ -458,14 +459,23 @@ class _NativeGradient(torch.autograd.Function):
         )
 
 
+class FusedForward(NamedTuple):
+    """What the fused kernels' forward (``_native.native_forward``) leaves for the loss: the float32
+    inputs it read (kept for the backward pass), the one-byte region index, the counts and the
+    per-region loss sums (each with the masked slot ``bins`` and the poison slot ``bins + 1``),
+    and ``ok``, a range check of class-index targets (None where the kernels check t themselves)."""
+
+    x: torch.Tensor
+    t: torch.Tensor
+    ind: torch.Tensor
+    counts: torch.Tensor
+    sums: torch.Tensor
+    ok: torch.Tensor | None = None
+
+
 def native_loss(
     pred: torch.Tensor,
-    x: torch.Tensor,
-    t: torch.Tensor,
-    ind: torch.Tensor,
-    counts: torch.Tensor,
-    sums: torch.Tensor,
-    ok: torch.Tensor | None,
+    fused: FusedForward,
     *,
     kind: str,
     mu: float,
@@ -480,13 +490,12 @@ def native_loss(
     process_group=None,
     target: torch.Tensor | None = None,
 ):
-    """Eqs. (11) / (19) from the fused kernels' forward (``_native.native_forward``: ``ind``,
-    ``counts`` and per-region loss sums ``sums``, each with the masked slot ``bins`` and the
-    poison slot ``bins + 1``): sum_i beta_i L_i = sum_j beta_j S_j, summed in float64. ``x`` /
-    ``t`` are the float32 inputs the kernels read (kept for the backward pass), ``target`` the
-    caller's target when it requires a gradient. Returns (loss, new_state, new_initialized)."""
+    """Eqs. (11) / (19) from the fused kernels' forward (``FusedForward``): sum_i beta_i L_i =
+    sum_j beta_j S_j, summed in float64. ``target`` is the caller's target, for its gradient.
+    Returns (loss, new_state, new_initialized)."""
     from ._native import native_backward
 
+    x, t, ind, counts, sums, ok = fused
     dtype = torch.float32
     with torch.no_grad():
         clean = counts[bins + 1] == 0

@@ -7,7 +7,7 @@ from torch import nn
 
 from . import _diagnostics
 from ._checks import check_hyper
-from ._harmonize import harmonized_loss, native_loss
+from ._harmonize import FusedForward, harmonized_loss, native_loss
 
 STATE_DTYPE = torch.float32  # spec.md section 8: the EMA state is float32 whatever the module is cast to
 _FLOAT32_BUFFERS = ("ema",) + _diagnostics.FLOAT_BUFFERS
@@ -105,10 +105,7 @@ class GHMLossBase(nn.Module):
         loss, new_state, new_initialized = out[:3]
         if self.diagnostics:  # every call, in eval() mode too: what the call did
             _diagnostics.store(self, out[3])
-        if self.momentum > 0.0 and self.training:
-            with torch.no_grad():
-                self.ema.copy_(new_state)
-                self.ema_initialized.copy_(new_initialized)
+        self._keep_state(new_state, new_initialized)
         return loss
 
     def last_diagnostics(self) -> _diagnostics.Diagnostics:
@@ -118,19 +115,12 @@ class GHMLossBase(nn.Module):
         Needs ``diagnostics=True``; zeros before the first call."""
         return _diagnostics.read(self)
 
-    def _native(
-        self, pred, x, t, ind, counts, sums, ok, *, kind: str, mu: float = 0.0, reduction: str, target=None
-    ) -> torch.Tensor:
+    def _native(self, pred, fused: FusedForward, *, mu: float = 0.0, reduction: str, target=None) -> torch.Tensor:
         """``_harmonized`` for the fused kernels' forward (``_native``)."""
         loss, new_state, new_initialized = native_loss(
             pred,
-            x,
-            t,
-            ind,
-            counts,
-            sums,
-            ok,
-            kind=kind,
+            fused,
+            kind=self.kind,
             mu=mu,
             bins=self.bins,
             momentum=self.momentum,
@@ -143,11 +133,15 @@ class GHMLossBase(nn.Module):
             process_group=self.process_group,
             target=target,
         )
+        self._keep_state(new_state, new_initialized)
+        return loss
+
+    def _keep_state(self, new_state, new_initialized) -> None:
+        """The EMA moves only in training with momentum (eval() calls read it, never write it)."""
         if self.momentum > 0.0 and self.training:
             with torch.no_grad():
                 self.ema.copy_(new_state)
                 self.ema_initialized.copy_(new_initialized)
-        return loss
 
     def extra_repr(self) -> str:
         return (

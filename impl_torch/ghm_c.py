@@ -17,7 +17,7 @@ from ._checks import (
     is_class_index_target,
     valid_mask,
 )
-from ._harmonize import harmonized_loss, native_loss, poison_in_counts, region_index
+from ._harmonize import FusedForward, harmonized_loss, native_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
 from ._native import native_forward, serves, weight_kind
 
@@ -124,8 +124,7 @@ def _prepare(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tenso
 def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, bins: int):
     """``_prepare`` for the fused kernels (``_native``; float32 CPU pred, ``serves``): the same
     checks, then one pass computing the region indices, the counts and the per-region loss sums.
-    Returns (x, t, ind, counts, sums, ok): the float32 inputs the kernels read, their outputs, and
-    the class indices' range check (None for other targets: the kernels check t themselves)."""
+    Returns the kernels' ``FusedForward``."""
     check_tensor("target", target, allowed=(FLOATING, BOOL, INTEGER))
     check_label_weight(label_weight, pred)
     with torch.no_grad():
@@ -137,7 +136,7 @@ def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torc
         x, t = pred.detach(), t.contiguous()
         lw, lw_kind = weight_kind(label_weight, pred)
         ind, counts, sums = native_forward(x, t, lw, lw_kind, bins, "c", check_t, 0.0)
-    return x, t, ind, counts, sums, ok
+    return FusedForward(x, t, ind, counts, sums, ok)
 
 
 class GHMCLoss(GHMLossBase):
@@ -234,8 +233,8 @@ class GHMCLoss(GHMLossBase):
         reduction = self._reduction(reduction_override)
         check_tensor("pred", pred, allowed=(FLOATING,))
         if serves(pred, self.bins, diagnostics=self.diagnostics):
-            x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, self.bins)
-            return self._native(pred, x, t, ind, counts, sums, ok, kind="c", reduction=reduction, target=target)
+            fused = _prepare_native(pred, target, label_weight, self.bins)
+            return self._native(pred, fused, reduction=reduction, target=target)
         per_entry_loss, per_entry_grad, ind, ok, scratch, target_grad = _prepare(pred, target, label_weight, self.bins)
         return self._harmonized(
             pred,
@@ -268,15 +267,9 @@ def ghm_c_loss(
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     check_tensor("pred", pred, allowed=(FLOATING,))
     if serves(pred, bins, diagnostics=diagnostics):
-        x, t, ind, counts, sums, ok = _prepare_native(pred, target, label_weight, bins)
         loss, _, _ = native_loss(
             pred,
-            x,
-            t,
-            ind,
-            counts,
-            sums,
-            ok,
+            _prepare_native(pred, target, label_weight, bins),
             kind="c",
             mu=0.0,
             bins=bins,

@@ -15,7 +15,7 @@ from ._checks import (
     compute_dtype,
     valid_mask,
 )
-from ._harmonize import harmonized_loss, native_loss, poison_in_counts, region_index
+from ._harmonize import FusedForward, harmonized_loss, native_loss, poison_in_counts, region_index
 from ._module import GHMLossBase
 from ._native import native_forward, serves, weight_kind
 
@@ -83,7 +83,7 @@ def _serves(pred: torch.Tensor, mu, bins: int, diagnostics: bool) -> bool:
 
 def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torch.Tensor | None, mu: float, bins: int):
     """``_prepare`` for the fused kernels (``_native``): the same checks, then one pass computing
-    the region indices, the counts and the per-region ASL1 sums. Returns (x, t, ind, counts, sums)."""
+    the region indices, the counts and the per-region ASL1 sums. Returns the kernels' ``FusedForward``."""
     check_tensor("target", target, allowed=(FLOATING,))
     check_shape("target", target, pred.shape)
     check_label_weight(label_weight, pred)
@@ -91,7 +91,7 @@ def _prepare_native(pred: torch.Tensor, target: torch.Tensor, label_weight: torc
         x, t = pred.detach(), target.detach().to(torch.float32).contiguous()
         lw, lw_kind = weight_kind(label_weight, pred)
         ind, counts, sums = native_forward(x, t, lw, lw_kind, bins, "r", False, mu)
-    return x, t, ind, counts, sums
+    return FusedForward(x, t, ind, counts, sums)
 
 
 class GHMRLoss(GHMLossBase):
@@ -168,10 +168,8 @@ class GHMRLoss(GHMLossBase):
         reduction = self._reduction(reduction_override)
         check_tensor("pred", pred, allowed=(FLOATING,))
         if _serves(pred, self.mu, self.bins, self.diagnostics):
-            x, t, ind, counts, sums = _prepare_native(pred, target, label_weight, self.mu, self.bins)
-            return self._native(
-                pred, x, t, ind, counts, sums, None, kind="r", mu=self.mu, reduction=reduction, target=target
-            )
+            fused = _prepare_native(pred, target, label_weight, self.mu, self.bins)
+            return self._native(pred, fused, mu=self.mu, reduction=reduction, target=target)
         per_entry_loss, per_entry_grad, ind, ok, target_grad = _prepare(pred, target, label_weight, self.mu, self.bins)
         return self._harmonized(
             pred,
@@ -208,15 +206,9 @@ def ghm_r_loss(
     check_hyper(bins=bins, momentum=0.0, dialect=dialect, reduction=reduction, loss_weight=loss_weight)
     check_tensor("pred", pred, allowed=(FLOATING,))
     if _serves(pred, mu, bins, diagnostics):
-        x, t, ind, counts, sums = _prepare_native(pred, target, label_weight, mu, bins)
         loss, _, _ = native_loss(
             pred,
-            x,
-            t,
-            ind,
-            counts,
-            sums,
-            None,
+            _prepare_native(pred, target, label_weight, mu, bins),
             kind="r",
             mu=mu,
             bins=bins,
