@@ -8,6 +8,7 @@ ulp) or put it exactly on one (pred = 0)."""
 import os
 import subprocess
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -265,3 +266,27 @@ def test_environment_switch_and_a_failed_build_fall_back_to_the_pure_path(tmp_pa
     )
     assert broken.stdout.split() == ["False", "True"], broken.stderr
     assert "could not be built" in broken.stderr, "a failed build says so (a RuntimeWarning), once"
+
+
+@pytest.mark.parametrize("flavour", range(len(_native._FLAVOURS)))
+def test_every_build_flavour_builds_and_computes_the_same_losses(flavour, tmp_path, monkeypatch):
+    """The fallback builds (no libmvec, no OpenMP, no -march=native) are what a machine without
+    them gets: each must compile this source and give the pure path's numbers too."""
+    flags = _native._FLAVOURS[flavour]
+    monkeypatch.setenv("GHM_LOSS_CACHE", str(tmp_path))
+    monkeypatch.setattr(_native, "_FLAVOURS", (flags,))
+    with warnings.catch_warnings(record=True):  # a flavour that does not build says so; checked below
+        lib = _native._build()
+    if lib is None and "-DGHM_MVEC" in flags:
+        pytest.skip(f"{flags}: no libmvec here")
+    assert lib is not None, f"{flags}: the kernels did not build"
+    monkeypatch.setattr(_native, "_lib", lib)
+    monkeypatch.setattr(_native, "_tried", True)
+    assert _native.library() is lib and _native.serves(torch.zeros(3, 2), 30)
+    rng = np.random.default_rng(flavour)
+    x, t = _c_inputs(rng, (300, 7), 30, "soft")
+    w = _weights(rng, (300, 7), "float32")
+    _assert_same(*_both(lambda: GHMCLoss(bins=30, momentum=0.75), x, t, w, "mean"), f"GHM-C, {flags}")
+    x, t = _r_inputs(rng, (300, 4), 10, 0.02)
+    w = _weights(rng, (300, 4), "per-anchor bool")
+    _assert_same(*_both(lambda: GHMRLoss(mu=0.02, bins=10), x, t, w, "sum"), f"GHM-R, {flags}")
