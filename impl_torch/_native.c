@@ -69,9 +69,10 @@ static void valid_block(const void *lw, int kind, int64_t cols, int64_t start, i
  * lane, far beyond a call's chunk (2^18 entries); it is converted to int64 as it leaves the kernel. */
 typedef double pair_t __attribute__((vector_size(16)));
 
-/* Lanes' rows are `stride` slots apart: a row of exactly 4096 bytes would make the lanes' slots
- * alias each other in the CPU's store-to-load check (4K aliasing). */
-static inline int64_t lane_stride(int64_t slots) { return slots + 4; }
+/* Lanes' rows are `stride` slots apart, LANE_PAD more than the slots: a row of exactly 4096 bytes
+ * would make the lanes' slots alias each other in the CPU's store-to-load check (4K aliasing). */
+#define LANE_PAD 4
+static inline int64_t lane_stride(int64_t slots) { return slots + LANE_PAD; }
 
 /* Adds the block's losses and counts to the lanes' accumulators. */
 static void histogram_block(const uint8_t *ind, const float *loss, int64_t m, int64_t stride, pair_t *hist) {
@@ -140,7 +141,7 @@ static inline __attribute__((always_inline)) void c_entries(const float *restric
 int ghm_c_forward(const float *restrict x, const float *restrict t, const void *lw, int32_t lw_kind, int64_t cols, int64_t start,
                   int64_t n, int32_t bins, int32_t check_t, uint8_t *restrict ind, int64_t *counts, double *sums) {
     if (bins + 2 > MAX_SLOTS || bins < 1) return -1;
-    pair_t hist[LANES * (MAX_SLOTS + 4)];
+    pair_t hist[LANES * (MAX_SLOTS + LANE_PAD)];
     uint8_t v[BLOCK];
     float loss[BLOCK];
     const int64_t slots = bins + 2, stride = lane_stride(slots);
@@ -232,7 +233,7 @@ static inline __attribute__((always_inline)) void r_entries(const float *restric
 int ghm_r_forward(const float *restrict x, const float *restrict t, const void *lw, int32_t lw_kind, int64_t cols, int64_t start,
                   int64_t n, int32_t bins, float mu, uint8_t *restrict ind, int64_t *counts, double *sums) {
     if (bins + 2 > MAX_SLOTS || bins < 1) return -1;
-    pair_t hist[LANES * (MAX_SLOTS + 4)];
+    pair_t hist[LANES * (MAX_SLOTS + LANE_PAD)];
     uint8_t v[BLOCK];
     float loss[BLOCK];
     const int64_t slots = bins + 2, stride = lane_stride(slots);
