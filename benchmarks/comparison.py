@@ -204,6 +204,12 @@ def extend_seeds(sizes, main: list[dict], seeds: int, *, jobs: int = 1) -> list[
     return out
 
 
+def ablation_setting(key: str, sizes, chosen_lr: float) -> det.Setting:
+    """The released setting at the main run's chosen rate, with the ablation's one change (which
+    may be the rate itself: AdamW's)."""
+    return replace(det.Setting(**sizes["setting"]), **{"lr": chosen_lr, **ABLATIONS[key].change})
+
+
 def run_ablations(keys: list[str], sizes, main: list[dict], *, jobs: int = 1) -> dict:
     """Each ablation's pairs with its one change, at each pair's chosen rate, on the main run's
     seeds; the runs of every ablation asked for share one pool of processes."""
@@ -212,7 +218,7 @@ def run_ablations(keys: list[str], sizes, main: list[dict], *, jobs: int = 1) ->
     for key in keys:
         for pair in ABLATIONS[key].pairs:
             base = chosen[name_of(pair)]
-            setting = replace(det.Setting(**sizes["setting"]), lr=base["chosen"], **ABLATIONS[key].change)
+            setting = ablation_setting(key, sizes, base["chosen"])
             tasks += [(key, pair, r0["seed"], setting) for r0 in base["runs"]]
     start = time.time()
     runs = _map([t[1:] for t in tasks], sizes, jobs)

@@ -222,3 +222,19 @@ def test_detector_benchmark_runs_at_a_tiny_size_and_keeps_the_rest_of_results(tm
     assert text.startswith("# Benchmark\n\nthe loss tables\n"), "the loss benchmark's tables must be kept"
     for row in ("## Per training iteration", "| torch eager |", "| keras eager |"):
         assert row in text, row
+
+
+def test_every_ablation_forms_its_setting():
+    """Each ablation is the released setting with one change at the main run's rate; AdamW's change
+    is the rate itself (it once collided with the main run's rate and never ran)."""
+    pytest.importorskip("torch")
+    from benchmarks import detection as det
+    from benchmarks.comparison import ABLATIONS, ablation_setting
+
+    sizes = det.QUICK
+    for key, ab in ABLATIONS.items():
+        setting = ablation_setting(key, sizes, chosen_lr=0.02)
+        for field, value in ab.change.items():
+            assert getattr(setting, field) == value, f"{key}: {field} is {getattr(setting, field)!r}, not {value!r}"
+        if "lr" not in ab.change:
+            assert setting.lr == 0.02, f"{key}: the main run's rate is kept"
