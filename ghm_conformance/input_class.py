@@ -11,8 +11,6 @@ class: their name says it.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
 from . import cases as cs
@@ -52,13 +50,8 @@ def on_grid(g: np.ndarray, bins: int) -> np.ndarray:
     m = (f * 2.0**53).astype(np.int64)  # exact: f in [0.5, 1) has 53 significant bits
     k = 53 - e
     twos_m = np.frexp((m & -m).astype(np.float64))[1] - 1  # m's lowest set bit, a power of two: exact
-    twos_bins = ((bins & -bins).bit_length() - 1) if bins > 0 else 0
+    twos_bins = (bins & -bins).bit_length() - 1  # bins >= 1
     return twos_m + twos_bins >= k
-
-
-def on_grid_exact(g: float, bins: int) -> bool:
-    """``on_grid`` for one value in rational arithmetic: the definition the vectorized test holds to."""
-    return (Fraction(g) * bins).denominator == 1
 
 
 def _grad_only_at_zero(outcome: Outcome, key, tol: float) -> bool:

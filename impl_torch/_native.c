@@ -135,31 +135,6 @@ static inline __attribute__((always_inline)) void c_entries(const float *restric
     }
 }
 
-/* GHM-C forward over entries [start, start + n) of the flattened inputs. counts / sums: bins + 2
- * slots (written, not accumulated). check_t: also flag a target outside [0, 1] (NaN included).
- * Returns 0, or -1 when bins + 2 > MAX_SLOTS. */
-int ghm_c_forward(const float *restrict x, const float *restrict t, const void *lw, int32_t lw_kind, int64_t cols, int64_t start,
-                  int64_t n, int32_t bins, int32_t check_t, uint8_t *restrict ind, int64_t *counts, double *sums) {
-    if (bins + 2 > MAX_SLOTS || bins < 1) return -1;
-    pair_t hist[LANES * (MAX_SLOTS + LANE_PAD)];
-    uint8_t v[BLOCK];
-    float loss[BLOCK];
-    const int64_t slots = bins + 2, stride = lane_stride(slots);
-    memset(hist, 0, sizeof(pair_t) * (size_t)(LANES * stride));
-    for (int64_t b = 0; b < n; b += BLOCK) {
-        const int64_t m = n - b < BLOCK ? n - b : BLOCK, at = start + b;
-        if (lw_kind == LW_F32) {
-            c_entries(x + at, t + at, (const bits32_t *)lw + at, NULL, 1, m, bins, check_t, ind + at, loss);
-        } else {
-            valid_block(lw, lw_kind, cols, at, m, v);
-            c_entries(x + at, t + at, NULL, v, 0, m, bins, check_t, ind + at, loss);
-        }
-        histogram_block(ind + at, loss, m, stride, hist);
-    }
-    reduce_lanes(slots, stride, hist, counts, sums);
-    return 0;
-}
-
 /* GHM-C backward (or the per-entry loss, for reduction "none") over [start, start + n).
  * grad_x_i = table[ind_i] (p_i - t_i) and grad_t_i = -table[ind_i] x_i (each skipped when its
  * pointer is NULL), loss_i = table[ind_i] L_i; 0 for masked entries (ind == bins). */
@@ -230,8 +205,13 @@ static inline __attribute__((always_inline)) void r_entries(const float *restric
     }
 }
 
-int ghm_r_forward(const float *restrict x, const float *restrict t, const void *lw, int32_t lw_kind, int64_t cols, int64_t start,
-                  int64_t n, int32_t bins, float mu, uint8_t *restrict ind, int64_t *counts, double *sums) {
+/* GHM-C (kind 0) or GHM-R (kind 1) forward over entries [start, start + n) of the flattened
+ * inputs: the kind's entry loop per block, then the block's histogram. counts / sums: bins + 2
+ * slots (written, not accumulated). check_t (GHM-C): also flag a target outside [0, 1] (NaN
+ * included). Returns 0, or -1 when bins + 2 > MAX_SLOTS. */
+int ghm_forward(int32_t kind, const float *restrict x, const float *restrict t, const void *lw, int32_t lw_kind,
+                int64_t cols, int64_t start, int64_t n, int32_t bins, int32_t check_t, float mu,
+                uint8_t *restrict ind, int64_t *counts, double *sums) {
     if (bins + 2 > MAX_SLOTS || bins < 1) return -1;
     pair_t hist[LANES * (MAX_SLOTS + LANE_PAD)];
     uint8_t v[BLOCK];
@@ -240,12 +220,17 @@ int ghm_r_forward(const float *restrict x, const float *restrict t, const void *
     memset(hist, 0, sizeof(pair_t) * (size_t)(LANES * stride));
     for (int64_t b = 0; b < n; b += BLOCK) {
         const int64_t m = n - b < BLOCK ? n - b : BLOCK, at = start + b;
-        if (lw_kind == LW_F32) {
-            r_entries(x + at, t + at, (const bits32_t *)lw + at, NULL, 1, m, bins, mu, ind + at, loss);
-        } else {
-            valid_block(lw, lw_kind, cols, at, m, v);
+        const int per_entry = lw_kind == LW_F32; /* constant per call site below: one vector loop each */
+        const bits32_t *w_bits = per_entry ? (const bits32_t *)lw + at : NULL;
+        if (!per_entry) valid_block(lw, lw_kind, cols, at, m, v);
+        if (kind == 0 && per_entry)
+            c_entries(x + at, t + at, w_bits, NULL, 1, m, bins, check_t, ind + at, loss);
+        else if (kind == 0)
+            c_entries(x + at, t + at, NULL, v, 0, m, bins, check_t, ind + at, loss);
+        else if (per_entry)
+            r_entries(x + at, t + at, w_bits, NULL, 1, m, bins, mu, ind + at, loss);
+        else
             r_entries(x + at, t + at, NULL, v, 0, m, bins, mu, ind + at, loss);
-        }
         histogram_block(ind + at, loss, m, stride, hist);
     }
     reduce_lanes(slots, stride, hist, counts, sums);
@@ -292,10 +277,8 @@ int ghm_forward_chunks(int32_t kind, const float *x, const float *t, const void 
 #endif
     for (int64_t k = 0; k < chunks; k++) {
         const int64_t start = k * chunk, size = n - start < chunk ? n - start : chunk;
-        status |= kind == 0 ? ghm_c_forward(x, t, lw, lw_kind, cols, start, size, bins, check_t, ind,
-                                            counts + k * slots, sums + k * slots)
-                            : ghm_r_forward(x, t, lw, lw_kind, cols, start, size, bins, mu, ind, counts + k * slots,
-                                            sums + k * slots);
+        status |= ghm_forward(kind, x, t, lw, lw_kind, cols, start, size, bins, check_t, mu, ind, counts + k * slots,
+                              sums + k * slots);
     }
     return status;
 }
